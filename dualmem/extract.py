@@ -1,0 +1,207 @@
+"""Extraction: new turns -> atomic dated facts -> ADD / UPDATE / DELETE / NOOP (Mem0 scheme).
+
+Two LLM calls per batch of new turns at most: one extracts candidate facts (with the 10
+most similar existing memories and the recent messages as context, as D-Mem's Mem0* does),
+one reconciles the candidates that have close neighbours (cosine > 0.8). Candidates with no
+close neighbour are added without asking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from .index.base import MemoryIndex
+from .llm.base import BaseLLM, ChatRequest
+from .prompts import extract_messages, reconcile_messages
+from .types import Memory, Scope, Turn, Usage
+
+__all__ = ["ExtractionResult", "Extractor", "raw_memories"]
+
+NEIGHBOUR_SIMILARITY = 0.8  # D-Mem: keep update neighbours with cosine > 0.8
+NEIGHBOURS = 5
+KNOWN_MEMORIES = 10
+RECENT_MESSAGES = 9
+
+
+class _Fact(BaseModel):
+    text: str = Field(min_length=1)
+    date: str | None = None
+    turns: list[int] = Field(default_factory=list)
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _date(cls, v: object) -> str | None:
+        # a malformed date is dropped, the fact is kept
+        if not isinstance(v, str):
+            return None
+        try:
+            return datetime.strptime(v.strip()[:10], "%Y-%m-%d").date().isoformat()
+        except ValueError:
+            return None
+
+    @field_validator("turns", mode="before")
+    @classmethod
+    def _turns(cls, v: object) -> list[int]:
+        if not isinstance(v, list):
+            return []
+        return [int(x) for x in v if isinstance(x, int | float) or (isinstance(x, str) and x.isdigit())]
+
+
+class ExtractReply(BaseModel):
+    facts: list[_Fact]
+
+
+class _Action(BaseModel):
+    fact: int
+    event: Literal["ADD", "UPDATE", "DELETE", "NOOP"]
+    id: str | None = None
+    text: str | None = None
+
+    @field_validator("event", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        return v.strip().upper() if isinstance(v, str) else v
+
+
+class ReconcileReply(BaseModel):
+    actions: list[_Action]
+
+
+@dataclass
+class ExtractionResult:
+    added: list[Memory] = field(default_factory=list)
+    updated: list[Memory] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    noop: int = 0
+    usage: Usage = field(default_factory=Usage)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def raw_memories(turns: list[Turn]) -> list[Memory]:
+    """`extract=False`: every turn is indexed as it is, dated by its timestamp."""
+    now = _now()
+    return [
+        Memory(
+            id=t.id,
+            text=f"{t.speaker or t.role}: {t.text}",
+            user_id=t.user_id,
+            agent_id=t.agent_id,
+            session_id=t.session_id,
+            source_turn_ids=[t.id],
+            created_at=now,
+            updated_at=now,
+            event_date=t.timestamp.date().isoformat(),
+            metadata={k: v for k, v in t.metadata.items() if isinstance(v, str | int | float)},
+        )
+        for t in turns
+        if t.text.strip()
+    ]
+
+
+class Extractor:
+    def __init__(self, llm: BaseLLM, index: MemoryIndex, *, batch_turns: int = 10) -> None:
+        self.llm = llm
+        self.index = index
+        self.batch_turns = batch_turns
+
+    async def run(self, new: list[Turn], recent: list[Turn], scope: Scope) -> ExtractionResult:
+        """Extract from `new` in batches; raises `LLMReplyError` if a reply stays malformed."""
+        result = ExtractionResult()
+        context = list(recent)
+        for start in range(0, len(new), self.batch_turns):
+            batch = new[start : start + self.batch_turns]
+            await self._batch(batch, context[-RECENT_MESSAGES:], scope, result)
+            context.extend(batch)
+        return result
+
+    async def _batch(
+        self, batch: list[Turn], recent: list[Turn], scope: Scope, result: ExtractionResult
+    ) -> None:
+        known = await asyncio.to_thread(
+            self.index.search, " ".join(t.text for t in batch), scope, KNOWN_MEMORIES
+        )
+        request = ChatRequest(
+            task="extract",
+            messages=extract_messages(
+                [t.render() for t in batch], [t.render() for t in recent],
+                [m.render() for m in known],
+            ),
+            max_tokens=512,
+        )
+        reply, usage = await self.llm.ajson(request, ExtractReply)
+        result.usage = result.usage + usage
+        facts = [f for f in reply.facts if f.text.strip()]
+        if not facts:
+            return
+        neighbours = await asyncio.to_thread(
+            self.index.nearest, [f.text for f in facts], scope, NEIGHBOURS
+        )
+        close = [[m for m in ns if (m.score or 0) > NEIGHBOUR_SIMILARITY] for ns in neighbours]
+        actions: dict[int, _Action] = {}
+        contested = [i for i, ns in enumerate(close) if ns]
+        if contested:
+            request = ChatRequest(
+                task="reconcile",
+                messages=reconcile_messages(
+                    [(facts[i].text, [(m.id, m.text) for m in close[i]]) for i in contested]
+                ),
+                max_tokens=512,
+            )
+            reply_r, usage = await self.llm.ajson(request, ReconcileReply)
+            result.usage = result.usage + usage
+            for a in reply_r.actions:
+                if 1 <= a.fact <= len(contested):
+                    actions[contested[a.fact - 1]] = a
+        await self._apply(batch, facts, close, actions, scope, result)
+
+    async def _apply(self, batch, facts, close, actions, scope: Scope, result) -> None:
+        now = _now()
+        upserts: list[Memory] = []
+        deletes: list[str] = []
+        for i, fact in enumerate(facts):
+            sources = [batch[n - 1].id for n in fact.turns if 1 <= n <= len(batch)]
+            sources = sources or [t.id for t in batch]
+            action = actions.get(i)
+            # an id the model invents (or copies from elsewhere) is never touched: only this
+            # fact's own neighbours, all from this scope, may be updated or deleted
+            target = next((m for m in close[i] if action and m.id == action.id), None)
+            event = action.event if action else "ADD"
+            if event in ("UPDATE", "DELETE") and target is None:
+                event = "ADD"
+            if event == "NOOP":
+                result.noop += 1
+            elif event == "DELETE":
+                deletes.append(target.id)
+                result.deleted.append(target.id)
+            elif event == "UPDATE":
+                merged = target.model_copy(update={
+                    "text": (action.text or fact.text).strip(),
+                    "source_turn_ids": sorted(set(target.source_turn_ids) | set(sources)),
+                    "updated_at": now,
+                    "event_date": fact.date or target.event_date,
+                    "score": None,
+                })
+                upserts.append(merged)
+                result.updated.append(merged)
+            else:
+                memory = Memory(
+                    id=str(uuid.uuid4()), text=fact.text.strip(), user_id=scope.user_id,
+                    agent_id=scope.agent_id, session_id=batch[0].session_id,
+                    source_turn_ids=sources, created_at=now, updated_at=now,
+                    event_date=fact.date,
+                )
+                upserts.append(memory)
+                result.added.append(memory)
+        if upserts:
+            await asyncio.to_thread(self.index.upsert, upserts)
+        if deletes:
+            await asyncio.to_thread(self.index.delete, deletes, scope)

@@ -1,0 +1,54 @@
+"""System 1: answer from the top retrieved memories in one LLM call, with token logprobs."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from .llm.base import BaseLLM, ChatRequest, Completion
+from .prompts import answer_messages
+from .types import Memory
+
+__all__ = ["FastResult", "answer_from", "clean_answer", "context_lines"]
+
+ANSWER_MAX_TOKENS = 32
+_PREFIX = re.compile(r"^\s*(answer|a)\s*[:\-]\s*", re.I)
+
+
+def clean_answer(text: str) -> str:
+    """First non-empty line, without an 'Answer:' prefix or wrapping quotes."""
+    for line in text.strip().splitlines():
+        line = _PREFIX.sub("", line).strip().strip('"').strip()
+        if line:
+            return line
+    return ""
+
+
+def context_lines(memories: list[Memory]) -> list[str]:
+    # chronological order reads better than rank order and helps "most recent wins"
+    ordered = sorted(memories, key=lambda m: (m.event_date or "", m.created_at))
+    return [m.render() for m in ordered]
+
+
+@dataclass
+class FastResult:
+    text: str
+    completion: Completion
+    seconds: float
+
+
+async def answer_from(
+    llm: BaseLLM, question: str, lines: list[str], *, task: str = "answer",
+    temperature: float = 0.0, label: str = "Memories", seed: int | None = 0,
+) -> FastResult:
+    """One answer call over context lines (memories or facts), logprobs on."""
+    start = time.perf_counter()
+    completion = await llm.acomplete(
+        ChatRequest(
+            task=task, messages=answer_messages(question, lines, label),
+            max_tokens=ANSWER_MAX_TOKENS, temperature=temperature, logprobs=True,
+            top_logprobs=5, seed=seed,
+        )
+    )
+    return FastResult(clean_answer(completion.text), completion, time.perf_counter() - start)

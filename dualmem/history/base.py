@@ -1,0 +1,51 @@
+"""The `HistoryStore` protocol every history backend implements."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from ..types import Scope, Turn
+
+__all__ = ["HistoryStore", "TurnQuery"]
+
+
+class TurnQuery(BaseModel):
+    """Which turns to list. The scope's partition is always applied; the rest narrows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scope: Scope
+    session_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    turn_ids: list[str] | None = None
+    limit: int | None = None
+
+
+@runtime_checkable
+class HistoryStore(Protocol):
+    """Append-only store of raw turns. Sync methods; callers run them off the event loop.
+
+    Contract: `append` is atomic (all turns or none) and idempotent by turn id within a
+    partition (a retried add does not duplicate); `list` returns turns of exactly one
+    scope, in insertion order; nothing is ever deleted except by `delete`.
+    """
+
+    def append(self, turns: list[Turn]) -> list[Turn]:
+        """Store turns in one transaction; returns the turns actually inserted."""
+        ...
+
+    def list(self, query: TurnQuery) -> list[Turn]: ...
+
+    def delete(self, scope: Scope) -> int:
+        """Delete every turn matching the scope; returns how many."""
+        ...
+
+    def scopes(self) -> list[Scope]:
+        """Every (user, agent, session) combination with stored turns."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,160 @@
+"""SQLite history store: stdlib sqlite3, WAL, one transaction per append."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+from ..errors import StorageError
+from ..types import Scope, Turn
+from .base import TurnQuery
+
+__all__ = ["SQLiteHistoryStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS turns (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    partition  TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    role       TEXT NOT NULL,
+    speaker    TEXT,
+    text       TEXT NOT NULL,
+    ts         TEXT NOT NULL,
+    user_id    TEXT,
+    agent_id   TEXT,
+    session_id TEXT,
+    metadata   TEXT NOT NULL DEFAULT '{}',
+    UNIQUE (partition, id)
+);
+CREATE INDEX IF NOT EXISTS turns_scope ON turns (partition, session_id, seq);
+"""
+
+
+class SQLiteHistoryStore:
+    """History in one SQLite file. Safe across threads and processes (WAL + busy timeout)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as e:
+            raise StorageError(
+                f"cannot open the history database at {self.path}: {e}. "
+                "Check that the data directory exists and is writable."
+            ) from e
+        self._local = threading.local()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    @contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        # one connection per thread: sqlite3 connections must not be shared across threads
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        try:
+            yield conn
+        except sqlite3.Error as e:
+            raise StorageError(f"history database error at {self.path}: {e}") from e
+
+    def append(self, turns: list[Turn]) -> list[Turn]:
+        inserted: list[Turn] = []
+        with self._conn() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for t in turns:
+                    part = Scope(user_id=t.user_id, agent_id=t.agent_id, session_id=t.session_id)
+                    cur = conn.execute(
+                        "INSERT OR IGNORE INTO turns (partition, id, role, speaker, text, ts,"
+                        " user_id, agent_id, session_id, metadata)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            part.partition, t.id, t.role, t.speaker, t.text,
+                            t.timestamp.isoformat(), t.user_id, t.agent_id, t.session_id,
+                            json.dumps(t.metadata, ensure_ascii=False),
+                        ),
+                    )
+                    if cur.rowcount:
+                        inserted.append(t.model_copy(update={"seq": cur.lastrowid}))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return inserted
+
+    def list(self, query: TurnQuery) -> list[Turn]:
+        sql, args = _where(query.scope)
+        if query.session_id is not None:
+            sql += " AND session_id = ?"
+            args.append(query.session_id)
+        if query.since is not None:
+            sql += " AND ts >= ?"
+            args.append(query.since.isoformat())
+        if query.until is not None:
+            sql += " AND ts <= ?"
+            args.append(query.until.isoformat())
+        if query.turn_ids is not None:
+            if not query.turn_ids:
+                return []
+            sql += f" AND id IN ({','.join('?' * len(query.turn_ids))})"
+            args.extend(query.turn_ids)
+        sql += " ORDER BY seq"
+        if query.limit is not None:
+            sql += " LIMIT ?"
+            args.append(query.limit)
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT seq, id, role, speaker, text, ts, user_id, agent_id, session_id, metadata"
+                f" FROM turns WHERE {sql}",
+                args,
+            ).fetchall()
+        return [
+            Turn(
+                seq=r[0], id=r[1], role=r[2], speaker=r[3], text=r[4],
+                timestamp=datetime.fromisoformat(r[5]), user_id=r[6], agent_id=r[7],
+                session_id=r[8], metadata=json.loads(r[9]),
+            )
+            for r in rows
+        ]
+
+    def delete(self, scope: Scope) -> int:
+        sql, args = _where(scope)
+        with self._conn() as conn:
+            return conn.execute(f"DELETE FROM turns WHERE {sql}", args).rowcount
+
+    def scopes(self) -> list[Scope]:
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT user_id, agent_id, session_id FROM turns"
+            ).fetchall()
+        return [Scope(user_id=u, agent_id=a, session_id=s) for u, a, s in rows]
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def _where(scope: Scope) -> tuple[str, list[object]]:
+    """The partition always, then every id the scope sets (exact match, parameterised)."""
+    sql = "partition = ?"
+    args: list[object] = [scope.partition]
+    for column in ("user_id", "agent_id", "session_id"):
+        value = getattr(scope, column)
+        if value is not None:
+            sql += f" AND {column} = ?"
+            args.append(value)
+    return sql, args

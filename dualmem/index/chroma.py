@@ -1,0 +1,256 @@
+"""Chroma memory index: one collection per partition, hybrid (dense + BM25) search.
+
+A partition (user, else agent, else session) gets its own collection, so a filter bug can
+never return another user's memories. `agent_id`/`session_id` narrow within a partition.
+Works with an embedded `PersistentClient` (default) or any Chroma client (`HttpClient`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import StorageError
+from ..types import Memory, Scope, human_date
+from .lexical import LexicalCache, rrf
+
+__all__ = ["ChromaMemoryIndex"]
+
+_PREFIX = "dualmem_"
+
+
+def _collection_name(partition: str) -> str:
+    return _PREFIX + hashlib.sha256(partition.encode()).hexdigest()[:32]
+
+
+def _scope_where(scope: Scope) -> dict[str, Any] | None:
+    clauses = [
+        {key: {"$eq": value}}
+        for key in ("user_id", "agent_id", "session_id")
+        if (value := getattr(scope, key)) is not None
+    ]
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def _allowed(scope: Scope):
+    wanted = {k: v for k in ("user_id", "agent_id", "session_id") if (v := getattr(scope, k))}
+    return lambda meta: all(meta.get(k) == v for k, v in wanted.items())
+
+
+def _to_metadata(m: Memory) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "source_turn_ids": json.dumps(m.source_turn_ids),
+        "created_at": m.created_at.isoformat(),
+        "updated_at": m.updated_at.isoformat(),
+        "extra": json.dumps(m.metadata, ensure_ascii=False),
+    }
+    for key in ("user_id", "agent_id", "session_id", "event_date"):
+        value = getattr(m, key)
+        if value is not None:  # chroma metadata values cannot be None
+            meta[key] = value
+    return meta
+
+
+def _from_chroma(id_: str, doc: str, meta: dict[str, Any], score: float | None = None) -> Memory:
+    return Memory(
+        id=id_,
+        text=doc,
+        user_id=meta.get("user_id"),
+        agent_id=meta.get("agent_id"),
+        session_id=meta.get("session_id"),
+        source_turn_ids=json.loads(meta.get("source_turn_ids", "[]")),
+        created_at=datetime.fromisoformat(meta["created_at"]),
+        updated_at=datetime.fromisoformat(meta["updated_at"]),
+        event_date=meta.get("event_date"),
+        score=score,
+        metadata=json.loads(meta.get("extra", "{}")),
+    )
+
+
+class ChromaMemoryIndex:
+    """The default `MemoryIndex`."""
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        client: Any = None,
+        embedding_function: Any = None,
+        hybrid: bool = True,
+    ) -> None:
+        import chromadb
+        from chromadb.config import Settings
+
+        from ..embed import MiniLMEmbedding
+
+        if client is None:
+            if path is None:
+                raise StorageError("ChromaMemoryIndex needs a path or a client")
+            try:
+                Path(path).mkdir(parents=True, exist_ok=True)
+                client = chromadb.PersistentClient(
+                    path=str(path), settings=Settings(anonymized_telemetry=False)
+                )
+            except Exception as e:  # chromadb raises many kinds for a bad directory
+                raise StorageError(f"cannot open the Chroma index at {path}: {e}") from e
+        self.client = client
+        self.embedding_function = embedding_function or MiniLMEmbedding()
+        self.hybrid = hybrid
+        self._lexical = LexicalCache()
+        self._collections: dict[str, Any] = {}
+
+    def _collection(self, scope: Scope, create: bool = True) -> Any | None:
+        part = scope.partition
+        col = self._collections.get(part)
+        if col is not None:
+            return col
+        name = _collection_name(part)
+        try:
+            if create:
+                col = self.client.get_or_create_collection(
+                    name,
+                    embedding_function=self.embedding_function,
+                    metadata={"hnsw:space": "cosine", "partition": part},
+                )
+            else:
+                names = {c if isinstance(c, str) else c.name for c in self.client.list_collections()}
+                if name not in names:
+                    return None
+                col = self.client.get_collection(name, embedding_function=self.embedding_function)
+        except Exception as e:
+            raise StorageError(f"Chroma collection for {part!r} unavailable: {e}") from e
+        self._collections[part] = col
+        return col
+
+    def upsert(self, memories: list[Memory]) -> None:
+        by_part: dict[str, list[Memory]] = {}
+        for m in memories:
+            scope = Scope(user_id=m.user_id, agent_id=m.agent_id, session_id=m.session_id)
+            by_part.setdefault(scope.partition, []).append(m)
+        for group in by_part.values():
+            first = group[0]
+            scope = Scope(user_id=first.user_id, agent_id=first.agent_id, session_id=first.session_id)
+            col = self._collection(scope)
+            # the stored document is the plain text; the embedding also sees the event date
+            col.upsert(
+                ids=[m.id for m in group],
+                documents=[m.text for m in group],
+                embeddings=self.embedding_function([m.render() for m in group]),
+                metadatas=[_to_metadata(m) for m in group],
+            )
+            self._lexical.invalidate(scope.partition)
+
+    def _rows(self, col: Any, scope: Scope, ids: list[str] | None = None, limit: int | None = None):
+        got = col.get(ids=ids, where=_scope_where(scope), limit=limit,
+                      include=["documents", "metadatas"])
+        return list(zip(got["ids"], got["documents"], got["metadatas"], strict=True))
+
+    def search(self, query: str, scope: Scope, k: int) -> list[Memory]:
+        col = self._collection(scope, create=False)
+        if col is None or k <= 0:
+            return []
+        count = col.count()
+        if count == 0:
+            return []
+        n = min(count, max(k * 2, 50))
+        q_emb = np.asarray(self.embedding_function([query])[0], dtype=np.float32)
+        res = col.query(query_embeddings=[q_emb], n_results=n, where=_scope_where(scope),
+                        include=["documents", "metadatas", "distances"])
+        dense = res["ids"][0]
+        rows = {
+            i: (d, m, 1.0 - dist)
+            for i, d, m, dist in zip(dense, res["documents"][0], res["metadatas"][0],
+                                     res["distances"][0], strict=True)
+        }
+        ranked = dense
+        if self.hybrid:
+            lexical = self._lexical.search(
+                scope.partition, count, lambda: self._load_all(col), query, _allowed(scope), n
+            )
+            ranked = rrf([dense, lexical])
+            missing = [i for i in ranked[:k] if i not in rows]
+            if missing:
+                got = col.get(ids=missing, include=["documents", "metadatas", "embeddings"])
+                for i, d, m, e in zip(got["ids"], got["documents"], got["metadatas"],
+                                      got["embeddings"], strict=True):
+                    rows[i] = (d, m, float(np.dot(q_emb, np.asarray(e, dtype=np.float32))))
+        return [_from_chroma(i, *rows[i]) for i in ranked[:k] if i in rows]
+
+    def _load_all(self, col: Any) -> tuple[list[str], list[str], list[dict]]:
+        got = col.get(include=["documents", "metadatas"])
+        docs = [
+            f"{human_date(m['event_date'])} {d}" if m.get("event_date") else d
+            for d, m in zip(got["documents"], got["metadatas"], strict=True)
+        ]
+        return got["ids"], docs, got["metadatas"]
+
+    def nearest(self, texts: list[str], scope: Scope, k: int) -> list[list[Memory]]:
+        col = self._collection(scope, create=False)
+        if col is None or not texts or col.count() == 0:
+            return [[] for _ in texts]
+        res = col.query(query_texts=texts, n_results=min(k, col.count()),
+                        where=_scope_where(scope),
+                        include=["documents", "metadatas", "distances"])
+        return [
+            [_from_chroma(i, d, m, 1.0 - dist) for i, d, m, dist in zip(*cols, strict=True)]
+            for cols in zip(res["ids"], res["documents"], res["metadatas"], res["distances"],
+                            strict=True)
+        ]
+
+    def get(self, ids: list[str], scope: Scope) -> list[Memory]:
+        col = self._collection(scope, create=False)
+        if col is None or not ids:
+            return []
+        return [_from_chroma(*row) for row in self._rows(col, scope, ids=ids)]
+
+    def list(self, scope: Scope, limit: int | None = None) -> list[Memory]:
+        col = self._collection(scope, create=False)
+        if col is None:
+            return []
+        memories = [_from_chroma(*row) for row in self._rows(col, scope, limit=limit)]
+        return sorted(memories, key=lambda m: m.created_at)
+
+    def delete(self, ids: list[str], scope: Scope) -> int:
+        found = self.get(ids, scope)
+        if found:
+            col = self._collection(scope)
+            col.delete(ids=[m.id for m in found])
+            self._lexical.invalidate(scope.partition)
+        return len(found)
+
+    def delete_scope(self, scope: Scope) -> int:
+        col = self._collection(scope, create=False)
+        if col is None:
+            return 0
+        ids = [row[0] for row in self._rows(col, scope)]
+        if ids:
+            col.delete(ids=ids)
+        if col.count() == 0:
+            self.client.delete_collection(col.name)
+            self._collections.pop(scope.partition, None)
+        self._lexical.invalidate(scope.partition)
+        return len(ids)
+
+    def reset(self) -> int:
+        names = [c if isinstance(c, str) else c.name for c in self.client.list_collections()]
+        ours = [n for n in names if n.startswith(_PREFIX)]
+        for name in ours:
+            self.client.delete_collection(name)
+        self._collections.clear()
+        self._lexical = LexicalCache()
+        return len(ours)
+
+    def count(self, scope: Scope) -> int:
+        col = self._collection(scope, create=False)
+        if col is None:
+            return 0
+        if _scope_where(scope) is None:
+            return col.count()
+        return len(col.get(where=_scope_where(scope), include=[])["ids"])

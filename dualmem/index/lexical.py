@@ -1,0 +1,97 @@
+"""BM25 over one partition's memories, cached, fused with dense results by RRF.
+
+Dense MiniLM alone finds 0.695 of LoCoMo dev evidence in the top 30 raw turns, BM25 0.660,
+their reciprocal-rank fusion 0.759: names, dates and rare words are where BM25 helps.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rank_bm25 import BM25Okapi
+
+__all__ = ["LexicalCache", "rrf", "tokenize"]
+
+_WORD = re.compile(r"\w+")
+_STOP = frozenset(
+    "a an and are as at be but by did do does for from had has have he her his i if in is it"
+    " its me my of on or our she so than that the their them they this to was we were what"
+    " when where which who whom why will with would you your".split()
+)
+
+
+def tokenize(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+
+
+@dataclass
+class _Entry:
+    stamp: tuple[int, int]
+    loaded: float
+    ids: list[str]
+    metas: list[dict]
+    bm25: BM25Okapi | None
+
+
+class LexicalCache:
+    """One BM25 index per partition, rebuilt when the partition changes.
+
+    A write through this process bumps the partition's version; writes by other processes
+    show up as a changed count, or at the latest after `ttl` seconds.
+    """
+
+    def __init__(self, ttl: float = 10.0) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, _Entry] = {}
+        self._versions: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def invalidate(self, partition: str) -> None:
+        with self._lock:
+            self._versions[partition] = self._versions.get(partition, 0) + 1
+            self._entries.pop(partition, None)
+
+    def search(
+        self, partition: str, count: int, load, query: str, allowed, k: int
+    ) -> list[str]:
+        """Ids of the k best BM25 matches among documents whose metadata `allowed` accepts.
+
+        `load()` returns (ids, documents, metadatas) of the whole partition.
+        """
+        with self._lock:
+            stamp = (self._versions.get(partition, 0), count)
+            entry = self._entries.get(partition)
+            fresh = entry and entry.stamp == stamp and time.monotonic() - entry.loaded < self.ttl
+        if not fresh:
+            ids, docs, metas = load()
+            corpus = [tokenize(d) for d in docs]
+            bm25 = BM25Okapi(corpus) if corpus and any(corpus) else None
+            entry = _Entry(stamp, time.monotonic(), ids, metas, bm25)
+            with self._lock:
+                self._entries[partition] = entry
+        assert entry is not None
+        terms = tokenize(query)
+        if entry.bm25 is None or not terms:
+            return []
+        scores = entry.bm25.get_scores(terms)
+        ranked = sorted(range(len(entry.ids)), key=lambda i: -scores[i])
+        out = []
+        for i in ranked:
+            if scores[i] <= 0 or len(out) >= k:
+                break
+            if allowed(entry.metas[i]):
+                out.append(entry.ids[i])
+        return out
+
+
+def rrf(rankings: Sequence[Sequence[str]], k: int = 60) -> list[str]:
+    """Reciprocal-rank fusion of several rankings of ids."""
+    score: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, id_ in enumerate(ranking):
+            score[id_] = score.get(id_, 0.0) + 1.0 / (k + rank + 1)
+    return sorted(score, key=lambda i: -score[i])

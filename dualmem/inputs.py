@@ -1,0 +1,147 @@
+"""Validation of what users pass in: scopes, messages, timestamps, questions.
+
+Bad input fails fast with an `InvalidInputError`/`ScopeError` that says what to change,
+before anything is written, so a rejected call stores nothing and loses nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+from .errors import InvalidInputError, ScopeError
+from .types import Scope, Turn
+
+__all__ = ["make_scope", "make_turns", "parse_timestamp", "check_text"]
+
+MAX_ID_LENGTH = 256
+MAX_TEXT_CHARS = 1_000_000
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_TIME_FORMATS = (
+    "%I:%M %p on %d %B, %Y",  # LoCoMo session dates: "1:56 pm on 8 May, 2023"
+    "%d %B %Y", "%d %b %Y", "%B %d, %Y", "%Y/%m/%d %H:%M", "%Y/%m/%d", "%d.%m.%Y",
+)
+
+
+def make_scope(
+    user_id: str | None = None, agent_id: str | None = None, session_id: str | None = None
+) -> Scope:
+    values = {"user_id": user_id, "agent_id": agent_id, "session_id": session_id}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise ScopeError(f"{key} must be a string, got {type(value).__name__}")
+        if not value.strip() or len(value) > MAX_ID_LENGTH or _CONTROL.search(value):
+            raise ScopeError(
+                f"{key}={value[:40]!r} is not a valid id: use 1-{MAX_ID_LENGTH} printable "
+                "characters"
+            )
+    if all(v is None for v in values.values()):
+        raise ScopeError(
+            "every call needs a scope: pass user_id=..., agent_id=... or session_id=..."
+        )
+    return Scope(**values)
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """datetime, date, epoch seconds or a date string -> an aware UTC datetime."""
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, date):
+        dt = datetime(value.year, value.month, value.day)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            dt = datetime.fromtimestamp(float(value), tz=UTC)
+        except (OverflowError, OSError, ValueError) as e:
+            raise InvalidInputError(f"timestamp {value!r} is out of range") from e
+    elif isinstance(value, str):
+        dt = _parse_string(value.strip())
+    else:
+        raise InvalidInputError(
+            f"timestamp must be a datetime, an ISO-8601 string or epoch seconds, "
+            f"got {type(value).__name__}"
+        )
+    if dt.tzinfo is None:  # naive times are taken as UTC so that ordering is well defined
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def _parse_string(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        pass
+    for fmt in _TIME_FORMATS:
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    raise InvalidInputError(
+        f"cannot read timestamp {text[:60]!r}: use ISO-8601 such as 2023-05-08T13:56:00"
+    )
+
+
+def check_text(value: Any, what: str = "message text") -> str:
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InvalidInputError(f"{what} is not valid UTF-8: decode it first") from e
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{what} must be a string, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidInputError(f"{what} contains characters that are not valid Unicode") from e
+    if not value.strip():
+        raise InvalidInputError(f"{what} is empty")
+    if len(value) > MAX_TEXT_CHARS:
+        raise InvalidInputError(f"{what} has {len(value)} characters; the limit is {MAX_TEXT_CHARS}")
+    return value
+
+
+def make_turns(messages: Any, scope: Scope, timestamp: Any = None) -> list[Turn]:
+    """Normalise a string, a message dict, a `Turn` or a list of them into turns."""
+    if isinstance(messages, str | bytes | Mapping | Turn):
+        messages = [messages]
+    if not isinstance(messages, list | tuple) or not messages:
+        raise InvalidInputError(
+            "messages must be a non-empty string, a {'role', 'content'} dict or a list of them"
+        )
+    default_ts = parse_timestamp(timestamp) if timestamp is not None else None
+    now = datetime.now(UTC)
+    turns = []
+    for i, m in enumerate(messages):
+        where = f"message {i}"
+        if isinstance(m, Turn):
+            m = m.model_dump(exclude={"seq", "user_id", "agent_id", "session_id"})
+        if isinstance(m, str | bytes):
+            m = {"role": "user", "content": m}
+        if not isinstance(m, Mapping):
+            raise InvalidInputError(f"{where} must be a string or a dict, got {type(m).__name__}")
+        text = m.get("content", m.get("text"))
+        text = check_text(text, f"{where} content")
+        role = m.get("role") or "user"
+        speaker = m.get("speaker") or m.get("name")
+        if not isinstance(role, str) or (speaker is not None and not isinstance(speaker, str)):
+            raise InvalidInputError(f"{where}: role and speaker must be strings")
+        ts = m.get("timestamp")
+        when = parse_timestamp(ts) if ts is not None else default_ts or now
+        metadata = m.get("metadata") or {}
+        if not isinstance(metadata, Mapping):
+            raise InvalidInputError(f"{where}: metadata must be a dict")
+        turn_id = m.get("id") or str(uuid.uuid4())
+        if not isinstance(turn_id, str) or len(turn_id) > MAX_ID_LENGTH:
+            raise InvalidInputError(f"{where}: id must be a string of at most {MAX_ID_LENGTH} chars")
+        turns.append(
+            Turn(
+                id=turn_id, role=role, speaker=speaker, text=text, timestamp=when,
+                user_id=scope.user_id, agent_id=scope.agent_id,
+                session_id=scope.session_id, metadata=dict(metadata),
+            )
+        )
+    return turns

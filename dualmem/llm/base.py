@@ -1,0 +1,154 @@
+"""The LLM protocol: chat with token logprobs, async at the core, sync as a thin wrapper.
+
+Backends implement one coroutine, `_acomplete`. `BaseLLM` adds what every backend needs
+once: retries with backoff for retryable errors, a timeout, usage accounting per task, and
+JSON replies validated against a pydantic model (retried when malformed).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import json
+import re
+import threading
+from collections import defaultdict
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from .._sync import run_sync
+from ..errors import LLMError, LLMReplyError
+from ..tokens import count_messages, count_tokens
+from ..types import TokenLogprob, Usage
+
+__all__ = ["BaseLLM", "ChatRequest", "Completion", "parse_json_reply"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ChatRequest(BaseModel):
+    """One chat call. `task` names the phase ("answer", "extract", ...) for usage and tests."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[dict[str, str]]
+    task: str = "chat"
+    max_tokens: int = 256
+    temperature: float = 0.0
+    logprobs: bool = False
+    top_logprobs: int = 5
+    json_mode: bool = False
+    seed: int | None = 0
+    stop: list[str] | None = None
+
+
+class Completion(BaseModel):
+    text: str
+    logprobs: list[TokenLogprob] | None = None
+    usage: Usage = Field(default_factory=Usage)
+    model: str = ""
+    finish_reason: str | None = None
+
+
+class BaseLLM(abc.ABC):
+    """Base of every backend. Subclasses implement `_acomplete` and set `name`."""
+
+    name: str = "llm"
+    #: context window in tokens; deliberation sizes its chunks from it
+    context_tokens: int = 8192
+    supports_logprobs: bool = True
+
+    def __init__(self, *, max_retries: int = 3, timeout: float = 120.0) -> None:
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self._usage: dict[str, Usage] = defaultdict(Usage)
+        self._usage_lock = threading.Lock()
+
+    @abc.abstractmethod
+    async def _acomplete(self, request: ChatRequest) -> Completion:
+        """One attempt, no retry. Raise `LLMError(retryable=True)` for transient faults."""
+
+    async def acomplete(self, request: ChatRequest) -> Completion:
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=wait_exponential(multiplier=0.5, max=8),
+            retry=retry_if_exception(lambda e: isinstance(e, LLMError) and e.retryable),
+            reraise=True,
+        ):
+            with attempt:
+                try:
+                    result = await asyncio.wait_for(self._acomplete(request), self.timeout)
+                except TimeoutError as e:
+                    raise LLMError(
+                        f"{self.name}: no reply within {self.timeout:.0f}s", retryable=True
+                    ) from e
+        result = self._fill_usage(request, result)
+        with self._usage_lock:
+            self._usage[request.task] = self._usage[request.task] + result.usage
+        return result
+
+    def complete(self, request: ChatRequest) -> Completion:
+        return run_sync(self.acomplete(request))
+
+    async def ajson(
+        self, request: ChatRequest, schema: type[M], *, retries: int = 2
+    ) -> tuple[M, Usage]:
+        """A reply parsed as JSON and validated; malformed replies are retried, then raised."""
+        request = request.model_copy(update={"json_mode": True})
+        usage = Usage()
+        last: LLMReplyError | None = None
+        for _ in range(retries + 1):
+            completion = await self.acomplete(request)
+            usage = usage + completion.usage
+            try:
+                return parse_json_reply(completion.text, schema), usage
+            except LLMReplyError as e:
+                last = e
+        assert last is not None
+        raise LLMReplyError(
+            f"{self.name} gave no valid JSON for task {request.task!r} after "
+            f"{retries + 1} tries: {last}",
+            raw=last.raw,
+        )
+
+    @property
+    def usage(self) -> dict[str, Usage]:
+        """Usage so far, per task."""
+        with self._usage_lock:
+            return dict(self._usage)
+
+    def _fill_usage(self, request: ChatRequest, result: Completion) -> Completion:
+        # Backends that do not report usage are counted with tiktoken (cl100k, as D-Mem does).
+        usage = result.usage
+        if usage.prompt_tokens == 0 and usage.completion_tokens == 0:
+            usage = Usage(
+                prompt_tokens=count_messages(request.messages),
+                completion_tokens=count_tokens(result.text),
+            )
+        return result.model_copy(update={"usage": usage.model_copy(update={"calls": 1})})
+
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
+
+
+def parse_json_reply(text: str, schema: type[M]) -> M:
+    """Parse a model's JSON reply (tolerating code fences and prose around one object)."""
+    candidates = [text.strip()]
+    candidates += [m.strip() for m in _FENCE.findall(text)]
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        candidates.append(text[start : end + 1])
+    error: Exception | None = None
+    for candidate in candidates:
+        try:
+            data: Any = json.loads(candidate)
+        except json.JSONDecodeError as e:
+            error = e
+            continue
+        try:
+            return schema.model_validate(data)
+        except ValidationError as e:
+            error = e
+    raise LLMReplyError(f"reply is not valid {schema.__name__} JSON ({error})", raw=text[:2000])

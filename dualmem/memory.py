@@ -1,0 +1,382 @@
+"""`DualMemory`: the one object everything else (CLI, integrations, benchmarks) uses.
+
+Async is the implementation; each sync method runs its `a*` twin (see `_sync.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ._sync import run_sync
+from .backends import make_history, make_index
+from .config import Config
+from .errors import DualMemError, LLMError, ScopeError, StorageError
+from .extract import Extractor, raw_memories
+from .fast import answer_from, context_lines
+from .history.base import HistoryStore, TurnQuery
+from .index.base import MemoryIndex
+from .inputs import check_text, make_scope, make_turns, parse_timestamp
+from .llm.base import BaseLLM
+from .types import Answer, Evidence, Memory, Scope, Turn, Usage
+
+__all__ = ["AddResult", "DualMemory", "ReindexResult"]
+
+log = logging.getLogger("dualmem")
+
+Mode = Literal["fast", "full", "gated"]
+
+
+@dataclass
+class AddResult:
+    """What `add` stored. `error` is set when extraction failed: the turns are kept anyway."""
+
+    turns: list[Turn]
+    added: list[Memory] = field(default_factory=list)
+    updated: list[Memory] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    skipped_duplicates: int = 0
+    usage: Usage = field(default_factory=Usage)
+    error: str | None = None
+
+
+@dataclass
+class ReindexResult:
+    scopes: int = 0
+    turns: int = 0
+    memories: int = 0
+    errors: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+
+
+class DualMemory:
+    """Long-term memory with a fast path, a quality gate and deliberation over raw history.
+
+    ```python
+    from dualmem import DualMemory
+    memory = DualMemory()                                  # local model, data in ~/.dualmem
+    memory.add("I moved to Paris in 2021.", user_id="alice")
+    answer = memory.answer("Where does Alice live?", user_id="alice")
+    print(answer.text, answer.path, answer.reason)
+    ```
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        path: str | Path | None = None,
+        llm: BaseLLM | None = None,
+        history: HistoryStore | None = None,
+        index: MemoryIndex | None = None,
+        **overrides: Any,
+    ) -> None:
+        if config is None:
+            config = Config.from_env(**({"data_dir": Path(path)} if path else {}), **overrides)
+        elif path is not None or overrides:
+            config = config.model_copy(
+                update={**({"data_dir": Path(path)} if path else {}), **overrides}
+            )
+        self.config = config
+        self._check_data_dir()
+        self.history_store = history or make_history(config)
+        self.index = index or make_index(config)
+        self._llm = llm
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _check_data_dir(self) -> None:
+        if self.config.history_url and self.config.index_url:
+            return
+        d = self.config.data_dir
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            probe = d / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as e:
+            raise StorageError(
+                f"data directory {d} is not writable ({e.strerror}): pass path=... or set "
+                "DUALMEM_DATA_DIR to a writable directory"
+            ) from e
+
+    @property
+    def llm(self) -> BaseLLM:
+        """The model, created on first use (so history-only use never loads a model)."""
+        if self._llm is None:
+            from .llm import make_llm
+
+            self._llm = make_llm(self.config)
+        return self._llm
+
+    def _lock(self, scope: Scope) -> asyncio.Lock:
+        # extraction of one partition is serialised so reconciliation sees its own writes
+        return self._locks.setdefault(scope.partition, asyncio.Lock())
+
+    # ------------------------------------------------------------------ write
+
+    async def aadd(
+        self,
+        messages: Any,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        timestamp: Any = None,
+        extract: bool | None = None,
+    ) -> AddResult:
+        """Store messages losslessly, then index them (extracted facts or raw turns).
+
+        The turns are committed before any model is called: if extraction fails, the result
+        carries the error, the turns stay in the history, and `reindex` can retry.
+        """
+        scope = make_scope(user_id, agent_id, session_id)
+        turns = make_turns(messages, scope, timestamp)
+        inserted = await asyncio.to_thread(self.history_store.append, turns)
+        result = AddResult(turns=inserted, skipped_duplicates=len(turns) - len(inserted))
+        if not inserted:
+            return result
+        await self._index_turns(inserted, scope, result, extract)
+        return result
+
+    async def _index_turns(
+        self, turns: list[Turn], scope: Scope, result: AddResult | ReindexResult, extract: bool | None
+    ) -> None:
+        use_llm = self.config.extract if extract is None else extract
+        if not use_llm:
+            memories = raw_memories(turns)
+            await asyncio.to_thread(self.index.upsert, memories)
+            if isinstance(result, AddResult):
+                result.added.extend(memories)
+            else:
+                result.memories += len(memories)
+            return
+        async with self._lock(scope):
+            first = turns[0]
+            recent = await asyncio.to_thread(
+                self.history_store.list,
+                TurnQuery(scope=scope, until=first.timestamp, session_id=first.session_id),
+            )
+            known = {t.id for t in turns}
+            recent = [t for t in recent if t.id not in known][-9:]
+            try:
+                extracted = await Extractor(self.llm, self.index).run(turns, recent, scope)
+            except LLMError as e:
+                message = f"extraction failed, {len(turns)} turn(s) kept in history: {e}"
+                log.warning(message)
+                if isinstance(result, AddResult):
+                    result.error = message
+                else:
+                    result.errors.append(message)
+                return
+        if isinstance(result, AddResult):
+            result.added, result.updated, result.deleted = (
+                extracted.added, extracted.updated, extracted.deleted
+            )
+        else:
+            result.memories += len(extracted.added)
+        result.usage = result.usage + extracted.usage
+
+    def add(self, messages: Any, **kwargs: Any) -> AddResult:
+        return run_sync(self.aadd(messages, **kwargs))
+
+    # ------------------------------------------------------------------ read
+
+    async def asearch(
+        self,
+        query: str,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        k: int | None = None,
+    ) -> list[Memory]:
+        """The k memories most relevant to the query (hybrid dense + BM25), best first."""
+        scope = make_scope(user_id, agent_id, session_id)
+        query = check_text(query, "query")
+        k = self.config.top_k if k is None else k
+        if not isinstance(k, int) or k < 1:
+            raise DualMemError(f"k must be a positive integer, got {k!r}")
+        return await asyncio.to_thread(self.index.search, query, scope, k)
+
+    def search(self, query: str, **kwargs: Any) -> list[Memory]:
+        return run_sync(self.asearch(query, **kwargs))
+
+    async def aanswer(
+        self,
+        question: str,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        k: int | None = None,
+        mode: Mode = "fast",
+    ) -> Answer:
+        """Answer from memory. `mode="fast"`: top-k memories -> one LLM call."""
+        scope = make_scope(user_id, agent_id, session_id)
+        question = check_text(question, "question")
+        if mode not in ("fast", "full", "gated"):
+            raise DualMemError(f"mode must be 'fast', 'full' or 'gated', got {mode!r}")
+        await self._require_history(scope)
+        start = time.perf_counter()
+        memories = await self.asearch(
+            question, user_id=user_id, agent_id=agent_id, session_id=session_id, k=k
+        )
+        retrieved = time.perf_counter() - start
+        fast = await answer_from(self.llm, question, context_lines(memories))
+        return Answer(
+            question=question,
+            text=fast.text,
+            path="fast",
+            mode=mode,
+            reason="fast mode: no gate",
+            evidence=Evidence(
+                memory_ids=[m.id for m in memories],
+                turn_ids=sorted({t for m in memories for t in m.source_turn_ids}),
+            ),
+            memories=memories,
+            usage={"answer": fast.completion.usage},
+            latency={"retrieve": retrieved, "answer": fast.seconds},
+            logprobs=fast.completion.logprobs,
+        )
+
+    def answer(self, question: str, **kwargs: Any) -> Answer:
+        return run_sync(self.aanswer(question, **kwargs))
+
+    async def _require_history(self, scope: Scope) -> None:
+        found = await asyncio.to_thread(self.history_store.list, TurnQuery(scope=scope, limit=1))
+        if not found:
+            raise ScopeError(
+                f"nothing is stored for {scope.model_dump(exclude_none=True)}: add messages "
+                "for this scope first (or check the ids)"
+            )
+
+    async def ahistory(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        since: Any = None,
+        until: Any = None,
+        limit: int | None = None,
+    ) -> list[Turn]:
+        """Raw turns of a scope in the order they were added."""
+        scope = make_scope(user_id, agent_id, session_id)
+        query = TurnQuery(
+            scope=scope,
+            since=parse_timestamp(since) if since is not None else None,
+            until=parse_timestamp(until) if until is not None else None,
+            limit=limit,
+        )
+        return await asyncio.to_thread(self.history_store.list, query)
+
+    def history(self, **kwargs: Any) -> list[Turn]:
+        return run_sync(self.ahistory(**kwargs))
+
+    async def aget(
+        self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None,
+        session_id: str | None = None,
+    ) -> Memory | None:
+        scope = make_scope(user_id, agent_id, session_id)
+        found = await asyncio.to_thread(self.index.get, [memory_id], scope)
+        return found[0] if found else None
+
+    def get(self, memory_id: str, **kwargs: Any) -> Memory | None:
+        return run_sync(self.aget(memory_id, **kwargs))
+
+    async def aget_all(
+        self, *, user_id: str | None = None, agent_id: str | None = None,
+        session_id: str | None = None, limit: int | None = None,
+    ) -> list[Memory]:
+        scope = make_scope(user_id, agent_id, session_id)
+        return await asyncio.to_thread(self.index.list, scope, limit)
+
+    def get_all(self, **kwargs: Any) -> list[Memory]:
+        return run_sync(self.aget_all(**kwargs))
+
+    # ------------------------------------------------------------------ forget
+
+    async def adelete(
+        self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None,
+        session_id: str | None = None,
+    ) -> bool:
+        """Delete one memory (the turns it came from stay in the history)."""
+        scope = make_scope(user_id, agent_id, session_id)
+        return await asyncio.to_thread(self.index.delete, [memory_id], scope) > 0
+
+    def delete(self, memory_id: str, **kwargs: Any) -> bool:
+        return run_sync(self.adelete(memory_id, **kwargs))
+
+    async def adelete_all(
+        self, *, user_id: str | None = None, agent_id: str | None = None,
+        session_id: str | None = None,
+    ) -> dict[str, int]:
+        """Forget a scope: its turns from the history and its memories from the index."""
+        scope = make_scope(user_id, agent_id, session_id)
+        memories = await asyncio.to_thread(self.index.delete_scope, scope)
+        turns = await asyncio.to_thread(self.history_store.delete, scope)
+        return {"turns": turns, "memories": memories}
+
+    def delete_all(self, **kwargs: Any) -> dict[str, int]:
+        return run_sync(self.adelete_all(**kwargs))
+
+    async def areset(self) -> None:
+        """Delete everything of every scope (history and index)."""
+        for scope in await asyncio.to_thread(self.history_store.scopes):
+            await asyncio.to_thread(self.history_store.delete, scope)
+        # the index may hold memories whose turns are already gone (e.g. after a crash)
+        await asyncio.to_thread(self.index.reset)
+
+    def reset(self) -> None:
+        run_sync(self.areset())
+
+    async def areindex(
+        self, *, user_id: str | None = None, agent_id: str | None = None,
+        session_id: str | None = None, extract: bool | None = None,
+    ) -> ReindexResult:
+        """Rebuild the index from the history (one scope, or every scope when none given)."""
+        if user_id is None and agent_id is None and session_id is None:
+            scopes = await asyncio.to_thread(self.history_store.scopes)
+            partitions: dict[str, Scope] = {}
+            for s in scopes:
+                partitions.setdefault(s.partition, Scope(user_id=s.user_id) if s.user_id
+                                      else Scope(agent_id=s.agent_id) if s.agent_id else s)
+            targets = list(partitions.values())
+        else:
+            targets = [make_scope(user_id, agent_id, session_id)]
+        result = ReindexResult()
+        for scope in targets:
+            await asyncio.to_thread(self.index.delete_scope, scope)
+            turns = await asyncio.to_thread(self.history_store.list, TurnQuery(scope=scope))
+            result.scopes += 1
+            result.turns += len(turns)
+            for sub in _by_scope(turns):
+                first = sub[0]
+                sub_scope = Scope(user_id=first.user_id, agent_id=first.agent_id,
+                                  session_id=first.session_id)
+                await self._index_turns(sub, sub_scope, result, extract)
+        return result
+
+    def reindex(self, **kwargs: Any) -> ReindexResult:
+        return run_sync(self.areindex(**kwargs))
+
+    def close(self) -> None:
+        self.history_store.close()
+
+
+def _by_scope(turns: list[Turn]) -> list[list[Turn]]:
+    """Consecutive runs of turns sharing one (user, agent, session), in order."""
+    groups: list[list[Turn]] = []
+    for t in turns:
+        key = (t.user_id, t.agent_id, t.session_id)
+        if groups and (groups[-1][0].user_id, groups[-1][0].agent_id,
+                       groups[-1][0].session_id) == key:
+            groups[-1].append(t)
+        else:
+            groups.append([t])
+    return groups
+

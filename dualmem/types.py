@@ -1,0 +1,202 @@
+"""Typed, JSON-serialisable values that cross the public API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Answer",
+    "AuditLabels",
+    "Evidence",
+    "Fact",
+    "GateReport",
+    "Memory",
+    "Scope",
+    "SignalResult",
+    "TokenLogprob",
+    "Turn",
+    "Usage",
+]
+
+
+def human_date(value: str) -> str:
+    """'2023-05-07' -> '7 May 2023' (the form LoCoMo answers use); other text unchanged."""
+    try:
+        d = datetime.strptime(value[:10], "%Y-%m-%d")
+    except ValueError:
+        return value
+    return f"{d.day} {d:%B %Y}"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Scope(_Model):
+    """Who a turn or memory belongs to. At least one id must be set on every call."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    user_id: str | None = None
+    agent_id: str | None = None
+    session_id: str | None = None
+
+    @property
+    def partition(self) -> str:
+        """The hard partition: the user when given, else the agent, else the session.
+
+        Stores keep partitions physically apart (own Chroma collection, own row key), so a
+        wrong filter value can narrow a result but never reach into another partition.
+        """
+        if self.user_id is not None:
+            return f"user:{self.user_id}"
+        if self.agent_id is not None:
+            return f"agent:{self.agent_id}"
+        return f"session:{self.session_id}"
+
+
+class Turn(_Model):
+    """One raw message, stored losslessly in the history."""
+
+    id: str
+    role: str = "user"
+    speaker: str | None = None
+    text: str
+    timestamp: datetime
+    user_id: str | None = None
+    agent_id: str | None = None
+    session_id: str | None = None
+    seq: int = 0
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def render(self) -> str:
+        """The line a prompt shows for this turn."""
+        who = self.speaker or self.role
+        return f"[{human_date(self.timestamp.date().isoformat())}] {who}: {self.text}"
+
+
+class Memory(_Model):
+    """One extracted (or raw-turn) memory in the index."""
+
+    id: str
+    text: str
+    user_id: str | None = None
+    agent_id: str | None = None
+    session_id: str | None = None
+    source_turn_ids: list[str] = Field(default_factory=list)
+    created_at: datetime
+    updated_at: datetime
+    event_date: str | None = None
+    score: float | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def render(self) -> str:
+        return f"[{human_date(self.event_date)}] {self.text}" if self.event_date else self.text
+
+
+class Usage(_Model):
+    """Token and call counts of one or more LLM calls."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            calls=self.calls + other.calls,
+        )
+
+
+class TokenLogprob(_Model):
+    """One generated token with its logprob and the top alternatives (token -> logprob)."""
+
+    token: str
+    logprob: float
+    top_logprobs: dict[str, float] = Field(default_factory=dict)
+
+
+class SignalResult(_Model):
+    """One gate signal: a score in [0, 1] (1 = trustworthy), its threshold and verdict."""
+
+    name: str
+    score: float | None
+    threshold: float | None = None
+    passed: bool | None
+    available: bool = True
+    reason: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class AuditLabels(_Model):
+    """D-Mem's Quality Gating verdicts (pass = True)."""
+
+    relevance: bool
+    faithfulness: bool
+    completeness: bool
+    malformed: bool = False
+    raw: str | None = None
+
+
+class GateReport(_Model):
+    """Why the fast answer stood or was escalated."""
+
+    policy: str
+    passed: bool
+    escalate: bool
+    score: float | None = None
+    signals: list[SignalResult] = Field(default_factory=list)
+    audit: AuditLabels | None = None
+    reason: str = ""
+
+
+class Fact(_Model):
+    """A question-relevant fact found by deliberation, with the turns behind it."""
+
+    text: str
+    score: float
+    turn_ids: list[str] = Field(default_factory=list)
+    timestamp: str | None = None
+    speaker: str | None = None
+
+
+class Evidence(_Model):
+    memory_ids: list[str] = Field(default_factory=list)
+    turn_ids: list[str] = Field(default_factory=list)
+    facts: list[Fact] = Field(default_factory=list)
+
+
+Path = Literal["fast", "deliberate"]
+
+
+class Answer(_Model):
+    """The result of `DualMemory.answer`: the text plus the full trace of how it was made."""
+
+    question: str
+    text: str
+    path: Path = "fast"
+    tier: str | None = None
+    mode: str = "fast"
+    reason: str = ""
+    degraded: bool = False
+    gate: GateReport | None = None
+    evidence: Evidence = Field(default_factory=Evidence)
+    memories: list[Memory] = Field(default_factory=list)
+    usage: dict[str, Usage] = Field(default_factory=dict)
+    latency: dict[str, float] = Field(default_factory=dict)
+    logprobs: list[TokenLogprob] | None = None
+
+    @property
+    def total_usage(self) -> Usage:
+        total = Usage()
+        for u in self.usage.values():
+            total = total + u
+        return total
