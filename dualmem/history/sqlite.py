@@ -7,7 +7,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import StorageError
@@ -82,7 +82,7 @@ class SQLiteHistoryStore:
                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             part.partition, t.id, t.role, t.speaker, t.text,
-                            t.timestamp.isoformat(), t.user_id, t.agent_id, t.session_id,
+                            _utc(t.timestamp), t.user_id, t.agent_id, t.session_id,
                             json.dumps(t.metadata, ensure_ascii=False),
                         ),
                     )
@@ -101,10 +101,10 @@ class SQLiteHistoryStore:
             args.append(query.session_id)
         if query.since is not None:
             sql += " AND ts >= ?"
-            args.append(query.since.isoformat())
+            args.append(_utc(query.since))
         if query.until is not None:
             sql += " AND ts <= ?"
-            args.append(query.until.isoformat())
+            args.append(_utc(query.until))
         if query.turn_ids is not None:
             if not query.turn_ids:
                 return []
@@ -146,6 +146,12 @@ class SQLiteHistoryStore:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def _utc(moment: datetime) -> str:
+    # stored and compared as UTC ISO text, so that text order is time order (naive = UTC)
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat()
 
 
 def _where(scope: Scope) -> tuple[str, list[object]]:
