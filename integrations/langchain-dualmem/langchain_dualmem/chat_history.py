@@ -1,0 +1,105 @@
+"""`DualMemChatMessageHistory`: one session's messages, kept in dualmem's lossless history."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dualmem import DualMemory, Turn
+from dualmem.inputs import make_scope
+from langchain_core.chat_history import BaseChatMessageHistory
+from langchain_core.messages import AIMessage, BaseMessage, ChatMessage, HumanMessage, SystemMessage
+
+__all__ = ["DualMemChatMessageHistory"]
+
+# LangChain message type -> dualmem turn role (anything else keeps its own name)
+_ROLE_OF_TYPE = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+_MESSAGE_OF_ROLE: dict[str, type[BaseMessage]] = {
+    "user": HumanMessage,
+    "human": HumanMessage,
+    "assistant": AIMessage,
+    "ai": AIMessage,
+    "system": SystemMessage,
+}
+
+
+def turn_to_message(turn: Turn) -> BaseMessage:
+    """A stored turn as a LangChain message; the turn id becomes the message id."""
+    cls = _MESSAGE_OF_ROLE.get(turn.role)
+    if cls is None:
+        return ChatMessage(content=turn.text, role=turn.role, name=turn.speaker, id=turn.id)
+    return cls(content=turn.text, name=turn.speaker, id=turn.id)
+
+
+def message_to_turn(message: BaseMessage) -> dict[str, Any] | None:
+    """A message as a dualmem message dict, or None when it has no text (e.g. a bare tool call)."""
+    text = message.text
+    if not text.strip():
+        return None
+    role = message.role if isinstance(message, ChatMessage) else _ROLE_OF_TYPE.get(message.type)
+    turn: dict[str, Any] = {"role": role or message.type, "content": text}
+    if message.name:
+        turn["speaker"] = message.name
+    if message.id:  # re-adding the same message is then a no-op (ids are unique per user)
+        turn["id"] = message.id
+    return turn
+
+
+class DualMemChatMessageHistory(BaseChatMessageHistory):
+    """The messages of one session, read from and written to a `DualMemory`.
+
+    Added messages are stored losslessly and indexed (facts are extracted when the memory's
+    config says so), so what is said in one session can be recalled in later ones.
+    `clear()` forgets this session only; the user's other sessions stay.
+
+    ```python
+    from langchain_dualmem import DualMemChatMessageHistory
+
+    history = DualMemChatMessageHistory(memory, user_id="alice", session_id="s1")
+    history.add_user_message("I moved to Paris in 2021.")
+    history.messages            # [HumanMessage("I moved to Paris in 2021.")]
+    ```
+    """
+
+    def __init__(
+        self,
+        memory: DualMemory,
+        *,
+        session_id: str,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        extract: bool | None = None,
+    ) -> None:
+        make_scope(user_id, agent_id, session_id)  # bad ids fail here, not on first use
+        self.memory = memory
+        self.user_id = user_id
+        self.agent_id = agent_id
+        self.session_id = session_id
+        self.extract = extract
+
+    @property
+    def _scope(self) -> dict[str, str | None]:
+        return {"user_id": self.user_id, "agent_id": self.agent_id, "session_id": self.session_id}
+
+    @property
+    def messages(self) -> list[BaseMessage]:  # type: ignore[override]
+        return [turn_to_message(t) for t in self.memory.history(**self._scope)]
+
+    async def aget_messages(self) -> list[BaseMessage]:
+        return [turn_to_message(t) for t in await self.memory.ahistory(**self._scope)]
+
+    def add_messages(self, messages: Sequence[BaseMessage]) -> None:
+        turns = [t for t in map(message_to_turn, messages) if t is not None]
+        if turns:
+            self.memory.add(turns, **self._scope, extract=self.extract)
+
+    async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
+        turns = [t for t in map(message_to_turn, messages) if t is not None]
+        if turns:
+            await self.memory.aadd(turns, **self._scope, extract=self.extract)
+
+    def clear(self) -> None:
+        self.memory.delete_all(**self._scope)
+
+    async def aclear(self) -> None:
+        await self.memory.adelete_all(**self._scope)

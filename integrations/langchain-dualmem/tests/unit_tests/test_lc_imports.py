@@ -1,0 +1,14 @@
+from langchain_dualmem import __all__
+
+EXPECTED_ALL = [
+    "DualMemChatMessageHistory",
+    "DualMemRecallTool",
+    "DualMemRememberTool",
+    "DualMemRetriever",
+    "create_recall_tool",
+    "create_remember_tool",
+]
+
+
+def test_all_imports() -> None:
+    assert sorted(EXPECTED_ALL) == sorted(__all__)
