@@ -1,0 +1,203 @@
+"""PostgreSQL history store: psycopg 3 with a connection pool, for many processes or machines.
+
+The library creates and migrates its own tables (prefixed `dualmem_`, so it can share a
+database). Migrations are numbered; each process applies the missing ones in one transaction
+under an advisory lock, so processes starting together neither race nor apply one twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC
+from typing import Any
+
+from ..errors import ConfigError, StorageError
+from ..types import Scope, Turn
+from .base import TurnQuery
+
+__all__ = ["PostgresHistoryStore", "redact_url"]
+
+# Append only: a released migration is never edited, a change is a new entry.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE dualmem_turns (
+        seq        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        partition  TEXT NOT NULL,
+        id         TEXT NOT NULL,
+        role       TEXT NOT NULL,
+        speaker    TEXT,
+        text       TEXT NOT NULL,
+        ts         TIMESTAMPTZ NOT NULL,
+        user_id    TEXT,
+        agent_id   TEXT,
+        session_id TEXT,
+        metadata   JSONB NOT NULL DEFAULT '{}',
+        UNIQUE (partition, id)
+    );
+    CREATE INDEX dualmem_turns_scope ON dualmem_turns (partition, session_id, seq);
+    """,
+]
+
+_LOCK_KEY = 0x64756D656D  # "dumem": the advisory lock that serialises migrations
+_COLUMNS = "seq, id, role, speaker, text, ts, user_id, agent_id, session_id, metadata"
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(url)
+    except Exception:
+        return "<unparseable PostgreSQL URL>"
+    user, host = params.get("user", ""), params.get("host", "localhost")
+    return f"postgresql://{user}@{host}:{params.get('port', 5432)}/{params.get('dbname', '')}"
+
+
+class PostgresHistoryStore:
+    """History in PostgreSQL. `url` is a libpq URL or DSN (`postgresql://user:pw@host/db`)."""
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 30.0) -> None:
+        try:
+            import psycopg
+            from psycopg.types.json import Jsonb
+            from psycopg_pool import ConnectionPool
+        except ImportError as e:
+            raise ConfigError(
+                "history_url=postgresql://... needs psycopg 3: pip install 'dualmem[postgres]'"
+            ) from e
+        self._errors = (psycopg.Error, OSError)
+        self._jsonb = Jsonb
+        self.display_url = redact_url(url)
+        self._pool = ConnectionPool(
+            url, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
+            kwargs={"autocommit": True},  # single statements commit; append opens a transaction
+            configure=_utc, name="dualmem-history",
+        )
+        try:
+            self._pool.open(wait=True, timeout=timeout)
+            self._migrate()
+        except StorageError:
+            self._pool.close()
+            raise
+        except Exception as e:
+            self._pool.close()
+            raise StorageError(
+                f"cannot open the PostgreSQL history at {self.display_url}: {e}. "
+                "Check that the server is running and the URL, user and password are right."
+            ) from e
+
+    @contextmanager
+    def _conn(self) -> Iterator[Any]:
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except self._errors as e:
+            raise StorageError(f"history database error at {self.display_url}: {e}") from e
+
+    def _migrate(self) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS dualmem_schema_version ("
+                " version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            row = conn.execute("SELECT max(version) FROM dualmem_schema_version").fetchone()
+            current = row[0] or 0
+            if current > len(MIGRATIONS):
+                raise StorageError(
+                    f"the history at {self.display_url} has schema version {current}, newer than "
+                    f"this dualmem ({len(MIGRATIONS)}): upgrade dualmem"
+                )
+            for version, ddl in enumerate(MIGRATIONS[current:], start=current + 1):
+                conn.execute(ddl)
+                conn.execute("INSERT INTO dualmem_schema_version (version) VALUES (%s)", (version,))
+
+    def schema_version(self) -> int:
+        with self._conn() as conn:
+            return conn.execute("SELECT max(version) FROM dualmem_schema_version").fetchone()[0]
+
+    def append(self, turns: list[Turn]) -> list[Turn]:
+        if not turns:
+            return []
+        rows = [
+            (
+                Scope(user_id=t.user_id, agent_id=t.agent_id, session_id=t.session_id).partition,
+                t.id, t.role, t.speaker, t.text, t.timestamp, t.user_id, t.agent_id,
+                t.session_id, self._jsonb(t.metadata),
+            )
+            for t in turns
+        ]
+        with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
+            # one pipelined round of inserts; a row that already exists returns nothing
+            cur.executemany(
+                "INSERT INTO dualmem_turns (partition, id, role, speaker, text, ts, user_id,"
+                " agent_id, session_id, metadata) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (partition, id) DO NOTHING RETURNING seq",
+                rows, returning=True,
+            )
+            seqs = [result.fetchone() for result in cur.results()]
+        return [t.model_copy(update={"seq": s[0]}) for t, s in zip(turns, seqs, strict=True) if s]
+
+    def list(self, query: TurnQuery) -> list[Turn]:
+        sql, args = _where(query.scope)
+        if query.session_id is not None:
+            sql += " AND session_id = %s"
+            args.append(query.session_id)
+        if query.since is not None:
+            sql += " AND ts >= %s"
+            args.append(query.since)
+        if query.until is not None:
+            sql += " AND ts <= %s"
+            args.append(query.until)
+        if query.turn_ids is not None:
+            if not query.turn_ids:
+                return []
+            sql += " AND id = ANY(%s)"
+            args.append(query.turn_ids)
+        sql += " ORDER BY seq"
+        if query.limit is not None:
+            sql += " LIMIT %s"
+            args.append(query.limit)
+        with self._conn() as conn:
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM dualmem_turns WHERE {sql}", args).fetchall()
+        return [
+            Turn(
+                seq=r[0], id=r[1], role=r[2], speaker=r[3], text=r[4],
+                timestamp=r[5].astimezone(UTC), user_id=r[6], agent_id=r[7],
+                session_id=r[8], metadata=r[9],
+            )
+            for r in rows
+        ]
+
+    def delete(self, scope: Scope) -> int:
+        sql, args = _where(scope)
+        with self._conn() as conn:
+            return conn.execute(f"DELETE FROM dualmem_turns WHERE {sql}", args).rowcount
+
+    def scopes(self) -> list[Scope]:
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT user_id, agent_id, session_id FROM dualmem_turns"
+            ).fetchall()
+        return [Scope(user_id=u, agent_id=a, session_id=s) for u, a, s in rows]
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _utc(conn: Any) -> None:
+    conn.execute("SET TIME ZONE 'UTC'")
+
+
+def _where(scope: Scope) -> tuple[str, list[object]]:
+    """The partition always, then every id the scope sets (exact match, parameterised)."""
+    sql = "partition = %s"
+    args: list[object] = [scope.partition]
+    for column in ("user_id", "agent_id", "session_id"):
+        value = getattr(scope, column)
+        if value is not None:
+            sql += f" AND {column} = %s"
+            args.append(value)
+    return sql, args
