@@ -1,0 +1,1 @@
+"""Benchmarks: LoCoMo / RealTalk QA with official scoring, and a scale benchmark."""
