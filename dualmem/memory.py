@@ -7,22 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from ._sync import run_sync
 from .backends import make_history, make_index
 from .config import Config
-from .errors import DualMemError, LLMError, ScopeError, StorageError
+from .dual import DualProcess
+from .errors import InvalidInputError, LLMError, ScopeError, StorageError
 from .extract import Extractor, raw_memories
-from .fast import answer_from, context_lines
+from .gate import GateConfig, Policy
 from .history.base import HistoryStore, TurnQuery
 from .index.base import MemoryIndex
 from .inputs import check_text, make_scope, make_turns, parse_timestamp
 from .llm.base import BaseLLM
-from .types import Answer, Evidence, Memory, Scope, Turn, Usage
+from .types import Answer, Memory, Scope, Turn, Usage
 
 __all__ = ["AddResult", "DualMemory", "ReindexResult"]
 
@@ -197,10 +197,13 @@ class DualMemory:
         """The k memories most relevant to the query (hybrid dense + BM25), best first."""
         scope = make_scope(user_id, agent_id, session_id)
         query = check_text(query, "query")
+        return await asyncio.to_thread(self.index.search, query, scope, self._check_k(k))
+
+    def _check_k(self, k: int | None) -> int:
         k = self.config.top_k if k is None else k
-        if not isinstance(k, int) or k < 1:
-            raise DualMemError(f"k must be a positive integer, got {k!r}")
-        return await asyncio.to_thread(self.index.search, query, scope, k)
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+        return k
 
     def search(self, query: str, **kwargs: Any) -> list[Memory]:
         return run_sync(self.asearch(query, **kwargs))
@@ -213,35 +216,30 @@ class DualMemory:
         agent_id: str | None = None,
         session_id: str | None = None,
         k: int | None = None,
-        mode: Mode = "fast",
+        mode: Mode = "gated",
+        policy: Policy | None = None,
+        tiered: bool | None = None,
     ) -> Answer:
-        """Answer from memory. `mode="fast"`: top-k memories -> one LLM call."""
+        """Answer from memory, explaining the path taken.
+
+        `mode="fast"`: top-k memories -> one LLM call. `"gated"` (default): the fast answer is
+        judged by the quality gate (`policy`: audit, signals, cascade, majority, consensus) and
+        replaced by deliberation over the raw history when it fails. `"full"`: always deliberate.
+        """
         scope = make_scope(user_id, agent_id, session_id)
         question = check_text(question, "question")
         if mode not in ("fast", "full", "gated"):
-            raise DualMemError(f"mode must be 'fast', 'full' or 'gated', got {mode!r}")
+            raise InvalidInputError(f"mode must be 'fast', 'full' or 'gated', got {mode!r}")
+        if policy is not None and policy not in get_args(Policy):
+            raise InvalidInputError(f"policy must be one of {', '.join(get_args(Policy))}, got {policy!r}")
+        k = self._check_k(k)
         await self._require_history(scope)
-        start = time.perf_counter()
-        memories = await self.asearch(
-            question, user_id=user_id, agent_id=agent_id, session_id=session_id, k=k
-        )
-        retrieved = time.perf_counter() - start
-        fast = await answer_from(self.llm, question, context_lines(memories))
-        return Answer(
-            question=question,
-            text=fast.text,
-            path="fast",
-            mode=mode,
-            reason="fast mode: no gate",
-            evidence=Evidence(
-                memory_ids=[m.id for m in memories],
-                turn_ids=sorted({t for m in memories for t in m.source_turn_ids}),
-            ),
-            memories=memories,
-            usage={"answer": fast.completion.usage},
-            latency={"retrieve": retrieved, "answer": fast.seconds},
-            logprobs=fast.completion.logprobs,
-        )
+        process = DualProcess(self.llm, self.history_store, self.index, self.gate_config)
+        return await process.answer(question, scope, k=k, mode=mode, policy=policy, tiered=tiered)
+
+    @property
+    def gate_config(self) -> GateConfig:
+        return GateConfig(**self.config.gate)
 
     def answer(self, question: str, **kwargs: Any) -> Answer:
         return run_sync(self.aanswer(question, **kwargs))

@@ -12,6 +12,14 @@ from collections.abc import Sequence
 
 __all__ = [
     "ANSWER_SYSTEM",
+    "AUDIT_SYSTEM",
+    "FACTS_SYSTEM",
+    "FILTER_SYSTEM",
+    "JUDGE_SYSTEM",
+    "audit_messages",
+    "facts_messages",
+    "filter_messages",
+    "judge_messages",
     "EXTRACT_SYSTEM",
     "RECONCILE_SYSTEM",
     "answer_messages",
@@ -112,4 +120,90 @@ def reconcile_messages(candidates: Sequence[tuple[str, Sequence[tuple[str, str]]
     return [
         {"role": "system", "content": RECONCILE_SYSTEM},
         {"role": "user", "content": "\n\n".join(blocks) + "\n\nJSON:"},
+    ]
+
+
+# ---------------------------------------------------------------- gate (D-Mem A.7, A.5/A.6)
+
+AUDIT_SYSTEM = (
+    "You are an Answer Quality Auditor, a strict gatekeeper for a memory system. "
+    + DATA_RULE
+    + "\nCheck the answer against the memories and the question, in order:\n"
+    "1. relevance: does the answer directly address the question? Off-topic -> fail. If the "
+    "answer says the information is missing -> fail.\n"
+    "2. faithfulness: does the answer contain information not in the memories, or contradict "
+    "the most recent memory? -> fail.\n"
+    "3. completeness_relevance: does it miss key details the question asks for? If the answer "
+    'is "NONE", "I don\'t know" or says information is missing -> fail.\n'
+    'Reply with JSON only: {"relevance": {"status": "pass"}, "faithfulness": {"status": "pass"}, '
+    '"completeness_relevance": {"status": "pass"}} using "pass" or "fail" for each.'
+)
+
+
+def audit_messages(question: str, answer: str, memories: Sequence[str]) -> list[dict]:
+    return [
+        {"role": "system", "content": AUDIT_SYSTEM},
+        {
+            "role": "user",
+            "content": f"# memories\n{data_block(memories)}\n\n# question\n{question}\n\n"
+            f"# answer\n{data_block([answer])}\n\nJSON:",
+        },
+    ]
+
+
+JUDGE_SYSTEM = (
+    "You compare candidate answers to one question. " + DATA_RULE + "\nCount the largest group "
+    "of answers that mean the same thing, and copy one answer of that group verbatim (prefer no "
+    'filler words, then the shortest). Reply with JSON only: {"agree": <1-3>, "answer": "..."}'
+)
+
+
+def judge_messages(question: str, answers: Sequence[str]) -> list[dict]:
+    numbered = [f"{i}. {a}" for i, a in enumerate(answers, 1)]
+    return [
+        {"role": "system", "content": JUDGE_SYSTEM},
+        {"role": "user", "content": f"Question: {question}\nAnswers:\n{data_block(numbered)}\n\nJSON:"},
+    ]
+
+
+# ---------------------------------------------------------------- deliberation (D-Mem A.3, A.4)
+
+FACTS_SYSTEM = (
+    "You are a Personal Information Organizer. Extract from the conversation the facts that help "
+    "answer the user's question. " + DATA_RULE + "\nRules:\n"
+    "- Extract only from the Conversation section; the History section is context only.\n"
+    "- Each fact is a complete standalone statement with its date and speaker, pronouns "
+    "resolved.\n"
+    "- Score each fact's relevance to the question: 0 irrelevant, 5-6 somewhat, 7-8 clearly, "
+    "9-10 essential. Only include facts with a score >= 5.\n"
+    "- 'turns' lists the numbers of the conversation messages the fact comes from.\n"
+    'Reply with JSON only: {"facts": [{"fact": "...", "score": 7, "turns": [3]}]} or {"facts": []}'
+)
+
+
+def facts_messages(question: str, history: Sequence[str], chunk: Sequence[str]) -> list[dict]:
+    numbered = [f"{i}. {line}" for i, line in enumerate(chunk, 1)]
+    parts = [f"Question: {question}"]
+    if history:
+        parts.append(f"History (do not extract from this):\n{data_block(history)}")
+    parts.append(f"Conversation:\n{data_block(numbered)}")
+    return [
+        {"role": "system", "content": FACTS_SYSTEM},
+        {"role": "user", "content": "\n\n".join(parts) + "\n\nJSON:"},
+    ]
+
+
+FILTER_SYSTEM = (
+    "You are an AI Relevance Filter. " + DATA_RULE + "\nSelect the numbered items that give "
+    "facts, dates, events or context that directly help answer the question. Be strict: skip "
+    "unrelated or vague items, and if two items are almost the same keep only one. Do not answer "
+    'the question. Reply with JSON only: {"indexes": [1, 3]} (1-based) or {"indexes": []}'
+)
+
+
+def filter_messages(question: str, facts: Sequence[str]) -> list[dict]:
+    numbered = [f"{i}. {f}" for i, f in enumerate(facts, 1)]
+    return [
+        {"role": "system", "content": FILTER_SYSTEM},
+        {"role": "user", "content": f"Question: {question}\nItems:\n{data_block(numbered)}\n\nJSON:"},
     ]

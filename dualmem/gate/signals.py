@@ -1,0 +1,199 @@
+"""Cheap gate signals: answer entropy, evidence coverage, answer/evidence consistency.
+
+Each returns a `SignalResult` with a score in [0, 1] where 1 means "the fast answer can be
+trusted", the threshold it was judged against, a verdict and a one-line reason.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+from ..index.lexical import tokenize
+from ..types import Memory, SignalResult, TokenLogprob
+
+__all__ = ["coverage", "consistency", "entropy", "is_refusal", "question_terms", "token_f1"]
+
+_REFUSAL = re.compile(
+    r"^\W*(none|n/a|unknown|no answer|not (mentioned|specified|stated|known)|no information|"
+    r"i (do not|don't|cannot|can't) (know|tell|say|find)|(it is |it's )?(not|un)clear|"
+    r"there is no|cannot be determined|insufficient)",
+    re.I,
+)
+_TEMPORAL = re.compile(
+    r"\b(when|what (year|month|day|date|time)|how long|which (year|month|day)|date|ago|"
+    r"before|after|since|until)\b",
+    re.I,
+)
+_ENTITY = re.compile(r"(?<![.?!]\s)(?<!^)\b[A-Z][a-zA-Z'\-]+|\b\d[\d,./:-]*\b")
+
+
+def is_refusal(answer: str) -> bool:
+    return not answer.strip() or bool(_REFUSAL.match(answer.strip()))
+
+
+def _stem(word: str) -> str:
+    # a light suffix strip: "painting"/"paints"/"painted" meet, no nltk needed on the hot path
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def question_terms(question: str) -> set[str]:
+    return {_stem(w) for w in tokenize(question) if len(w) > 2 or w.isdigit()} - {
+        "how",
+        "many",
+        "much",
+        "kind",
+        "type",
+        "there",
+        "any",
+        "some",
+        "likely",
+    }
+
+
+def _evidence_terms(memories: Sequence[Memory]) -> set[str]:
+    words: set[str] = set()
+    for m in memories:
+        words.update(_stem(w) for w in tokenize(m.render()))
+    return words
+
+
+def token_f1(a: str, b: str) -> float:
+    ta, tb = [_stem(w) for w in tokenize(a)], [_stem(w) for w in tokenize(b)]
+    if not ta or not tb:
+        return float(ta == tb)
+    common = sum(min(ta.count(w), tb.count(w)) for w in set(ta))
+    if common == 0:
+        return 0.0
+    p, r = common / len(ta), common / len(tb)
+    return 2 * p * r / (p + r)
+
+
+def entropy(logprobs: Sequence[TokenLogprob] | None, threshold: float) -> SignalResult:
+    """1 - normalised token entropy (mean, with the max as a guard) over the answer tokens.
+
+    The top-k alternatives plus one "rest" bucket form each token's distribution; entropy is
+    divided by log(k + 1) so that the score does not depend on k.
+    """
+    if not logprobs:
+        return SignalResult(
+            name="entropy",
+            score=None,
+            threshold=threshold,
+            passed=None,
+            available=False,
+            reason="unavailable: the model returned no token logprobs",
+        )
+    per_token = []
+    for t in logprobs:
+        probs = [math.exp(lp) for lp in t.top_logprobs.values()] or [math.exp(t.logprob)]
+        rest = max(0.0, 1.0 - sum(probs))
+        dist = [p for p in [*probs, rest] if p > 0]
+        h = -sum(p * math.log(p) for p in dist)
+        per_token.append(h / math.log(len(probs) + 1) if len(probs) + 1 > 1 else 0.0)
+    mean_h, max_h = sum(per_token) / len(per_token), max(per_token)
+    score = max(0.0, min(1.0, 1.0 - (0.7 * mean_h + 0.3 * max_h)))
+    passed = score >= threshold
+    return SignalResult(
+        name="entropy",
+        score=score,
+        threshold=threshold,
+        passed=passed,
+        reason=f"answer {'confident' if passed else 'uncertain'}: mean token entropy "
+        f"{mean_h:.2f}, max {max_h:.2f} (normalised)",
+        details={"mean": mean_h, "max": max_h, "tokens": len(per_token)},
+    )
+
+
+def coverage(question: str, memories: Sequence[Memory], threshold: float) -> SignalResult:
+    """How much of what the question asks for is present in the retrieved evidence."""
+    top = list(memories[:10])
+    terms = question_terms(question)
+    evidence = _evidence_terms(top)
+    term_cov = len(terms & evidence) / len(terms) if terms else 1.0
+    entities = {_stem(e.lower()) for e in _ENTITY.findall(question)}
+    entity_cov = len(entities & _evidence_terms(memories)) / len(entities) if entities else 1.0
+    sims = sorted((m.score or 0.0 for m in memories), reverse=True)[:5]
+    mean_sim = sum(sims) / len(sims) if sims else 0.0
+    sim_mass = max(0.0, min(1.0, (mean_sim - 0.15) / 0.45))
+    temporal = bool(_TEMPORAL.search(question))
+    dated = any(m.event_date for m in top[:5])
+    time_ok = 1.0 if not temporal or dated else 0.0
+    score = 0.35 * term_cov + 0.25 * entity_cov + 0.3 * sim_mass + 0.1 * time_ok
+    if not memories:
+        score = 0.0
+    passed = score >= threshold
+    missing = sorted(terms - evidence)[:5]
+    reason = (
+        f"evidence covers {term_cov:.0%} of the question's terms"
+        + (f" (missing: {', '.join(missing)})" if missing else "")
+        + f", {entity_cov:.0%} of its names/numbers, top-5 similarity {mean_sim:.2f}"
+        + ("" if time_ok else ", no dated evidence for a time question")
+    )
+    return SignalResult(
+        name="coverage",
+        score=score,
+        threshold=threshold,
+        passed=passed,
+        reason=reason,
+        details={
+            "terms": term_cov,
+            "entities": entity_cov,
+            "similarity": mean_sim,
+            "temporal": temporal,
+            "dated": dated,
+        },
+    )
+
+
+def consistency(
+    answer: str,
+    memories: Sequence[Memory],
+    coverage_score: float,
+    threshold: float,
+    *,
+    samples: Sequence[str] | None = None,
+    relevant: float = 0.6,
+    weak: float = 0.3,
+) -> SignalResult:
+    """Does the answer agree with the evidence (and with sampled answers, when given)?
+
+    Fails a refusal while the evidence looks relevant (coverage >= `relevant`), and a concrete
+    answer while the evidence is weak (coverage < `weak`) or does not contain its words.
+    """
+    refusal = is_refusal(answer)
+    details: dict[str, float | bool] = {"refusal": refusal}
+    if refusal:
+        score = 0.1 if coverage_score >= relevant else 0.4
+        reason = (
+            "refused although relevant evidence was retrieved"
+            if coverage_score >= relevant
+            else "refused; evidence is weak, deliberation may find more"
+        )
+    else:
+        words = {_stem(w) for w in tokenize(answer)}
+        grounded = len(words & _evidence_terms(memories)) / len(words) if words else 0.0
+        details["grounding"] = grounded
+        score = grounded
+        reason = f"{grounded:.0%} of the answer's words appear in the evidence"
+        if coverage_score < weak:
+            score = min(score, 0.2)
+            reason = "a concrete answer from weak evidence; " + reason
+    if samples:
+        agree = sum(token_f1(answer, s) >= 0.5 for s in samples) / len(samples)
+        details["agreement"] = agree
+        score = 0.5 * score + 0.5 * agree
+        reason += f"; {agree:.0%} of {len(samples)} sampled answers agree"
+    passed = score >= threshold
+    return SignalResult(
+        name="consistency",
+        score=score,
+        threshold=threshold,
+        passed=passed,
+        reason=reason,
+        details=details,
+    )
