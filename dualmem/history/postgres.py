@@ -70,23 +70,23 @@ class PostgresHistoryStore:
         self._errors = (psycopg.Error, OSError)
         self._jsonb = Jsonb
         self.display_url = redact_url(url)
-        self._pool = ConnectionPool(
-            url, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
-            kwargs={"autocommit": True},  # single statements commit; append opens a transaction
-            configure=_utc, name="dualmem-history",
-        )
         try:
-            self._pool.open(wait=True, timeout=timeout)
-            self._migrate()
+            # one direct connection first: it fails at once with libpq's own reason
+            # (refused, bad password), where a pool would retry until its timeout
+            with psycopg.connect(url, autocommit=True, connect_timeout=int(timeout)) as conn:
+                self._migrate(conn)
         except StorageError:
-            self._pool.close()
             raise
         except Exception as e:
-            self._pool.close()
             raise StorageError(
                 f"cannot open the PostgreSQL history at {self.display_url}: {e}. "
                 "Check that the server is running and the URL, user and password are right."
             ) from e
+        self._pool = ConnectionPool(
+            url, min_size=min_size, max_size=max_size, timeout=timeout,
+            kwargs={"autocommit": True},  # single statements commit; append opens a transaction
+            configure=_utc, name="dualmem-history", open=True,
+        )
 
     @contextmanager
     def _conn(self) -> Iterator[Any]:
@@ -96,8 +96,8 @@ class PostgresHistoryStore:
         except self._errors as e:
             raise StorageError(f"history database error at {self.display_url}: {e}") from e
 
-    def _migrate(self) -> None:
-        with self._pool.connection() as conn, conn.transaction():
+    def _migrate(self, conn: Any) -> None:
+        with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS dualmem_schema_version ("
