@@ -1,0 +1,283 @@
+"""The `dualmem` command line: demo, add, ask, memories, history, reindex, forget, calibrate, bench."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from tqdm import tqdm
+
+from .config import Config
+from .errors import DualMemError
+
+app = typer.Typer(
+    help="dualmem: dual-process long-term memory for LLM agents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+_state: dict[str, Any] = {}
+
+UserOpt = Annotated[str | None, typer.Option("--user-id", "-u", help="scope: user id")]
+AgentOpt = Annotated[str | None, typer.Option("--agent-id", help="scope: agent id")]
+SessionOpt = Annotated[str | None, typer.Option("--session-id", "-s", help="scope: session id")]
+
+
+@app.callback()
+def main(
+    data_dir: Annotated[
+        Path | None, typer.Option(help="where history and index live [~/.dualmem]")
+    ] = None,
+    llm: Annotated[str | None, typer.Option(help="'local' or 'openai'")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="qwen2.5-0.5b, smollm2-135m, a GGUF path, or an API model")
+    ] = None,
+) -> None:
+    overrides = {k: v for k, v in {"data_dir": data_dir, "llm": llm, "model": model}.items() if v is not None}
+    _state["overrides"] = overrides
+
+
+def _config(**extra: Any) -> Config:
+    config = Config.from_env(**_state.get("overrides", {}), **extra)
+    saved = config.data_dir / "config.json"
+    if saved.exists() and not config.gate:  # calibrated gate settings live with the memory
+        config = config.model_copy(update={"gate": Config.load(saved).gate})
+    return config
+
+
+def _memory(**extra: Any):
+    from .memory import DualMemory
+
+    return DualMemory(_config(**extra))
+
+
+def _run(fn) -> None:
+    try:
+        fn()
+    except DualMemError as e:
+        typer.secho(f"error: {e}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def demo(
+    extract: Annotated[
+        bool, typer.Option(help="extract facts with the LLM (slower) instead of indexing raw turns")
+    ] = False,
+    mode: Annotated[str, typer.Option(help="fast, gated or full")] = "gated",
+    policy: Annotated[
+        str | None, typer.Option(help="gate policy: cascade, signals, audit, majority, consensus")
+    ] = None,
+    keep: Annotated[bool, typer.Option(help="keep the memory in --data-dir instead of a temp dir")] = False,
+) -> None:
+    """Ingest a short multi-session conversation and answer questions, showing fast and deliberate paths."""
+    from .demo import run_demo
+
+    config = _config()
+    _run(
+        lambda: run_demo(
+            config=config,
+            data_dir=config.data_dir if keep else None,
+            extract=extract,
+            mode=mode,
+            policy=policy,
+        )
+    )
+
+
+_LINE = re.compile(r"^\s*([^:]{1,80}):\s*(.+)$")
+
+
+def read_transcript(path: Path) -> list[dict[str, Any]]:
+    """A JSON list of turns ({"speaker"/"role", "text"/"content", "timestamp"?}) or 'speaker: text' lines."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json" or text.lstrip().startswith("["):
+        data = json.loads(text)
+        if not isinstance(data, list):
+            raise typer.BadParameter("a JSON transcript must be a list of turns")
+        return data
+    turns = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        m = _LINE.match(line)
+        if not m:
+            raise typer.BadParameter(f"{path}:{n}: expected 'speaker: text'")
+        turns.append({"speaker": m.group(1).strip(), "content": m.group(2).strip()})
+    return turns
+
+
+@app.command()
+def add(
+    transcript: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="JSON list of turns or 'speaker: text' lines")
+    ],
+    user_id: UserOpt = None,
+    agent_id: AgentOpt = None,
+    session_id: SessionOpt = None,
+    timestamp: Annotated[str | None, typer.Option(help="date of the session (ISO-8601)")] = None,
+    extract: Annotated[
+        bool | None, typer.Option(help="extract facts (default from config) or index raw turns")
+    ] = None,
+    batch: Annotated[int, typer.Option(help="turns per add call")] = 20,
+) -> None:
+    """Add a transcript to the memory."""
+
+    def go() -> None:
+        turns = read_transcript(transcript)
+        memory = _memory()
+        added = 0
+        for start in tqdm(range(0, len(turns), batch), desc="add", unit="batch"):
+            result = memory.add(
+                turns[start : start + batch],
+                user_id=user_id,
+                agent_id=agent_id,
+                session_id=session_id,
+                timestamp=timestamp,
+                extract=extract,
+            )
+            added += len(result.added)
+            if result.error:
+                typer.secho(f"warning: {result.error}", fg="yellow", err=True)
+        typer.echo(f"stored {len(turns)} turns, {added} memories added")
+
+    _run(go)
+
+
+@app.command()
+def ask(
+    question: str,
+    user_id: UserOpt = None,
+    agent_id: AgentOpt = None,
+    session_id: SessionOpt = None,
+    mode: Annotated[str, typer.Option(help="fast, gated or full")] = "gated",
+    policy: Annotated[
+        str | None, typer.Option(help="cascade, signals, audit, majority, consensus")
+    ] = None,
+    explain_: Annotated[bool, typer.Option("--explain", help="print the full trace")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the Answer as JSON")] = False,
+) -> None:
+    """Answer a question from memory."""
+    from .explain import explain
+
+    def go() -> None:
+        answer = _memory().answer(
+            question, user_id=user_id, agent_id=agent_id, session_id=session_id, mode=mode, policy=policy
+        )
+        typer.echo(answer.model_dump_json(indent=2) if as_json else explain(answer, verbose=explain_))
+
+    _run(go)
+
+
+@app.command()
+def memories(
+    user_id: UserOpt = None,
+    agent_id: AgentOpt = None,
+    session_id: SessionOpt = None,
+    query: Annotated[str | None, typer.Option("--query", "-q", help="search instead of listing")] = None,
+    k: int = 10,
+) -> None:
+    """List (or search) the memories of a scope."""
+
+    def go() -> None:
+        memory = _memory()
+        scope = dict(user_id=user_id, agent_id=agent_id, session_id=session_id)
+        found = memory.search(query, k=k, **scope) if query else memory.get_all(**scope)
+        for m in found:
+            score = f"{m.score:.2f} " if m.score is not None else ""
+            typer.echo(f"{score}{m.id}  {m.render()}")
+        typer.echo(f"({len(found)} memories)")
+
+    _run(go)
+
+
+@app.command()
+def history(
+    user_id: UserOpt = None,
+    agent_id: AgentOpt = None,
+    session_id: SessionOpt = None,
+    limit: int | None = None,
+) -> None:
+    """Print the raw turns of a scope."""
+
+    def go() -> None:
+        for t in _memory().history(user_id=user_id, agent_id=agent_id, session_id=session_id, limit=limit):
+            typer.echo(f"{t.id}  {t.render()}")
+
+    _run(go)
+
+
+@app.command()
+def reindex(
+    user_id: UserOpt = None,
+    agent_id: AgentOpt = None,
+    session_id: SessionOpt = None,
+    extract: Annotated[bool | None, typer.Option(help="extract facts or index raw turns")] = None,
+) -> None:
+    """Rebuild the memory index from the history (one scope, or all)."""
+
+    def go() -> None:
+        r = _memory().reindex(user_id=user_id, agent_id=agent_id, session_id=session_id, extract=extract)
+        typer.echo(f"reindexed {r.scopes} scope(s), {r.turns} turns -> {r.memories} memories")
+        for e in r.errors:
+            typer.secho(f"warning: {e}", fg="yellow", err=True)
+
+    _run(go)
+
+
+@app.command()
+def forget(user_id: UserOpt = None, agent_id: AgentOpt = None, session_id: SessionOpt = None) -> None:
+    """Delete a scope's turns and memories."""
+
+    def go() -> None:
+        r = _memory().delete_all(user_id=user_id, agent_id=agent_id, session_id=session_id)
+        typer.echo(f"deleted {r['turns']} turns and {r['memories']} memories")
+
+    _run(go)
+
+
+@app.command()
+def calibrate(
+    results: Annotated[
+        Path, typer.Argument(exists=True, help="JSONL of labelled questions (from `dualmem bench`)")
+    ],
+    target_escalation: Annotated[
+        float | None, typer.Option(help="escalate this share of questions")
+    ] = None,
+    target_quality: Annotated[
+        float | None, typer.Option(help="reach this share of always-deliberate F1")
+    ] = None,
+    save: Annotated[bool, typer.Option(help="save the fitted gate into the data dir's config.json")] = True,
+) -> None:
+    """Fit the gate thresholds and cascade band on labelled questions; print the trade-off table."""
+    from .gate.calibrate import calibrate as fit
+    from .gate.calibrate import format_table, load_records
+
+    def go() -> None:
+        config = _config()
+        from .gate import GateConfig
+
+        cal = fit(
+            load_records(results),
+            base=GateConfig(**config.gate),
+            target_escalation=target_escalation,
+            target_quality=target_quality,
+        )
+        typer.echo(format_table(cal))
+        typer.echo("\n" + cal.config.model_dump_json(indent=2))
+        if save:
+            path = config.model_copy(update={"gate": cal.config.model_dump()}).save()
+            typer.echo(f"saved to {path}")
+
+    _run(go)
+
+
+try:  # the benchmark harness registers `dualmem bench`
+    from .bench.run import register as _register_bench
+
+    _register_bench(app)
+except ImportError:  # pragma: no cover - optional extra not installed
+    pass

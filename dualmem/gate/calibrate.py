@@ -1,0 +1,148 @@
+"""Fit the gate's thresholds on labelled questions, for a target escalation rate or quality.
+
+A record is one question answered both ways: the signal scores of its fast answer, the fast
+answer's F1 and (when known) full deliberation's F1. Escalating a question swaps its fast F1
+for its full F1, so each threshold on the weighted signal score gives an escalation rate and
+an expected F1; the table of those is the trade-off the user picks from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .policy import GateConfig
+
+__all__ = ["Calibration", "CalibrationRecord", "calibrate", "format_table", "load_records"]
+
+
+@dataclass
+class CalibrationRecord:
+    signals: dict[str, float | None]
+    fast_f1: float
+    full_f1: float | None = None
+    refusal: bool = False
+
+
+@dataclass
+class Row:
+    threshold: float
+    escalation: float
+    f1: float
+    caught: float  # share of wrong fast answers (F1 < 0.5) that escalate
+
+
+@dataclass
+class Calibration:
+    config: GateConfig
+    table: list[Row] = field(default_factory=list)
+    chosen: Row | None = None
+    fast_f1: float = 0.0
+    full_f1: float | None = None
+
+
+def _score(cfg: GateConfig, r: CalibrationRecord) -> float:
+    avail = {k: v for k, v in r.signals.items() if v is not None and k in cfg.weights}
+    total = sum(cfg.weights[k] for k in avail) or 1.0
+    return sum(cfg.weights[k] * v for k, v in avail.items()) / total
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def calibrate(
+    records: Sequence[CalibrationRecord],
+    *,
+    base: GateConfig | None = None,
+    target_escalation: float | None = None,
+    target_quality: float | None = None,
+    band_width: float = 0.2,
+) -> Calibration:
+    """Pick `score_threshold` (and the cascade band around it) from labelled records.
+
+    `target_escalation`: escalate about this share of questions. `target_quality`: the
+    smallest escalation whose expected F1 reaches this share of always-deliberate F1.
+    """
+    if not records:
+        raise ValueError("calibration needs at least one labelled record")
+    if (target_escalation is None) == (target_quality is None):
+        raise ValueError("give exactly one of target_escalation or target_quality")
+    cfg = (base or GateConfig()).model_copy(deep=True)
+    scores = [_score(cfg, r) for r in records]
+    n = len(records)
+    wrong = [r.fast_f1 < 0.5 for r in records]
+    full = [r.full_f1 if r.full_f1 is not None else r.fast_f1 for r in records]
+    table = []
+    for t in sorted(set(scores)) + [max(scores) + 1e-9]:
+        esc = [s < t or r.refusal for s, r in zip(scores, records, strict=True)]
+        f1 = sum(full[i] if esc[i] else records[i].fast_f1 for i in range(n)) / n
+        caught = sum(e and w for e, w in zip(esc, wrong, strict=True)) / max(1, sum(wrong))
+        table.append(Row(t, sum(esc) / n, f1, caught))
+    table.sort(key=lambda row: row.escalation)
+    if target_escalation is not None:
+        chosen = min(table, key=lambda row: abs(row.escalation - target_escalation))
+    else:
+        goal = target_quality * (sum(full) / n)
+        chosen = next((row for row in table if row.f1 >= goal), table[-1])
+    cfg.score_threshold = chosen.threshold
+    rank = sum(s < chosen.threshold for s in scores) / n
+    cfg.band_low = _quantile(scores, max(0.0, rank - band_width / 2))
+    cfg.band_high = _quantile(scores, min(1.0, rank + band_width / 2))
+    # each signal's own threshold: the same escalation share on that signal alone
+    for name in ("entropy", "coverage", "consistency"):
+        values = [v for r in records if (v := r.signals.get(name)) is not None]
+        if values:
+            setattr(cfg, f"{name}_threshold", _quantile(values, chosen.escalation))
+    has_full = any(r.full_f1 is not None for r in records)
+    return Calibration(
+        config=cfg,
+        table=table,
+        chosen=chosen,
+        fast_f1=sum(r.fast_f1 for r in records) / n,
+        full_f1=sum(full) / n if has_full else None,
+    )
+
+
+def format_table(cal: Calibration, rows: int = 12) -> str:
+    step = max(1, len(cal.table) // rows)
+    shown = cal.table[::step]
+    if cal.chosen and cal.chosen not in shown:
+        shown = sorted([*shown, cal.chosen], key=lambda r: r.escalation)
+    out = ["| threshold | escalation | expected F1 | wrong fast answers caught |", "|---|---|---|---|"]
+    for r in shown:
+        mark = " <- chosen" if r is cal.chosen else ""
+        out.append(f"| {r.threshold:.3f} | {r.escalation:.0%} | {r.f1:.3f} | {r.caught:.0%}{mark} |")
+    full = f"{cal.full_f1:.3f}" if cal.full_f1 is not None else "n/a"
+    out.append(f"\nfast-only F1 {cal.fast_f1:.3f}, always-deliberate F1 {full}")
+    return "\n".join(out)
+
+
+def load_records(path: str | Path) -> list[CalibrationRecord]:
+    """Read JSONL lines holding `signals`, `fast_f1`, optional `full_f1` and `refusal`.
+
+    A bench result line nests them under a "calibration" key; both shapes are accepted, and
+    lines without labels (e.g. a fast-only run with no score) are skipped.
+    """
+    records = []
+    for line in Path(path).read_text().splitlines():
+        if not line.strip():
+            continue
+        data = json.loads(line)
+        data = data.get("calibration", data)
+        if not isinstance(data, dict) or "signals" not in data or data.get("fast_f1") is None:
+            continue
+        records.append(
+            CalibrationRecord(
+                signals=data["signals"],
+                fast_f1=float(data["fast_f1"]),
+                full_f1=data.get("full_f1"),
+                refusal=bool(data.get("refusal", False)),
+            )
+        )
+    if not records:
+        raise ValueError(f"{path} holds no labelled records (need 'signals' and 'fast_f1' per line)")
+    return records
