@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import pytest
+from dualmem import Answer, DualMemory
+from dualmem.testing import ScriptedLLM
+from langchain_core.messages import ToolMessage
+
+from langchain_dualmem import (
+    DualMemRecallTool,
+    DualMemRememberTool,
+    create_recall_tool,
+    create_remember_tool,
+)
+from langchain_dualmem.tools import NO_MEMORIES, format_answer
+
+
+def _call(tool: DualMemRecallTool | DualMemRememberTool, **args: str) -> dict:
+    return {"name": tool.name, "args": args, "id": "call-1", "type": "tool_call"}
+
+
+def test_recall_returns_answer_path_and_artifact(memory: DualMemory, llm: ScriptedLLM) -> None:
+    memory.add("I moved to Paris in 2021.", user_id="alice", session_id="s1")
+    tool = create_recall_tool(memory, user_id="alice", mode="fast")
+    assert isinstance(tool, DualMemRecallTool) and tool.name == "recall_memory"
+    message = tool.invoke(_call(tool, question="Where does Alice live?"))
+    assert isinstance(message, ToolMessage)
+    assert message.content == "Answer: Paris\nPath: fast"
+    answer = Answer.model_validate(message.artifact)
+    assert answer.question == "Where does Alice live?"
+    assert [m.text for m in answer.memories] == ["user: I moved to Paris in 2021."]
+    # the memory's model was asked with the retrieved memory in its prompt
+    prompt = str(llm.calls_for("answer")[-1].messages)
+    assert "I moved to Paris in 2021." in prompt
+
+
+def test_plain_invoke_returns_content(memory: DualMemory) -> None:
+    memory.add("I moved to Paris in 2021.", user_id="alice")
+    assert create_recall_tool(memory, user_id="alice", mode="fast").invoke({"question": "Where?"}) == (
+        "Answer: Paris\nPath: fast"
+    )
+
+
+def test_escalated_answer_shows_reason() -> None:
+    answer = Answer(question="q", text="Lisbon", path="deliberate", mode="gated",
+                    reason="low confidence in the fast answer (0.31 < 0.6)")
+    assert format_answer(answer) == (
+        "Answer: Lisbon\nPath: deliberate\nEscalated because: low confidence in the fast answer (0.31 < 0.6)"
+    )
+    assert "Escalated" not in format_answer(answer.model_copy(update={"path": "fast"}))
+
+
+def test_no_memories_yet_is_a_friendly_result(memory: DualMemory, llm: ScriptedLLM) -> None:
+    tool = create_recall_tool(memory, user_id="nobody", mode="fast")
+    message = tool.invoke(_call(tool, question="Where do I live?"))
+    assert message.content == NO_MEMORIES
+    assert message.artifact is None
+    assert llm.calls == []
+
+
+async def test_no_memories_yet_async(memory: DualMemory) -> None:
+    tool = create_recall_tool(memory, user_id="nobody", mode="fast")
+    assert await tool.ainvoke({"question": "Where do I live?"}) == NO_MEMORIES
+
+
+def test_recall_is_scoped_to_its_user(memory: DualMemory, llm: ScriptedLLM) -> None:
+    memory.add("My PIN is 1234.", user_id="alice")
+    memory.add("My PIN is 9876.", user_id="bob")
+    tool = create_recall_tool(memory, user_id="bob", mode="fast")
+    message = tool.invoke(_call(tool, question="What is my PIN?"))
+    assert [m["text"] for m in message.artifact["memories"]] == ["user: My PIN is 9876."]
+    prompt = str(llm.calls_for("answer")[-1].messages)
+    assert "9876" in prompt and "1234" not in prompt
+
+
+async def test_recall_async_matches_sync(memory: DualMemory) -> None:
+    memory.add(["I moved to Paris in 2021.", "I have a cat."], user_id="alice")
+    tool = create_recall_tool(memory, user_id="alice", mode="fast", k=1)
+    sync_msg = tool.invoke(_call(tool, question="Where does Alice live?"))
+    async_msg = await tool.ainvoke(_call(tool, question="Where does Alice live?"))
+    assert async_msg.content == sync_msg.content == "Answer: Paris\nPath: fast"
+    assert async_msg.artifact["evidence"] == sync_msg.artifact["evidence"]
+    assert len(async_msg.artifact["memories"]) == 1
+
+
+def test_recall_tool_custom_name_and_description(memory: DualMemory) -> None:
+    tool = create_recall_tool(memory, agent_id="support-bot", name="ask_memory", description="Ask it.")
+    assert (tool.name, tool.description, tool.mode) == ("ask_memory", "Ask it.", "gated")
+    assert list(tool.get_input_schema().model_json_schema()["properties"]) == ["question"]
+
+
+def test_tools_check_scope_at_construction(memory: DualMemory) -> None:
+    with pytest.raises(ValueError, match="needs a scope"):
+        create_recall_tool(memory)
+    with pytest.raises(ValueError, match="needs a scope"):
+        create_remember_tool(memory)
+
+
+def test_remember_stores_text_for_later_recall(memory: DualMemory) -> None:
+    tool = create_remember_tool(memory, user_id="alice", session_id="notes")
+    result = tool.invoke({"text": "Alice's sister Ana lives in Lisbon."})
+    assert result == "Remembered (1 new, 0 updated memories)."
+    turns = memory.history(user_id="alice")
+    assert [(t.role, t.text, t.session_id, t.metadata) for t in turns] == [
+        ("user", "Alice's sister Ana lives in Lisbon.", "notes", {"source": "remember"})
+    ]
+    found = memory.search("Where does Ana live?", user_id="alice")
+    assert [m.text for m in found] == ["user: Alice's sister Ana lives in Lisbon."]
+    assert memory.search("Where does Ana live?", user_id="bob") == []
+
+
+async def test_remember_async_and_extraction_error_is_reported(tmp_path) -> None:
+    llm = ScriptedLLM(by_task={"extract": lambda request: "not json"})
+    memory = DualMemory(path=tmp_path, llm=llm, extract=True)
+    tool = create_remember_tool(memory, user_id="alice")
+    result = await tool.ainvoke({"text": "Alice is allergic to peanuts."})
+    assert result.startswith("Saved the text, but fact extraction failed")
+    assert [t.text for t in await memory.ahistory(user_id="alice")] == ["Alice is allergic to peanuts."]
+    memory.close()
