@@ -1,0 +1,383 @@
+"""Gate policies: audit, signals (any/weighted), cascade, majority, consensus, unavailable logprobs."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from dualmem import DualMemory
+from dualmem.errors import InvalidInputError, LLMError
+from dualmem.fast import answer_from, context_lines
+from dualmem.gate import GateConfig, GateOutcome, run_gate
+from dualmem.testing import ScriptedLLM, ScriptedReply
+from dualmem.types import Memory
+
+NOW = datetime(2023, 5, 7, tzinfo=UTC)
+QUESTION = "What instrument does Melanie play in the orchestra?"
+STRONG = [
+    Memory(id="m1", text="Melanie plays the violin in the city orchestra.", created_at=NOW,
+           updated_at=NOW, event_date="2023-05-07", score=0.7, source_turn_ids=["t1"]),
+]
+WEAK = [
+    Memory(id="m2", text="Caroline adopted a dog named Rex.", created_at=NOW, updated_at=NOW,
+           event_date="2023-05-07", score=0.1, source_turn_ids=["t2"]),
+]
+
+
+def audit_json(relevance: str = "pass", faithfulness: str = "pass", completeness: str = "pass") -> str:
+    return json.dumps({
+        "relevance": {"status": relevance},
+        "faithfulness": {"status": faithfulness},
+        "completeness_relevance": {"status": completeness},
+    })
+
+
+AUDIT_PASS = audit_json()
+
+
+async def gate(
+    llm: ScriptedLLM, memories: list[Memory], *, policy: str | None = None, **cfg: object
+) -> GateOutcome:
+    """The fast answer (task "answer") with its logprobs, then the gate, as the dual process runs it."""
+    fast = await answer_from(llm, QUESTION, context_lines(memories))
+    return await run_gate(
+        llm, GateConfig(**cfg), QUESTION, fast.text, fast.completion.logprobs, memories, policy
+    )
+
+
+def tasks(llm: ScriptedLLM) -> list[str]:
+    return [c.task for c in llm.calls]
+
+
+# the three canonical fast answers: clearly fine, clearly wrong, and in the uncertain band
+def confident_right() -> ScriptedReply:
+    return ScriptedReply("violin", confidence=0.99)
+
+
+def guessing_wrong() -> ScriptedReply:
+    return ScriptedReply("cello", confidence=0.2)
+
+
+def confident_ungrounded() -> ScriptedReply:
+    return ScriptedReply("cello", confidence=0.99)  # good evidence, answer not in it
+
+
+# ---------------------------------------------------------------- audit (D-Mem Quality Gating)
+
+
+async def test_audit_passes_when_all_three_dimensions_pass() -> None:
+    llm = ScriptedLLM(by_task={"answer": [confident_right()], "gate.audit": [AUDIT_PASS]})
+    out = await gate(llm, STRONG, policy="audit")
+    assert out.report.passed and not out.report.escalate
+    assert out.report.policy == "audit"
+    audit = out.report.audit
+    assert audit is not None and audit.relevance and audit.faithfulness and audit.completeness
+    assert not audit.malformed
+    assert out.report.reason == "audit passed all three dimensions"
+    assert tasks(llm) == ["answer", "gate.audit"]
+    assert out.usage.calls == 1 and out.usage.prompt_tokens > 0
+    # the audit sees the question, the answer and the memories
+    prompt = llm.calls_for("gate.audit")[0].messages[-1]["content"]
+    assert QUESTION in prompt and "violin" in prompt and STRONG[0].text in prompt
+
+
+@pytest.mark.parametrize(
+    ("labels", "failed"),
+    [
+        (("fail", "pass", "pass"), "relevance"),
+        (("pass", "fail", "pass"), "faithfulness"),
+        (("pass", "pass", "fail"), "completeness"),
+    ],
+)
+async def test_audit_escalates_when_any_dimension_fails(labels: tuple[str, str, str], failed: str) -> None:
+    llm = ScriptedLLM(by_task={"answer": [confident_right()], "gate.audit": [audit_json(*labels)]})
+    out = await gate(llm, STRONG, policy="audit")
+    assert out.report.escalate and not out.report.passed
+    assert getattr(out.report.audit, failed) is False
+    assert out.report.reason == f"audit failed: {failed}"
+    assert out.report.score == pytest.approx(2 / 3)
+    assert not out.report.audit.malformed
+
+
+async def test_audit_labels_are_case_insensitive() -> None:
+    audit = audit_json(" PASS", "Pass", "pass ")
+    llm = ScriptedLLM(by_task={"answer": [confident_right()], "gate.audit": [audit]})
+    assert (await gate(llm, STRONG, policy="audit")).report.passed
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "The answer looks fine to me.",  # prose, no JSON
+        '{"relevance": {"status": "pass"}}',  # JSON missing two dimensions
+        '{"relevance": "pass", "faithfulness": "pass", "completeness_relevance": "pass"}',
+    ],
+)
+async def test_malformed_audit_fails_and_is_flagged(reply: str) -> None:
+    llm = ScriptedLLM(by_task={"answer": [confident_right()], "gate.audit": [reply]})
+    out = await gate(llm, STRONG, policy="audit")
+    assert out.report.escalate and not out.report.passed
+    assert out.report.audit is not None and out.report.audit.malformed is True
+    assert out.report.audit.raw == reply
+    assert "not valid JSON" in out.report.reason
+    assert len(llm.calls_for("gate.audit")) == 1  # no retry: an unreadable audit simply fails
+
+
+async def test_audit_call_error_fails_and_is_flagged() -> None:
+    llm = ScriptedLLM(by_task={"answer": [confident_right()], "gate.audit": [LLMError("server down")]})
+    out = await gate(llm, STRONG, policy="audit")
+    assert out.report.escalate
+    assert out.report.audit.malformed and "server down" in out.report.audit.raw
+    assert out.report.reason.startswith("audit call failed")
+
+
+async def test_audit_report_still_carries_the_signals() -> None:
+    llm = ScriptedLLM(by_task={"answer": [confident_right()], "gate.audit": [AUDIT_PASS]})
+    report = (await gate(llm, STRONG, policy="audit")).report
+    assert [s.name for s in report.signals] == ["entropy", "coverage", "consistency"]
+
+
+# ---------------------------------------------------------------- signals
+
+
+async def test_signals_policy_makes_no_extra_call() -> None:
+    llm = ScriptedLLM(by_task={"answer": [confident_right()]})
+    out = await gate(llm, STRONG, policy="signals")
+    assert out.report.passed and tasks(llm) == ["answer"]
+    assert out.usage.calls == 0
+    assert out.report.audit is None
+
+
+async def test_signals_any_vs_weighted() -> None:
+    # good evidence and a grounded answer, but the model was unsure of it
+    async def run(combine: str) -> GateOutcome:
+        llm = ScriptedLLM(by_task={"answer": [ScriptedReply("violin", confidence=0.2)]})
+        return await gate(llm, STRONG, policy="signals", combine=combine)
+
+    any_, weighted = await run("any"), await run("weighted")
+    entropy = next(s for s in any_.report.signals if s.name == "entropy")
+    assert entropy.passed is False
+    assert all(s.passed for s in any_.report.signals if s.name != "entropy")
+    assert any_.report.escalate and any_.report.reason.startswith("entropy:")
+    assert weighted.report.passed  # the failing signal carries only 0.2 of the weight
+    assert weighted.report.score == pytest.approx(any_.report.score)
+    assert weighted.report.reason.startswith("weighted signal score")
+
+
+async def test_signals_weighted_score_is_the_weighted_mean() -> None:
+    llm = ScriptedLLM(by_task={"answer": [confident_right()]})
+    weights = {"entropy": 1, "coverage": 3, "consistency": 0}
+    report = (await gate(llm, STRONG, policy="signals", weights=weights)).report
+    s = {r.name: r.score for r in report.signals}
+    assert report.score == pytest.approx((s["entropy"] + 3 * s["coverage"]) / 4)
+
+
+async def test_signals_weighted_below_threshold_escalates_and_names_the_weakest() -> None:
+    llm = ScriptedLLM(by_task={"answer": [confident_right()]})
+    out = await gate(llm, STRONG, policy="signals", combine="weighted", score_threshold=0.99)
+    assert out.report.escalate
+    assert "< 0.99" in out.report.reason and "coverage" in out.report.reason  # the weakest signal
+    assert all(s.passed for s in out.report.signals)
+
+
+async def test_signals_all_pass_with_any() -> None:
+    llm = ScriptedLLM(by_task={"answer": [confident_right()]})
+    out = await gate(llm, STRONG, policy="signals", combine="any")
+    assert out.report.passed and out.report.reason == "all available signals passed"
+
+
+@pytest.mark.parametrize("policy", ["signals", "cascade"])
+async def test_refusal_escalates_without_an_audit(policy: str) -> None:
+    llm = ScriptedLLM(by_task={"answer": [ScriptedReply("NONE", confidence=0.99)]})
+    out = await gate(llm, STRONG, policy=policy)
+    assert out.report.escalate and "refusal" in out.report.reason
+    assert llm.calls_for("gate.audit") == []
+
+
+async def test_signals_with_samples_use_agreement() -> None:
+    llm = ScriptedLLM(
+        by_task={"answer": [confident_right()], "gate.sample": ["cello", "piano", "drums"]}
+    )
+    out = await gate(llm, STRONG, policy="signals", samples=3, combine="any", consistency_threshold=0.6)
+    samples = llm.calls_for("gate.sample")
+    assert len(samples) == 3 and {c.temperature for c in samples} == {0.7}
+    consistency = next(s for s in out.report.signals if s.name == "consistency")
+    assert consistency.details["agreement"] == 0.0 and consistency.passed is False
+    assert out.report.escalate
+    assert out.usage.calls == 3
+
+
+# ---------------------------------------------------------------- cascade
+
+
+async def test_cascade_clear_pass_skips_the_audit() -> None:
+    llm = ScriptedLLM(by_task={"answer": [confident_right()], "gate.audit": [AUDIT_PASS]})
+    out = await gate(llm, STRONG, policy="cascade")
+    assert out.report.score >= 0.7 and out.report.passed
+    assert llm.calls_for("gate.audit") == []
+    assert out.report.audit is None and out.usage.calls == 0
+    assert "trusted without audit" in out.report.reason
+
+
+async def test_cascade_clear_escalation_skips_the_audit() -> None:
+    llm = ScriptedLLM(by_task={"answer": [guessing_wrong()], "gate.audit": [AUDIT_PASS]})
+    out = await gate(llm, WEAK, policy="cascade")
+    assert out.report.score < 0.4 and out.report.escalate
+    assert llm.calls_for("gate.audit") == []
+    assert out.report.reason.startswith(f"signal score {out.report.score:.2f} < 0.4")
+
+
+@pytest.mark.parametrize(
+    ("audit", "escalate"), [(AUDIT_PASS, False), (audit_json(faithfulness="fail"), True)]
+)
+async def test_cascade_uncertain_band_asks_the_audit_once(audit: str, escalate: bool) -> None:
+    llm = ScriptedLLM(by_task={"answer": [confident_ungrounded()], "gate.audit": [audit, AUDIT_PASS]})
+    out = await gate(llm, STRONG, policy="cascade")
+    assert 0.4 <= out.report.score < 0.7
+    assert len(llm.calls_for("gate.audit")) == 1
+    assert out.report.escalate is escalate
+    assert out.report.audit is not None
+    assert "uncertain band" in out.report.reason
+    assert out.usage.calls == 1
+
+
+async def test_cascade_band_edges_are_configurable() -> None:
+    # the same uncertain answer is a clear pass with a low band, a clear escalation with a high one
+    low = ScriptedLLM(by_task={"answer": [confident_ungrounded()]})
+    assert (await gate(low, STRONG, policy="cascade", band_low=0.1, band_high=0.2)).report.passed
+    high = ScriptedLLM(by_task={"answer": [confident_ungrounded()]})
+    assert (await gate(high, STRONG, policy="cascade", band_low=0.9, band_high=0.95)).report.escalate
+    assert low.calls_for("gate.audit") == [] and high.calls_for("gate.audit") == []
+
+
+# ---------------------------------------------------------------- majority / consensus
+
+
+def voting_llm(judge: str, samples: list[str] | None = None) -> ScriptedLLM:
+    return ScriptedLLM(by_task={
+        "answer": [confident_right()],
+        "gate.sample": samples or ["violin", "the violin", "cello"],
+        "gate.judge": [judge],
+    })
+
+
+@pytest.mark.parametrize("policy", ["majority", "consensus"])
+async def test_voting_samples_three_answers_at_temperature_0_7(policy: str) -> None:
+    llm = voting_llm('{"agree": 3, "answer": "violin"}')
+    await gate(llm, STRONG, policy=policy)
+    samples = llm.calls_for("gate.sample")
+    assert len(samples) == 3
+    assert [c.temperature for c in samples] == [0.7, 0.7, 0.7]
+    assert len({c.seed for c in samples}) == 3  # three different draws
+    assert all(STRONG[0].text in c.messages[-1]["content"] for c in samples)  # same context
+    judge = llm.calls_for("gate.judge")
+    assert len(judge) == 1
+    prompt = judge[0].messages[-1]["content"]
+    assert "1. violin" in prompt and "2. the violin" in prompt and "3. cello" in prompt
+
+
+async def test_majority_passes_with_two_agreeing_and_picks_verbatim() -> None:
+    out = await gate(voting_llm('{"agree": 2, "answer": "the violin"}'), STRONG, policy="majority")
+    assert out.report.passed and out.report.policy == "majority"
+    assert out.answer == "the violin"
+    assert out.report.reason == "2 of 3 sampled answers agree (need 2)"
+    assert out.usage.calls == 4
+
+
+async def test_consensus_needs_all_three() -> None:
+    two = await gate(voting_llm('{"agree": 2, "answer": "violin"}'), STRONG, policy="consensus")
+    assert two.report.escalate and two.answer is None
+    assert "need 3" in two.report.reason
+    three = await gate(voting_llm('{"agree": 3, "answer": "violin"}'), STRONG, policy="consensus")
+    assert three.report.passed and three.answer == "violin"
+
+
+async def test_majority_fails_with_no_agreement() -> None:
+    out = await gate(
+        voting_llm('{"agree": 1, "answer": ""}', ["violin", "cello", "drums"]), STRONG, policy="majority"
+    )
+    assert out.report.escalate and out.answer is None
+
+
+async def test_judge_pick_not_among_candidates_falls_back_to_a_candidate() -> None:
+    out = await gate(voting_llm('{"agree": 2, "answer": "a violin, probably"}'), STRONG, policy="majority")
+    assert out.report.passed and out.answer == "violin"
+
+
+async def test_malformed_judge_escalates() -> None:
+    llm = ScriptedLLM(by_task={
+        "answer": [confident_right()],
+        "gate.sample": ["violin"] * 3,
+        "gate.judge": ["they agree", "still not json"],
+    })
+    out = await gate(llm, STRONG, policy="majority")
+    assert out.report.escalate
+    assert len(llm.calls_for("gate.judge")) == 2  # one retry, then counted as no agreement
+
+
+# ---------------------------------------------------------------- unavailable logprobs
+
+
+@pytest.mark.parametrize("policy", ["signals", "cascade"])
+async def test_unavailable_logprobs_ignored_decides_on_other_signals(policy: str) -> None:
+    llm = ScriptedLLM(by_task={"answer": ["violin"]}, logprobs=False)
+    out = await gate(llm, STRONG, policy=policy, on_unavailable="ignore")
+    entropy = out.report.signals[0]
+    assert entropy.name == "entropy" and entropy.available is False and entropy.passed is None
+    assert out.report.passed
+    assert "entropy unavailable" in out.report.reason
+    assert "decided on the other signals" in out.report.reason
+    # the score is the weighted mean of the two available signals only
+    s = {r.name: r.score for r in out.report.signals}
+    assert out.report.score == pytest.approx((0.45 * s["coverage"] + 0.35 * s["consistency"]) / 0.8)
+
+
+async def test_unavailable_logprobs_ignored_still_escalates_a_bad_answer() -> None:
+    llm = ScriptedLLM(by_task={"answer": ["cello"]}, logprobs=False)
+    out = await gate(llm, WEAK, policy="signals", on_unavailable="ignore")
+    assert out.report.escalate and "entropy unavailable" in out.report.reason
+
+
+@pytest.mark.parametrize("policy", ["signals", "cascade"])
+async def test_unavailable_logprobs_escalate(policy: str) -> None:
+    llm = ScriptedLLM(by_task={"answer": ["violin"], "gate.audit": [AUDIT_PASS]}, logprobs=False)
+    out = await gate(llm, STRONG, policy=policy, on_unavailable="escalate")
+    assert out.report.escalate and not out.report.passed
+    assert out.report.reason.startswith("escalated because entropy unavailable")
+    assert llm.calls_for("gate.audit") == []
+
+
+async def test_unavailable_logprobs_do_not_matter_to_the_audit() -> None:
+    llm = ScriptedLLM(by_task={"answer": ["violin"], "gate.audit": [AUDIT_PASS]}, logprobs=False)
+    out = await gate(llm, STRONG, policy="audit", on_unavailable="escalate")
+    assert out.report.passed and out.report.signals[0].available is False
+
+
+# ---------------------------------------------------------------- per-memory config vs per call
+
+
+def test_per_call_policy_overrides_the_memory_config(tmp_path) -> None:
+    llm = ScriptedLLM(by_task={"answer": [confident_right()] * 2, "gate.audit": [AUDIT_PASS]})
+    memory = DualMemory(path=tmp_path, llm=llm, extract=False, gate={"policy": "audit"})
+    memory.add({"role": "user", "speaker": "Melanie", "content": STRONG[0].text.replace("Melanie ", "I ")},
+               user_id="mel", timestamp="2023-05-07T10:00:00Z")
+    configured = memory.answer(QUESTION, user_id="mel")
+    assert configured.gate.policy == "audit" and len(llm.calls_for("gate.audit")) == 1
+    assert configured.path == "fast" and configured.text == "violin"
+    overridden = memory.answer(QUESTION, user_id="mel", policy="signals")
+    assert overridden.gate.policy == "signals"
+    assert len(llm.calls_for("gate.audit")) == 1  # no second audit
+    with pytest.raises(InvalidInputError, match="policy"):
+        memory.answer(QUESTION, user_id="mel", policy="vote")
+
+
+def test_memory_config_thresholds_reach_the_gate(tmp_path) -> None:
+    llm = ScriptedLLM(by_task={"answer": [confident_right()]})
+    memory = DualMemory(path=tmp_path, llm=llm, extract=False,
+                        gate={"policy": "signals", "entropy_threshold": 0.123})
+    memory.add("I play the violin in the orchestra.", user_id="mel")
+    report = memory.answer(QUESTION, user_id="mel").gate
+    assert report.policy == "signals"
+    assert report.signals[0].threshold == 0.123
