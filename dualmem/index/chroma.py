@@ -7,6 +7,7 @@ Works with an embedded `PersistentClient` (default) or any Chroma client (`HttpC
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from datetime import datetime
@@ -74,6 +75,22 @@ def _from_chroma(id_: str, doc: str, meta: dict[str, Any], score: float | None =
     )
 
 
+def _refreshing(method):
+    """Retry once with fresh handles when another client dropped a cached collection."""
+
+    @functools.wraps(method)
+    def wrapper(self: ChromaMemoryIndex, *args: Any, **kwargs: Any) -> Any:
+        from chromadb.errors import NotFoundError
+
+        try:
+            return method(self, *args, **kwargs)
+        except NotFoundError:
+            self._collections.clear()
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class ChromaMemoryIndex:
     """The default `MemoryIndex`."""
 
@@ -129,6 +146,7 @@ class ChromaMemoryIndex:
         self._collections[part] = col
         return col
 
+    @_refreshing
     def upsert(self, memories: list[Memory]) -> None:
         by_part: dict[str, list[Memory]] = {}
         for m in memories:
@@ -152,6 +170,7 @@ class ChromaMemoryIndex:
                       include=["documents", "metadatas"])
         return list(zip(got["ids"], got["documents"], got["metadatas"], strict=True))
 
+    @_refreshing
     def search(self, query: str, scope: Scope, k: int) -> list[Memory]:
         col = self._collection(scope, create=False)
         if col is None or k <= 0:
@@ -191,6 +210,7 @@ class ChromaMemoryIndex:
         ]
         return got["ids"], docs, got["metadatas"]
 
+    @_refreshing
     def nearest(self, texts: list[str], scope: Scope, k: int) -> list[list[Memory]]:
         col = self._collection(scope, create=False)
         if col is None or not texts or col.count() == 0:
@@ -204,12 +224,14 @@ class ChromaMemoryIndex:
                             strict=True)
         ]
 
+    @_refreshing
     def get(self, ids: list[str], scope: Scope) -> list[Memory]:
         col = self._collection(scope, create=False)
         if col is None or not ids:
             return []
         return [_from_chroma(*row) for row in self._rows(col, scope, ids=ids)]
 
+    @_refreshing
     def list(self, scope: Scope, limit: int | None = None) -> list[Memory]:
         col = self._collection(scope, create=False)
         if col is None:
@@ -217,6 +239,7 @@ class ChromaMemoryIndex:
         memories = [_from_chroma(*row) for row in self._rows(col, scope, limit=limit)]
         return sorted(memories, key=lambda m: m.created_at)
 
+    @_refreshing
     def delete(self, ids: list[str], scope: Scope) -> int:
         found = self.get(ids, scope)
         if found:
@@ -225,6 +248,7 @@ class ChromaMemoryIndex:
             self._lexical.invalidate(scope.partition)
         return len(found)
 
+    @_refreshing
     def delete_scope(self, scope: Scope) -> int:
         col = self._collection(scope, create=False)
         if col is None:
@@ -247,6 +271,7 @@ class ChromaMemoryIndex:
         self._lexical = LexicalCache()
         return len(ours)
 
+    @_refreshing
     def count(self, scope: Scope) -> int:
         col = self._collection(scope, create=False)
         if col is None:

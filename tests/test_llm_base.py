@@ -1,0 +1,169 @@
+"""BaseLLM: retries, timeouts, JSON replies and usage accounting (through ScriptedLLM)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+from pydantic import BaseModel
+from tenacity import wait_none
+
+from dualmem.errors import LLMError, LLMReplyError
+from dualmem.llm.base import BaseLLM, ChatRequest, Completion, parse_json_reply
+from dualmem.testing import ScriptedLLM, ScriptedReply
+from dualmem.tokens import count_messages, count_tokens
+from dualmem.types import Usage
+
+MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]
+
+
+def request(task: str = "answer", **kw) -> ChatRequest:
+    return ChatRequest(messages=MESSAGES, task=task, **kw)
+
+
+class Facts(BaseModel):
+    facts: list[str]
+
+
+@pytest.fixture
+def no_backoff(monkeypatch):
+    # the retry policy is under test, not the sleeping between attempts
+    monkeypatch.setattr("dualmem.llm.base.wait_exponential", lambda **_: wait_none())
+
+
+def test_retryable_errors_are_retried_until_a_reply(no_backoff):
+    llm = ScriptedLLM(
+        [LLMError("busy", retryable=True), LLMError("busy again", retryable=True), "fine"],
+        max_retries=2,
+    )
+    result = llm.complete(request())
+    assert result.text == "fine"
+    assert len(llm.calls) == 3
+    assert llm.usage["answer"].calls == 1  # usage counts replies, not failed attempts
+
+
+def test_retries_are_bounded(no_backoff):
+    llm = ScriptedLLM([LLMError(f"busy {i}", retryable=True) for i in range(3)] + ["late"],
+                      max_retries=2)
+    with pytest.raises(LLMError, match="busy 2"):
+        llm.complete(request())
+    assert len(llm.calls) == 3
+    assert "answer" not in llm.usage
+
+
+def test_retries_back_off():
+    llm = ScriptedLLM([LLMError("busy", retryable=True), "fine"], max_retries=1)
+    start = time.perf_counter()
+    assert llm.complete(request()).text == "fine"
+    assert time.perf_counter() - start >= 0.4  # wait_exponential(multiplier=0.5): 0.5 s first
+
+
+@pytest.mark.parametrize("error", [LLMError("bad request"), ValueError("bug")])
+def test_non_retryable_errors_are_not_retried(no_backoff, error):
+    llm = ScriptedLLM([error, "never"], max_retries=2)
+    with pytest.raises(type(error)):
+        llm.complete(request())
+    assert len(llm.calls) == 1
+
+
+def test_timeout_raises_llm_error_quickly():
+    llm = ScriptedLLM([ScriptedReply("too late", delay=5)], timeout=0.05)
+    start = time.perf_counter()
+    with pytest.raises(LLMError, match="no reply within") as info:
+        llm.complete(request())
+    assert time.perf_counter() - start < 1.0
+    assert info.value.retryable
+
+
+def test_timeout_is_retried(no_backoff):
+    llm = ScriptedLLM([ScriptedReply("too late", delay=5), "in time"], timeout=0.05, max_retries=1)
+    assert llm.complete(request()).text == "in time"
+
+
+def test_no_reply_left_is_an_llm_error():
+    with pytest.raises(LLMError, match="no reply left"):
+        ScriptedLLM().complete(request())
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        '{"facts": ["a", "b"]}',
+        '```json\n{"facts": ["a", "b"]}\n```',
+        'Sure! Here it is:\n```\n{"facts": ["a", "b"]}\n```\nAnything else?',
+        'The facts are {"facts": ["a", "b"]} as requested.',
+    ],
+)
+def test_parse_json_reply_tolerates_fences_and_prose(reply):
+    assert parse_json_reply(reply, Facts).facts == ["a", "b"]
+
+
+@pytest.mark.parametrize("reply", ["", "no json here", '{"facts": "not a list"}', '{"facts": [1, ', "[]"])
+def test_parse_json_reply_rejects(reply):
+    with pytest.raises(LLMReplyError) as info:
+        parse_json_reply(reply, Facts)
+    assert info.value.raw == reply
+
+
+async def test_ajson_retries_malformed_replies():
+    llm = ScriptedLLM(by_task={"extract": ["oops", '{"facts": 3}', '```json\n{"facts": ["x"]}\n```']})
+    parsed, usage = await llm.ajson(request("extract"), Facts)
+    assert parsed.facts == ["x"]
+    assert usage.calls == 3 and llm.usage["extract"].calls == 3
+    assert all(c.json_mode for c in llm.calls)
+
+
+async def test_ajson_raises_after_its_retries():
+    llm = ScriptedLLM(by_task={"extract": ["nope 1", "nope 2", "nope 3", '{"facts": []}']})
+    with pytest.raises(LLMReplyError, match="after 3 tries") as info:
+        await llm.ajson(request("extract"), Facts)
+    assert info.value.raw == "nope 3"
+    assert len(llm.calls) == 3
+
+
+def test_usage_is_counted_per_task_with_tiktoken():
+    llm = ScriptedLLM(by_task={"answer": ["Paris", "London town"], "extract": ['{"facts": []}']})
+    first = llm.complete(request("answer"))
+    llm.complete(request("answer"))
+    llm.complete(request("extract"))
+    prompt = count_messages(MESSAGES)
+    assert first.usage == Usage(prompt_tokens=prompt, completion_tokens=count_tokens("Paris"), calls=1)
+    assert llm.usage["answer"] == Usage(
+        prompt_tokens=2 * prompt, completion_tokens=count_tokens("Paris") + count_tokens("London town"),
+        calls=2,
+    )
+    assert llm.usage["extract"].calls == 1
+    assert prompt > count_tokens("be brief") + count_tokens("hello there")
+
+
+def test_reported_usage_is_kept():
+    class Reporting(BaseLLM):
+        async def _acomplete(self, request: ChatRequest) -> Completion:
+            return Completion(text="hi", usage=Usage(prompt_tokens=1000, completion_tokens=7))
+
+    llm = Reporting(max_retries=0)
+    assert llm.complete(request()).usage == Usage(prompt_tokens=1000, completion_tokens=7, calls=1)
+    assert llm.usage["answer"].total_tokens == 1007
+
+
+def test_scripted_logprobs():
+    llm = ScriptedLLM([ScriptedReply("Paris France", token_probs=[0.5, 0.25]), "plain"],
+                      by_task={"x": [ScriptedReply("no logprobs", logprobs=False)]})
+    got = llm.complete(request(logprobs=True, top_logprobs=3)).logprobs
+    assert [t.token for t in got] == ["Paris", " France"]
+    assert [t.logprob for t in got] == pytest.approx([math.log(0.5), math.log(0.25)])
+    assert len(got[0].top_logprobs) == 3
+    assert llm.complete(request(logprobs=False)).logprobs is None
+    assert llm.complete(request("x", logprobs=True)).logprobs is None
+
+
+def test_scripted_task_prefix_and_callable_replies():
+    llm = ScriptedLLM(by_task={"gate": lambda r: f"seen {r.task}"})
+    assert llm.complete(request("gate.audit")).text == "seen gate.audit"
+    assert len(llm.calls_for("gate")) == 1
+
+
+async def test_sync_complete_inside_a_running_loop():
+    llm = ScriptedLLM(["from the loop"])
+    assert llm.complete(request()).text == "from the loop"
