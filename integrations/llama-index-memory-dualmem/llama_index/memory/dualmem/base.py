@@ -1,0 +1,190 @@
+"""dualmem as llama-index chat memory: `DualMemMemory` (a `BaseMemory`) and `DualMemBlock`.
+
+Async methods await `DualMemory`'s `a*` methods. Each sync method runs its async twin on
+dualmem's background loop, exactly as `DualMemory`'s own sync methods do, so both share one
+implementation and the sync API also works inside a running event loop.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
+from llama_index.core.bridge.pydantic import BaseModel, ConfigDict, Field, model_validator
+from llama_index.core.memory import BaseMemory, BaseMemoryBlock
+
+from dualmem import DualMemory
+from dualmem._sync import run_sync
+from dualmem.inputs import make_scope
+from dualmem.llm.base import BaseLLM
+
+from .utils import (
+    Context,
+    Mode,
+    arecall,
+    last_user_text,
+    long_term_scope,
+    recent_chat,
+    to_chat_message,
+    to_dualmem_messages,
+)
+
+__all__ = ["DualMemBlock", "DualMemFields", "DualMemMemory"]
+
+CONTEXT_HEADER = "Long-term memory about this user, from earlier conversations:"
+
+
+class DualMemFields(BaseModel):
+    """The `DualMemory` and the scope every class of this package works in."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    memory: DualMemory = Field(exclude=True, description="The dualmem store.")
+    user_id: str | None = Field(default=None, description="Whose memories (the hard partition).")
+    agent_id: str | None = Field(default=None, description="Which agent's memories.")
+    session_id: str | None = Field(default=None, description="Narrows to one conversation.")
+    k: int | None = Field(default=None, ge=1, description="Memories to retrieve (None: config.top_k).")
+
+    @model_validator(mode="after")
+    def _check_scope(self) -> DualMemFields:
+        make_scope(self.user_id, self.agent_id, self.session_id)  # fail here, not on first use
+        return self
+
+    @property
+    def scope(self) -> dict[str, str | None]:
+        return {"user_id": self.user_id, "agent_id": self.agent_id, "session_id": self.session_id}
+
+
+class DualMemMemory(DualMemFields, BaseMemory):
+    """Chat memory for chat engines and agents, backed by dualmem.
+
+    Every message put is stored in dualmem's lossless history (and indexed as memories) under
+    `user_id`/`agent_id` and this chat's `session_id`. `get` returns the session's last
+    `recent_messages` messages and, first, a system message with what dualmem recalls for the
+    input (or, without input, for the latest user message) from *all* the user's sessions:
+    the relevant memories (`context="memories"`) or dualmem's answer (`context="answer"`).
+
+    ```python
+    from dualmem import DualMemory
+    from llama_index.core.chat_engine import SimpleChatEngine
+    from llama_index.memory.dualmem import DualMemMemory
+
+    memory = DualMemMemory.from_memory(DualMemory(), user_id="alice")
+    chat = SimpleChatEngine.from_defaults(llm=llm, memory=memory)
+    ```
+    """
+
+    session_id: str | None = Field(
+        default_factory=lambda: str(uuid.uuid4()), description="This conversation (a new one by default)."
+    )
+    recent_messages: int = Field(default=20, ge=0, description="Session messages `get` returns.")
+    context: Context = Field(default="memories", description="Recall memories, or dualmem's answer.")
+    mode: Mode = Field(default="gated", description="`DualMemory.answer` mode when context='answer'.")
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "DualMemMemory"
+
+    @classmethod
+    def from_defaults(  # type: ignore[override]
+        cls, *, path: str | Path | None = None, llm: BaseLLM | None = None, **fields: Any
+    ) -> DualMemMemory:
+        """A new `DualMemory(path=path, llm=llm)` (local model, ~/.dualmem by default)."""
+        return cls(memory=DualMemory(path=path, llm=llm), **fields)
+
+    @classmethod
+    def from_memory(cls, memory: DualMemory, **fields: Any) -> DualMemMemory:
+        """Share an existing `DualMemory` (one store can serve many users and sessions)."""
+        return cls(memory=memory, **fields)
+
+    async def aget(self, input: str | None = None, **kwargs: Any) -> list[ChatMessage]:
+        recent = recent_chat(await self.memory.ahistory(**self.scope), self.recent_messages)
+        chat = [to_chat_message(t) for t in recent]
+        query = input.content if isinstance(input, ChatMessage) else input
+        query = query or last_user_text(chat)
+        if not query:
+            return chat
+        scope = long_term_scope(self.user_id, self.agent_id, self.session_id)
+        recalled = await arecall(
+            self.memory, query, scope, context=self.context, k=self.k, mode=self.mode,
+            shown=frozenset(t.id for t in recent),
+        )
+        if not recalled:
+            return chat
+        return [ChatMessage(role=MessageRole.SYSTEM, content=f"{CONTEXT_HEADER}\n{recalled}"), *chat]
+
+    async def aget_all(self) -> list[ChatMessage]:
+        return [to_chat_message(t) for t in await self.memory.ahistory(**self.scope)]
+
+    async def aput(self, message: ChatMessage) -> None:
+        await self.aput_messages([message])
+
+    async def aput_messages(self, messages: list[ChatMessage]) -> None:
+        # one add per batch: dualmem extracts from the batch together, with the recent turns
+        converted = to_dualmem_messages(messages)
+        if converted:
+            await self.memory.aadd(converted, **self.scope)
+
+    async def aset(self, messages: list[ChatMessage]) -> None:
+        """Replace this session's messages (and the memories that came from them)."""
+        await self.areset()
+        await self.aput_messages(messages)
+
+    async def areset(self) -> None:
+        """Forget this session only; the user's other sessions stay."""
+        await self.memory.adelete_all(**self.scope)
+
+    def get(self, input: str | None = None, **kwargs: Any) -> list[ChatMessage]:
+        return run_sync(self.aget(input, **kwargs))
+
+    def get_all(self) -> list[ChatMessage]:
+        return run_sync(self.aget_all())
+
+    def put(self, message: ChatMessage) -> None:
+        run_sync(self.aput(message))
+
+    def put_messages(self, messages: list[ChatMessage]) -> None:
+        run_sync(self.aput_messages(messages))
+
+    def set(self, messages: list[ChatMessage]) -> None:
+        run_sync(self.aset(messages))
+
+    def reset(self) -> None:
+        run_sync(self.areset())
+
+
+class DualMemBlock(DualMemFields, BaseMemoryBlock[str]):
+    """dualmem as a long-term block of llama-index's `Memory` (what agents use by default).
+
+    `Memory` keeps the recent chat itself and flushes older messages to this block, which stores
+    them in dualmem (under `session_id`, else the `Memory`'s session). Before each LLM call the
+    block recalls, for the latest user message, the relevant memories or dualmem's answer.
+
+    ```python
+    from llama_index.core.memory import Memory
+    block = DualMemBlock(memory=DualMemory(), user_id="alice")
+    memory = Memory.from_defaults(session_id="chat-1", memory_blocks=[block])
+    ```
+    """
+
+    name: str = Field(default="dualmem", description="The block's name in the memory template.")
+    description: str | None = Field(default="Long-term memories of the user, recalled by dualmem.")
+    context: Context = Field(default="memories", description="Recall memories, or dualmem's answer.")
+    mode: Mode = Field(default="gated", description="`DualMemory.answer` mode when context='answer'.")
+
+    async def _aget(self, messages: list[ChatMessage] | None = None, **block_kwargs: Any) -> str:
+        query = last_user_text(messages or [])
+        if not query:
+            return ""
+        scope = long_term_scope(self.user_id, self.agent_id, self.session_id)
+        return await arecall(self.memory, query, scope, context=self.context, k=self.k, mode=self.mode)
+
+    async def _aput(self, messages: list[ChatMessage]) -> None:
+        converted = to_dualmem_messages(messages)
+        if not converted:
+            return
+        # `Memory` stamps its session on the messages it flushes
+        session = self.session_id or messages[0].additional_kwargs.get("session_id")
+        await self.memory.aadd(converted, user_id=self.user_id, agent_id=self.agent_id, session_id=session)

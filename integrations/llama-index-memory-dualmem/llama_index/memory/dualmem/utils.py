@@ -1,0 +1,194 @@
+"""Conversions between llama-index objects and dualmem's, shared by every class of the package."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock, ToolCallBlock
+from llama_index.core.schema import NodeWithScore, TextNode
+
+from dualmem import DualMemory, Fact, Memory, ScopeError, Turn
+from dualmem.fast import context_lines
+
+__all__ = [
+    "Context",
+    "Mode",
+    "arecall",
+    "fact_node",
+    "last_user_text",
+    "long_term_scope",
+    "memory_node",
+    "recent_chat",
+    "to_chat_message",
+    "to_dualmem_messages",
+]
+
+Context = Literal["memories", "answer"]
+Mode = Literal["fast", "gated", "full"]
+
+# llama-index roles -> the roles dualmem stores (and prompts show)
+_ROLES = {
+    MessageRole.USER: "user",
+    MessageRole.ASSISTANT: "assistant",
+    MessageRole.CHATBOT: "assistant",
+    MessageRole.MODEL: "assistant",
+    MessageRole.SYSTEM: "system",
+    MessageRole.DEVELOPER: "system",
+    MessageRole.TOOL: "tool",
+    MessageRole.FUNCTION: "tool",
+}
+# turn metadata key holding a message that is more than its text (tool calls, tool results)
+_MESSAGE_KEY = "llama_index_message"
+# the key `BaseMemoryBlock.aput` stamps on every message; not a reason to keep the whole message
+_IGNORED_KWARGS = {"session_id"}
+
+
+def _is_plain(message: ChatMessage) -> bool:
+    return all(isinstance(b, TextBlock) for b in message.blocks) and not (
+        set(message.additional_kwargs) - _IGNORED_KWARGS
+    )
+
+
+def _describe(message: ChatMessage) -> str:
+    """Readable text for a message without text content (an assistant's tool calls)."""
+    parts = []
+    for block in message.blocks:
+        if isinstance(block, ToolCallBlock):
+            args = json.dumps(block.tool_kwargs, ensure_ascii=False, default=str)
+            parts.append(f"[called tool {block.tool_name}({args})]")
+        elif not isinstance(block, TextBlock):
+            parts.append(f"[{block.block_type}]")
+    return " ".join(parts)
+
+
+def to_dualmem_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """ChatMessages -> dualmem message dicts; messages with nothing to store are skipped.
+
+    Messages that carry more than text (tool calls, tool results with their call id) keep their
+    full serialised form in the turn's metadata, so `to_chat_message` gives them back as they
+    were: a chat model rejects a tool result whose call is missing.
+    """
+    out = []
+    for message in messages:
+        text = message.content
+        if not (text and text.strip()):
+            text = _describe(message)
+        if not text.strip():
+            continue
+        metadata = {} if _is_plain(message) else {_MESSAGE_KEY: message.model_dump(mode="json")}
+        out.append({"role": _ROLES.get(message.role, "user"), "content": text, "metadata": metadata})
+    return out
+
+
+def to_chat_message(turn: Turn) -> ChatMessage:
+    saved = turn.metadata.get(_MESSAGE_KEY)
+    if isinstance(saved, dict):
+        return ChatMessage.model_validate(saved)
+    role = turn.role if turn.role in MessageRole._value2member_map_ else MessageRole.USER
+    return ChatMessage(role=role, content=turn.text)
+
+
+def recent_chat(turns: list[Turn], n: int) -> list[Turn]:
+    """The last n turns, never starting with a tool result cut off from its call."""
+    recent = turns[-n:] if n > 0 else []
+    while recent and _is_tool(recent[0]):
+        recent = recent[1:]
+    return recent
+
+
+def _is_tool(turn: Turn) -> bool:
+    return to_chat_message(turn).role in (MessageRole.TOOL, MessageRole.FUNCTION)
+
+
+def last_user_text(messages: Sequence[ChatMessage]) -> str | None:
+    for message in reversed(messages):
+        if message.role == MessageRole.USER and message.content and message.content.strip():
+            return message.content
+    return None
+
+
+def long_term_scope(
+    user_id: str | None, agent_id: str | None, session_id: str | None
+) -> dict[str, str | None]:
+    """Where a chat's memories are searched: every session of the user (or agent).
+
+    The session only narrows the recent chat; remembering earlier sessions is the point of
+    long-term memory. A chat scoped by session alone searches that session.
+    """
+    if user_id is None and agent_id is None:
+        return {"session_id": session_id}
+    return {"user_id": user_id, "agent_id": agent_id}
+
+
+async def arecall(
+    memory: DualMemory,
+    query: str,
+    scope: dict[str, str | None],
+    *,
+    context: Context,
+    k: int | None,
+    mode: Mode,
+    shown: frozenset[str] = frozenset(),
+) -> str:
+    """What a model should be shown for `query`: memory lines, or dualmem's answer. '' if none.
+
+    Memories made only from the turns in `shown` (the recent chat the model already sees) are
+    left out.
+    """
+    if context == "answer":
+        try:
+            answer = await memory.aanswer(query, **scope, k=k, mode=mode)
+        except ScopeError:  # nothing stored for this scope yet (ids were checked on construction)
+            return ""
+        return f"Question: {query}\nAnswer from memory: {answer.text}"
+    k = k or memory.config.top_k
+    # ask for more, as the shown ones are dropped after ranking
+    memories = await memory.asearch(query, **scope, k=k + len(shown))
+    memories = [m for m in memories if not (m.source_turn_ids and set(m.source_turn_ids) <= shown)][:k]
+    return "\n".join(f"- {line}" for line in context_lines(memories))
+
+
+def _node(text: str, metadata: dict[str, Any], score: float | None, id_: str | None = None) -> NodeWithScore:
+    metadata = {key: value for key, value in metadata.items() if value is not None}
+    hidden = [key for key in metadata if key not in ("event_date", "timestamp", "speaker")]
+    node = TextNode(
+        text=text,
+        metadata=metadata,
+        # ids and bookkeeping stay out of what the LLM reads and what gets embedded
+        excluded_llm_metadata_keys=hidden,
+        excluded_embed_metadata_keys=hidden,
+        **({"id_": id_} if id_ else {}),
+    )
+    return NodeWithScore(node=node, score=score)
+
+
+def memory_node(memory: Memory) -> NodeWithScore:
+    """A dualmem memory as a node: id = memory id, its provenance and scope in the metadata."""
+    return _node(
+        memory.text,
+        {
+            **memory.metadata,
+            "kind": "memory",
+            "memory_id": memory.id,
+            "source_turn_ids": memory.source_turn_ids,
+            "event_date": memory.event_date,
+            "user_id": memory.user_id,
+            "agent_id": memory.agent_id,
+            "session_id": memory.session_id,
+            "created_at": memory.created_at.isoformat(),
+            "updated_at": memory.updated_at.isoformat(),
+        },
+        memory.score,
+        memory.id,
+    )
+
+
+def fact_node(fact: Fact) -> NodeWithScore:
+    """A fact found by deliberation over the raw history, with the turns it came from."""
+    return _node(
+        fact.text,
+        {"kind": "fact", "turn_ids": fact.turn_ids, "timestamp": fact.timestamp, "speaker": fact.speaker},
+        fact.score,
+    )
