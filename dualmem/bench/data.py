@@ -36,9 +36,7 @@ CATEGORY_NAMES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-ho
 
 _SESSION = re.compile(r"session_(\d+)$")
 # lenient: "D3:7", "D 2:18", "D:11:26", "D17;39", "D20:6.", ranges "D12:3-D12:5" / "D12:3-5"
-_EVIDENCE = re.compile(
-    r"D\s*:?\s*(\d+)\s*[:;]\s*(\d+)(?:\s*-\s*(?:D\s*:?\s*(\d+)\s*[:;]\s*)?(\d+))?"
-)
+_EVIDENCE = re.compile(r"D\s*:?\s*(\d+)\s*[:;]\s*(\d+)(?:\s*-\s*(?:D\s*:?\s*(\d+)\s*[:;]\s*)?(\d+))?")
 _MAX_RANGE = 50
 
 
@@ -148,7 +146,9 @@ def load_locomo(path: str | Path) -> list[Conversation]:
         known = {t.id for s in sessions for t in s.turns}
         conversations.append(
             Conversation(
-                sample["sample_id"], [conv["speaker_a"], conv["speaker_b"]], sessions,
+                sample["sample_id"],
+                [conv["speaker_a"], conv["speaker_b"]],
+                sessions,
                 _questions(sample.get("qa", []), known),
             )
         )
@@ -174,7 +174,9 @@ def load_realtalk(path: str | Path) -> list[Conversation]:
             messages = chat[f"session_{n}"]
             turns = [
                 BenchTurn(
-                    m["dia_id"], m["speaker"], _with_caption(m["clean_text"], m.get("blip_caption")),
+                    m["dia_id"],
+                    m["speaker"],
+                    _with_caption(m["clean_text"], m.get("blip_caption")),
                     _realtalk_time(m["date_time"]),
                 )
                 for m in messages
@@ -184,8 +186,12 @@ def load_realtalk(path: str | Path) -> list[Conversation]:
         known = {t.id for s in sessions for t in s.turns}
         names = chat.get("name", {})
         conversations.append(
-            Conversation(f.stem, [names.get("speaker_1", ""), names.get("speaker_2", "")], sessions,
-                         _questions(chat.get("qa", []), known))
+            Conversation(
+                f.stem,
+                [names.get("speaker_1", ""), names.get("speaker_2", "")],
+                sessions,
+                _questions(chat.get("qa", []), known),
+            )
         )
     return conversations
 

@@ -33,8 +33,15 @@ _ARTICLES = re.compile(r"\b(a|an|the|and)\b")
 _STEMMER = PorterStemmer()
 _REFUSALS = ("no information available", "not mentioned")
 # our answer prompt asks for exactly "NONE" when memory lacks the answer
-_OUR_REFUSALS = ("none", "unknown", "not specified", "not stated", "no information",
-                 "i don't know", "i do not know")
+_OUR_REFUSALS = (
+    "none",
+    "unknown",
+    "not specified",
+    "not stated",
+    "no information",
+    "i don't know",
+    "i do not know",
+)
 
 
 def normalize_answer(text: str) -> str:

@@ -65,8 +65,9 @@ def _pg_bindir() -> Path:
         if attempt == 0 and os.geteuid() == 0 and shutil.which("apt-get"):
             env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
             subprocess.run(["apt-get", "update", "-q"], check=True, env=env, capture_output=True)
-            subprocess.run(["apt-get", "install", "-y", "-q", "postgresql"], check=True, env=env,
-                           capture_output=True)
+            subprocess.run(
+                ["apt-get", "install", "-y", "-q", "postgresql"], check=True, env=env, capture_output=True
+            )
     raise RuntimeError("PostgreSQL binaries (initdb, pg_ctl) not found: install postgresql")
 
 
@@ -88,8 +89,10 @@ class PostgresServer:
 
     def stop(self) -> None:
         # immediate: the data is thrown away, so no need for a checkpoint on the way down
-        _as_pg([str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate",
-                "-w", "stop"], check=False)
+        _as_pg(
+            [str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop"],
+            check=False,
+        )
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -108,14 +111,39 @@ def start_postgres() -> PostgresServer:
         shutil.chown(root, _PG_USER, _PG_USER)
     data, log = root / "data", root / "log"
     try:
-        _as_pg([str(bindir / "initdb"), "-D", str(data), "-U", "dualmem", "--auth=trust",
-                "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
+        _as_pg(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "dualmem",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ]
+        )
         for _ in range(3):  # the free port can be taken between probing and binding
             port = free_port()
-            options = (f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off "
-                       "-c max_connections=200")
-            done = _as_pg([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w",
-                           "-t", "30", "-o", options, "start"], check=False)
+            options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=200"
+            done = _as_pg(
+                [
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(log),
+                    "-w",
+                    "-t",
+                    "30",
+                    "-o",
+                    options,
+                    "start",
+                ],
+                check=False,
+            )
             if done.returncode == 0:
                 return PostgresServer(port, root, bindir, time.monotonic() - start)
         raise RuntimeError(f"PostgreSQL did not start: {done.stderr}\n{log.read_text()[-2000:]}")
@@ -174,14 +202,17 @@ def start_chroma(timeout: float = 60.0) -> ChromaServer:
     with log.open("wb") as out:
         process = subprocess.Popen(
             [str(exe), "run", "--path", str(root / "data"), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
             start_new_session=True,  # own process group: Ctrl-C of the caller is not forwarded
         )
     server = ChromaServer(port, root, process, 0.0)
     try:
-        _wait_for(lambda: _heartbeat(port), "Chroma server", timeout, log,
-                  alive=lambda: process.poll() is None)
+        _wait_for(
+            lambda: _heartbeat(port), "Chroma server", timeout, log, alive=lambda: process.poll() is None
+        )
     except BaseException:
         server.stop()
         raise

@@ -1,0 +1,49 @@
+"""The cost-quality frontier: F1 (categories 1-4) against tokens per question."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["frontier"]
+
+
+def frontier(summary: dict[str, Any], path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    points = [
+        (name, v["prompt_tokens"] + v["completion_tokens"], v["overall_f1"])
+        for name, v in summary["systems"].items()
+        if v.get("prompt_tokens") is not None and v.get("overall_f1") is not None
+    ]
+    sweep = (summary.get("gate") or {}).get("sweep") or []
+    if not points and not sweep:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    if sweep:
+        ax.plot(
+            [p["tokens"] for p in sweep],
+            [p["f1"] for p in sweep],
+            "-",
+            color="0.6",
+            lw=1.2,
+            label="gate-score threshold sweep",
+        )
+    for name, tokens, f1 in points:
+        ax.scatter([tokens], [f1], s=40, zorder=3)
+        ax.annotate(name, (tokens, f1), textcoords="offset points", xytext=(5, 4), fontsize=9)
+    ax.set_xscale("log")
+    ax.set_xlabel("tokens per question (prompt + completion, log scale)")
+    ax.set_ylabel("F1, categories 1-4 (LoCoMo official)")
+    s = summary["settings"]
+    ax.set_title(f"{s['dataset']}: cost vs quality ({s['model']})", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    if sweep:
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

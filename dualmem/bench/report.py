@@ -1,0 +1,341 @@
+"""Aggregate per-question records into the summary JSON and the markdown report.
+
+Quality is the official F1 per category (number and name), the micro-average over categories
+1-4 (the D-Mem / Mem0 convention), the Mem0-harness F1 beside it, and category 5 as a refusal
+rate, counted twice: by the official phrases, and with our prompt's "NONE" accepted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import CATEGORY_NAMES
+from .score import auroc, recall_at_k
+
+__all__ = ["summarise", "write_report"]
+
+RECALL_KS = (5, 10, 30, 50)
+INDEX_KIND = {True: "LLM-extracted memories", False: "raw turns (no extraction)"}
+WRONG_BELOW = 0.5  # a fast answer with F1 < 0.5 counts as wrong for the gate's AUROC
+MEM0_NOTE = (
+    "mem0ai was not run as a peer: it needs its own venv (mem0ai requires protobuf<7; ours has 7.x) "
+    "and, for its LLM extraction (add(infer=True)), an OpenAI-compatible server for the same local "
+    "model (python -m llama_cpp.server, the llama-cpp-python [server] extra), which is not installed "
+    "here; with infer=False it would only be another raw-turn RAG (the `rag` row)."
+)
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _pct(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    return {"p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95))}
+
+
+def _system(records: list[dict[str, Any]], max_k: int) -> dict[str, Any]:
+    answered = [r for r in records if "prediction" in r or r["system"] == "retrieval" and "retrieved" in r]
+    scored = [r for r in answered if "f1" in r]
+    out: dict[str, Any] = {
+        "questions": len(records),
+        "answered": len(answered),
+        "errors": sum("error" in r for r in records),
+        "skipped": dict(Counter(r["skipped"] for r in records if "skipped" in r)),
+        "error_examples": sorted({r["error"] for r in records if "error" in r})[:3],
+    }
+    cats: dict[str, Any] = {}
+    for cat in sorted({r["category"] for r in answered}):
+        rs = [r for r in answered if r["category"] == cat]
+        entry: dict[str, Any] = {"name": CATEGORY_NAMES.get(cat, str(cat)), "n": len(rs)}
+        if cat == 5:
+            entry["refusal"] = _mean([float(r["refusal"]) for r in rs if "refusal" in r])
+            entry["refusal_or_none"] = _mean([float(r["refusal_or_none"]) for r in rs if "refusal" in r])
+        else:
+            entry["f1"] = _mean([r["f1"] for r in rs if "f1" in r])
+            entry["f1_mem0"] = _mean([r["f1_mem0"] for r in rs if "f1_mem0" in r])
+        entry["recall"] = _recall([r for r in rs if cat != 5], max_k)
+        cats[str(cat)] = entry
+    out["categories"] = cats
+    out["overall_f1"] = _mean([r["f1"] for r in scored])
+    out["overall_f1_mem0"] = _mean([r["f1_mem0"] for r in scored])
+    out["overall_n"] = len(scored)
+    out["recall"] = _recall([r for r in answered if r["category"] != 5], max_k)
+    llm = [r for r in answered if "prediction" in r]
+    if not llm:
+        return out
+    if records[0]["system"] == "gated":
+        out["escalation_rate"] = _mean([float(r["escalated"]) for r in llm])
+    phases: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    latency: dict[str, list[float]] = defaultdict(list)
+    for r in llm:
+        for phase, u in r["usage"].items():
+            for key in ("prompt_tokens", "completion_tokens", "calls"):
+                phases[phase][key] += u[key] / len(llm)
+        for phase, seconds in r["latency"].items():
+            latency[phase].append(seconds)
+        latency["total"].append(r["seconds"])
+    out.update(
+        prompt_tokens=_mean([r["prompt_tokens"] for r in llm]),
+        completion_tokens=_mean([r["completion_tokens"] for r in llm]),
+        calls=_mean([r["calls"] for r in llm]),
+        cache_hits=_mean([r["cache_hits"] for r in llm]),
+        phases={p: dict(v) for p, v in phases.items()},
+        latency={p: _pct(v) for p, v in latency.items()},
+    )
+    return out
+
+
+def _recall(records: list[dict[str, Any]], max_k: int) -> dict[str, Any] | None:
+    rs = [r for r in records if r.get("evidence") and "retrieved" in r]
+    if not rs:
+        return None
+    out: dict[str, Any] = {"n": len(rs)}
+    for k in (k for k in RECALL_KS if k <= max_k):
+        out[f"r@{k}"] = _mean([recall_at_k(r["retrieved"], r["evidence"], k) or 0.0 for r in rs])
+    k30 = min(30, max_k)
+    out[f"all_in_top{k30}"] = _mean(
+        [float(recall_at_k(r["retrieved"], r["evidence"], k30) == 1.0) for r in rs]
+    )
+    return out
+
+
+def _gate(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """AUROC of the gate score for "fast answer wrong", and a threshold sweep over it."""
+    by = defaultdict(dict)
+    for r in records:
+        if "f1" in r:
+            by[r["system"]][(r["conversation"], r["q"])] = r
+    gated = {key: r for key, r in by["gated"].items() if r.get("gate_score") is not None}
+    keys = [key for key in gated if key in by["fast"]]
+    if not keys:
+        return None
+    scores = [gated[key]["gate_score"] for key in keys]
+    wrong = [by["fast"][key]["f1"] < WRONG_BELOW for key in keys]
+    escalated = [gated[key]["escalated"] for key in keys]
+    n_wrong = sum(wrong)
+    out: dict[str, Any] = {
+        "n": len(keys),
+        "fast_wrong": n_wrong,
+        # score: higher = more trustworthy, so 1 - score predicts "wrong"
+        "auroc": auroc([1 - s for s in scores], wrong),
+        "escalation_precision": _mean([float(w) for w, e in zip(wrong, escalated, strict=True) if e]),
+        "escalation_recall": _mean([float(e) for w, e in zip(wrong, escalated, strict=True) if w]),
+    }
+    full = [key for key in keys if key in by["full"]]
+    if full:
+        out["sweep"] = _sweep(full, gated, by["fast"], by["full"])
+    return out
+
+
+def _sweep(keys, gated, fast, full) -> list[dict[str, float]]:
+    """Escalate to the full-mode answer when the gate score is below t (a signals-only gate:
+    no audit call, so the cost is the fast answer plus the deliberation of escalated ones)."""
+    scores = sorted({gated[k]["gate_score"] for k in keys})
+    thresholds = (
+        [scores[0]] + [(a + b) / 2 for a, b in zip(scores, scores[1:], strict=False)] + [scores[-1] + 1e-9]
+    )
+    if len(thresholds) > 60:
+        thresholds = [thresholds[int(i)] for i in np.linspace(0, len(thresholds) - 1, 60)]
+    points = []
+    for t in thresholds:
+        esc = [gated[k]["gate_score"] < t for k in keys]
+        points.append(
+            {
+                "threshold": t,
+                "escalation": _mean([float(e) for e in esc]),
+                "f1": _mean([(full if e else fast)[k]["f1"] for k, e in zip(keys, esc, strict=True)]),
+                "tokens": _mean(
+                    [
+                        _tokens(fast[k]) + (_tokens(full[k]) if e else 0)
+                        for k, e in zip(keys, esc, strict=True)
+                    ]
+                ),
+            }
+        )
+    return points
+
+
+def _tokens(r: dict[str, Any]) -> int:
+    return r["prompt_tokens"] + r["completion_tokens"]
+
+
+def summarise(
+    records: list[dict[str, Any]],
+    *,
+    systems: list[str],
+    ingest: dict[str, dict[str, Any]],
+    settings: dict[str, Any],
+    unavailable: dict[str, str],
+    cache: Any = None,
+) -> dict[str, Any]:
+    by_system: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        by_system[r["system"]].append(r)
+    k = settings.get("k") or 30
+    turns = sum(s["turns"] for s in ingest.values())
+    seconds = sum(s["seconds"] for s in ingest.values())
+    summary: dict[str, Any] = {
+        "settings": settings,
+        "systems": {
+            s: _system(by_system[s], max(RECALL_KS) if s == "retrieval" else k)
+            for s in systems
+            if by_system[s]
+        },
+        "unavailable": unavailable,
+        "ingest": {
+            "extract": settings.get("extract"),
+            "conversations": ingest,
+            "turns": turns,
+            "seconds": seconds,
+            "turns_per_second": turns / seconds if seconds else None,
+            "prompt_tokens": sum(s["prompt_tokens"] for s in ingest.values()),
+            "completion_tokens": sum(s["completion_tokens"] for s in ingest.values()),
+            "calls": sum(s["calls"] for s in ingest.values()),
+        },
+        "gate": _gate(records) if "gated" in systems else None,
+        "notes": [MEM0_NOTE],
+    }
+    if cache is not None:
+        summary["cache"] = {"hits": cache.hits, "misses": cache.misses}
+    return summary
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    s = summary["settings"]
+    lines = [
+        f"# {s['dataset']} benchmark",
+        "",
+        f"model `{s['model']}`, index: {INDEX_KIND[bool(s['extract'])]}, "
+        f"top-k {s['k']}, conversations {', '.join(s['conversations'])}"
+        + (f", categories {s['categories']}" if s["categories"] else "")
+        + (f", at most {s['limit']} questions per conversation" if s["limit"] else ""),
+        "",
+    ]
+    systems = summary["systems"]
+    cats = sorted({int(c) for v in systems.values() for c in v["categories"]})
+    f1_cats = [c for c in cats if c != 5]
+    head = (
+        ["system", "n"]
+        + [f"cat {c} {CATEGORY_NAMES.get(c, '')}" for c in f1_cats]
+        + ["F1 cats 1-4", "Mem0 F1 1-4"]
+        + (["cat 5 refusal (official)", "cat 5 refusal (NONE ok)"] if 5 in cats else [])
+        + ["R@5", "R@10", "R@30", "escalation", "prompt tok/q", "compl tok/q", "calls/q", "p50 s", "p95 s"]
+    )
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, v in systems.items():
+        c = v["categories"]
+        rec = v.get("recall") or {}
+        lat = (v.get("latency") or {}).get("total") or {}
+        row = [name, str(v["answered"])]
+        row += [_f(c.get(str(k), {}).get("f1")) for k in f1_cats]
+        row += [_f(v["overall_f1"]), _f(v["overall_f1_mem0"])]
+        if 5 in cats:
+            row += [_f(c.get("5", {}).get("refusal")), _f(c.get("5", {}).get("refusal_or_none"))]
+        row += [
+            _f(rec.get("r@5")),
+            _f(rec.get("r@10")),
+            _f(rec.get("r@30")),
+            _f(v.get("escalation_rate")),
+            _f(v.get("prompt_tokens"), 0),
+            _f(v.get("completion_tokens"), 1),
+            _f(v.get("calls"), 2),
+            _f(lat.get("p50"), 2),
+            _f(lat.get("p95"), 2),
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "## Retrieval: evidence recall (categories 1-4)",
+        "",
+        "| system | category | n | R@5 | R@10 | R@30 | R@50 | all evidence in top 30 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, v in systems.items():
+        rows = [("all", v.get("recall"))] + [
+            (f"{c} {v['categories'][str(c)]['name']}", v["categories"][str(c)].get("recall"))
+            for c in f1_cats
+            if str(c) in v["categories"]
+        ]
+        for label, rec in rows:
+            if rec:
+                lines.append(
+                    f"| {name} | {label} | {rec['n']} | "
+                    + " | ".join(_f(rec.get(f"r@{k}")) for k in RECALL_KS)
+                    + f" | {_f(rec.get('all_in_top30'))} |"
+                )
+    lines += [
+        "",
+        "## Cost per question by phase (mean tokens and calls; latency p50 / p95 seconds)",
+        "",
+        "| system | phase | prompt tok | completion tok | calls | latency p50 | latency p95 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, v in systems.items():
+        for phase in sorted(set(v.get("phases", {})) | set(v.get("latency", {}))):
+            u = v.get("phases", {}).get(phase, {})
+            lat = v.get("latency", {}).get(phase) or {}
+            lines.append(
+                f"| {name} | {phase} | {_f(u.get('prompt_tokens'), 0)} | {_f(u.get('completion_tokens'), 1)}"
+                f" | {_f(u.get('calls'), 2)} | {_f(lat.get('p50'), 2)} | {_f(lat.get('p95'), 2)} |"
+            )
+    ing = summary["ingest"]
+    lines += [
+        "",
+        "## Ingestion",
+        "",
+        f"{ing['turns']} turns in {_f(ing['seconds'], 1)} s ({_f(ing['turns_per_second'], 1)} turns/s), "
+        f"{'with' if ing['extract'] else 'without'} LLM extraction; {ing['calls']} LLM calls, "
+        f"{ing['prompt_tokens']} prompt + {ing['completion_tokens']} completion tokens.",
+    ]
+    gate = summary.get("gate")
+    if gate:
+        lines += [
+            "",
+            "## Gate quality",
+            "",
+            f"AUROC of the gate score for 'fast answer wrong' (F1 < {WRONG_BELOW}): **{_f(gate['auroc'])}** "
+            f"over {gate['n']} questions ({gate['fast_wrong']} wrong). Of the escalated questions "
+            f"{_f(gate['escalation_precision'])} had a wrong fast answer; of the wrong fast answers "
+            f"{_f(gate['escalation_recall'])} were escalated.",
+        ]
+        if gate.get("sweep"):
+            lines.append(
+                "Threshold sweep (signals score only, System 2 = full mode): see `frontier.png` "
+                "and `summary.json`."
+            )
+    notes = [f"- `{k}`: {v}" for k, v in summary.get("unavailable", {}).items()]
+    for name, v in systems.items():
+        notes += [f"- `{name}`: {n} question(s) skipped: {reason}" for reason, n in v["skipped"].items()]
+        notes += [f"- `{name}`: {v['errors']} error(s), e.g. {e}" for e in v["error_examples"][:1]]
+    notes += [f"- {n}" for n in summary.get("notes", [])]
+    if summary.get("cache"):
+        notes.append(
+            f"- LLM response cache: {summary['cache']['hits']} hits, {summary['cache']['misses']} misses "
+            "in this run (latencies of cache hits are not model latencies)."
+        )
+    lines += ["", "## Notes", ""] + notes
+    return "\n".join(lines) + "\n"
+
+
+def write_report(summary: dict[str, Any], records: list[dict[str, Any]], out: Path) -> None:
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "report.md").write_text(markdown(summary))
+    if any(name != "retrieval" for name in summary["systems"]):
+        from .plot import frontier
+
+        frontier(summary, out / "frontier.png")

@@ -1,0 +1,466 @@
+"""The LoCoMo / RealTalk runner: ingest, ask, score, write JSONL + summary JSON + markdown.
+
+Each conversation goes into its own fresh `DualMemory` (user_id = the conversation id), in
+session order, with turn id = `dia_id`. Every answer is one JSON line in
+`<out>/questions.jsonl`, written as soon as it is scored, so an interrupted run resumes where
+it stopped; the LLM sits behind a SQLite response cache, so a rerun is cheap and identical.
+
+Systems: `fast`, `gated`, `full` (DualMemory's modes), the baselines `rag` (top-k raw turns,
+no extraction, one call) and `fullctx` (the whole history in one call, when it fits the
+model's context), and `retrieval` (no LLM: evidence recall of the search alone).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .._sync import run_sync
+from ..config import Config
+from ..errors import DualMemError, InvalidInputError, LLMError
+from ..fast import ANSWER_MAX_TOKENS, answer_from
+from ..llm import make_llm
+from ..llm.base import BaseLLM
+from ..memory import DualMemory
+from ..prompts import answer_messages
+from ..tokens import count_messages, count_tokens
+from ..types import Answer, Memory
+from .cache import CachedLLM
+from .data import Conversation, Dataset, Question, load_dataset
+from .report import RECALL_KS, summarise, write_report
+from .score import is_refusal, is_refusal_or_none, locomo_f1, mem0_f1
+
+__all__ = ["MODES", "SYSTEMS", "register", "run_benchmark"]
+
+SYSTEMS = ("fast", "gated", "full", "rag", "fullctx", "retrieval")
+# gated needs the fast answer's F1 for the gate's AUROC: fast runs first, and the gated run's
+# identical fast-answer call is then a cache hit
+MODES = {
+    "fast": ("fast",),
+    "gated": ("fast", "gated"),
+    "full": ("full",),
+    "all": ("fast", "gated", "full", "rag", "fullctx"),
+    "baselines": ("rag", "fullctx"),
+}
+EXTRACT_BATCH = 2  # turns per extraction call, as Mem0 adds a message pair at a time
+
+
+def expand_modes(mode: str | Sequence[str]) -> list[str]:
+    names = mode.split(",") if isinstance(mode, str) else list(mode)
+    systems: list[str] = []
+    for name in (n.strip() for n in names):
+        for s in MODES.get(name, (name,)):
+            if s not in SYSTEMS:
+                raise InvalidInputError(
+                    f"unknown mode {name!r}: use {', '.join(MODES)} or a system among {', '.join(SYSTEMS)}"
+                )
+            if s not in systems:
+                systems.append(s)
+    return systems
+
+
+def _select(
+    conversations: list[Conversation],
+    ids: Sequence[str] | None,
+    categories: Sequence[int] | None,
+    limit: int | None,
+) -> list[tuple[Conversation, list[Question]]]:
+    if ids:
+        known = {c.id for c in conversations}
+        missing = [i for i in ids if i not in known]
+        if missing:
+            raise InvalidInputError(f"unknown conversation(s) {missing}: the data has {sorted(known)}")
+        conversations = [c for c in conversations if c.id in set(ids)]
+    out = []
+    for c in conversations:
+        qs = [q for q in c.questions if not categories or q.category in categories]
+        out.append((c, qs[:limit] if limit else qs))
+    return out
+
+
+# ---------------------------------------------------------------------------- ingestion
+
+
+def ingest(conv: Conversation, memory: DualMemory, *, extract: bool, store: Path) -> dict[str, Any]:
+    """Add the conversation session by session (once; later runs read `ingest.json`)."""
+    marker = store / "ingest.json"
+    if marker.exists():
+        return json.loads(marker.read_text())
+    memory.delete_all(user_id=conv.id)  # a half-finished earlier ingestion starts over
+    stats: dict[str, Any] = {
+        "conversation": conv.id,
+        "extract": extract,
+        "turns": 0,
+        "errors": [],
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "calls": 0,
+    }
+    start = time.perf_counter()
+    for session in conv.sessions:
+        messages = [
+            {"role": "user", "speaker": t.speaker, "content": t.text, "id": t.id, "timestamp": t.timestamp}
+            for t in session.turns
+        ]
+        size = EXTRACT_BATCH if extract else len(messages)
+        for i in range(0, len(messages), size):
+            result = memory.add(
+                messages[i : i + size], user_id=conv.id, session_id=session.id, extract=extract
+            )
+            stats["turns"] += len(result.turns)
+            stats["prompt_tokens"] += result.usage.prompt_tokens
+            stats["completion_tokens"] += result.usage.completion_tokens
+            stats["calls"] += result.usage.calls
+            if result.error:
+                stats["errors"].append(result.error)
+    stats["seconds"] = time.perf_counter() - start
+    stats["memories"] = len(memory.get_all(user_id=conv.id))
+    marker.write_text(json.dumps(stats, indent=2))
+    return stats
+
+
+# ---------------------------------------------------------------------------- asking
+
+
+def _ranked_turns(memories: list[Memory]) -> list[str]:
+    seen: dict[str, None] = {}
+    for m in memories:
+        for t in m.source_turn_ids:
+            seen.setdefault(t, None)
+    return list(seen)
+
+
+class FullContext:
+    """Baseline: the whole rendered history in one answer call, if it fits the context."""
+
+    def __init__(self, llm: BaseLLM, memory: DualMemory, conv: Conversation) -> None:
+        self.llm = llm
+        self.lines = [t.render() for t in memory.history(user_id=conv.id)]
+
+    def misfit(self, question: str) -> str | None:
+        need = count_messages(answer_messages(question, self.lines, "Conversation")) + ANSWER_MAX_TOKENS
+        if need <= self.llm.context_tokens:
+            return None
+        history = count_tokens("\n".join(self.lines))
+        context = self.llm.context_tokens
+        return f"does not fit the model's context ({context} tokens): the history is ~{history} tokens"
+
+    def answer(self, question: str) -> Answer:
+        result = run_sync(
+            answer_from(self.llm, question, self.lines, task="answer.fullctx", label="Conversation")
+        )
+        return Answer(
+            question=question,
+            text=result.text,
+            path="deliberate",
+            mode="fullctx",
+            reason="baseline: whole history in one call",
+            usage={"answer": result.completion.usage},
+            latency={"answer": result.seconds},
+        )
+
+
+def score_record(record: dict[str, Any], q: Question) -> dict[str, Any]:
+    prediction = record.get("prediction")
+    if prediction is None:
+        return record
+    if q.category == 5:
+        record.update(refusal=is_refusal(prediction), refusal_or_none=is_refusal_or_none(prediction))
+    elif q.answer is not None:
+        record.update(f1=locomo_f1(prediction, q.answer, q.category), f1_mem0=mem0_f1(prediction, q.answer))
+    return record
+
+
+def _answer_record(answer: Answer) -> dict[str, Any]:
+    gate = answer.gate
+    total = answer.total_usage
+    return {
+        "prediction": answer.text,
+        "path": answer.path,
+        "tier": answer.tier,
+        "reason": answer.reason,
+        "degraded": answer.degraded,
+        "gate_score": gate.score if gate else None,
+        "gate_passed": gate.passed if gate else None,
+        "escalated": answer.path == "deliberate",
+        "usage": {p: u.model_dump() for p, u in answer.usage.items()},
+        "prompt_tokens": total.prompt_tokens,
+        "completion_tokens": total.completion_tokens,
+        "calls": total.calls,
+        "latency": answer.latency,
+        "retrieved": _ranked_turns(answer.memories),
+    }
+
+
+class _Asker:
+    """Answers one question with one system; records never raise (errors are recorded)."""
+
+    def __init__(
+        self,
+        memory: DualMemory,
+        raw: DualMemory,
+        fullctx: FullContext | None,
+        k: int | None,
+        policy: str | None,
+        llm: BaseLLM | None,
+    ) -> None:
+        self.memory, self.raw, self.fullctx, self.k, self.policy, self.llm = (
+            memory,
+            raw,
+            fullctx,
+            k,
+            policy,
+            llm,
+        )
+        self.unavailable: dict[str, str] = {}
+
+    def ask(self, system: str, conv: Conversation, q: Question) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "system": system,
+            "conversation": conv.id,
+            "q": q.index,
+            "category": q.category,
+            "category_name": q.category_name,
+            "question": q.question,
+            "gold": q.answer,
+            "evidence": q.evidence,
+        }
+        hits = getattr(self.llm, "hits", 0)
+        start = time.perf_counter()
+        try:
+            record.update(self._run(system, conv, q))
+        except NotImplementedError as e:
+            self.unavailable[system] = f"not implemented: {e}"
+            record["error"] = self.unavailable[system]
+        except (DualMemError, LLMError) as e:
+            record["error"] = f"{type(e).__name__}: {e}"
+        record["seconds"] = time.perf_counter() - start
+        record["cache_hits"] = getattr(self.llm, "hits", 0) - hits
+        return score_record(record, q)
+
+    def _run(self, system: str, conv: Conversation, q: Question) -> dict[str, Any]:
+        if system in self.unavailable:
+            return {"skipped": self.unavailable[system]}
+        if system == "retrieval":
+            found = self.memory.search(q.question, user_id=conv.id, k=max(RECALL_KS))
+            return {"retrieved": _ranked_turns(found)}
+        if system == "fullctx":
+            assert self.fullctx is not None
+            misfit = self.fullctx.misfit(q.question)
+            if misfit:
+                return {"skipped": misfit}
+            return _answer_record(self.fullctx.answer(q.question))
+        memory = self.raw if system == "rag" else self.memory
+        mode = "fast" if system == "rag" else system
+        kwargs: dict[str, Any] = {"policy": self.policy} if system == "gated" and self.policy else {}
+        return _answer_record(memory.answer(q.question, user_id=conv.id, k=self.k, mode=mode, **kwargs))
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+def _done(path: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Records already written (errors are retried on resume)."""
+    done = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash
+            if "error" not in r:
+                done[(r["system"], r["conversation"], r["q"])] = r
+    return done
+
+
+def _check_settings(out: Path, settings: dict[str, Any]) -> None:
+    # resuming into a directory made with another model or index would mix incomparable records
+    path = out / "run.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        keys = ("dataset", "model", "extract", "k", "policy")
+        diff = {k: (old.get(k), settings.get(k)) for k in keys if old.get(k) != settings.get(k)}
+        if diff:
+            raise InvalidInputError(f"{out} holds a run with other settings {diff}: use another --out")
+    path.write_text(json.dumps(settings, indent=2))
+
+
+def _memory(config: Config, store: Path, extract: bool, llm: BaseLLM | None) -> DualMemory:
+    return DualMemory(config.model_copy(update={"data_dir": store, "extract": extract}), llm=llm)
+
+
+def run_benchmark(
+    dataset: Dataset,
+    data: str | Path,
+    out: str | Path,
+    *,
+    mode: str | Sequence[str] = "fast",
+    extract: bool = False,
+    conversations: Sequence[str] | None = None,
+    categories: Sequence[int] | None = None,
+    limit: int | None = None,
+    k: int | None = None,
+    policy: str | None = None,
+    retrieval_only: bool = False,
+    config: Config | None = None,
+    llm: BaseLLM | None = None,
+    cache: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the benchmark; returns the summary (also written to `<out>/summary.json`).
+
+    `limit` caps the questions per conversation (after the category filter). `llm` defaults
+    to the model `config` names (`Config.from_env()`: the local model unless configured).
+    """
+    from tqdm import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = config or Config.from_env()
+    systems = ["retrieval"] if retrieval_only else expand_modes(mode)
+    selection = _select(load_dataset(dataset, data), conversations, categories, limit)
+    needs_llm = extract or any(s != "retrieval" for s in systems)
+    if needs_llm:
+        llm = llm or make_llm(config)
+        if cache:
+            llm = CachedLLM(llm, out / "cache.sqlite3")
+    settings = {
+        "dataset": dataset,
+        "data": str(data),
+        "systems": systems,
+        "extract": extract,
+        "model": llm.name if llm else None,
+        "k": k or config.top_k,
+        "policy": policy,
+        "conversations": [c.id for c, _ in selection],
+        "categories": list(categories or []),
+        "limit": limit,
+        "embedder": config.embedder,
+    }
+    _check_settings(out, settings)
+    jsonl = out / "questions.jsonl"
+    done = _done(jsonl)
+    todo = sum(1 for c, qs in selection for s in systems for q in qs if (s, c.id, q.index) not in done)
+    ingest_stats: dict[str, dict[str, Any]] = {}
+    unavailable: dict[str, str] = {}
+    bar = tqdm(total=todo, disable=not progress, unit="q", dynamic_ncols=True)
+    with jsonl.open("a") as sink:
+        for conv, questions in selection:
+            store = out / "stores" / conv.id / ("extract" if extract else "raw")
+            memory = _memory(config, store, extract, llm)
+            ingest_stats[conv.id] = ingest(conv, memory, extract=extract, store=store)
+            pending = [(s, q) for s in systems for q in questions if (s, conv.id, q.index) not in done]
+            if not pending:
+                memory.close()
+                continue
+            raw = memory
+            if extract and "rag" in systems:
+                raw = _memory(config, store.parent / "raw", False, llm)
+                ingest(conv, raw, extract=False, store=store.parent / "raw")
+            fullctx = FullContext(llm, memory, conv) if "fullctx" in systems and llm else None
+            asker = _Asker(memory, raw, fullctx, k, policy, llm)
+            for system, q in pending:
+                bar.set_description(f"{conv.id} {system}")
+                record = asker.ask(system, conv, q)
+                sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+                sink.flush()
+                done[(system, conv.id, q.index)] = record
+                bar.update()
+            unavailable.update(asker.unavailable)
+            for m in {id(memory): memory, id(raw): raw}.values():
+                m.close()
+    bar.close()
+    wanted = {(s, c.id, q.index) for c, qs in selection for s in systems for q in qs}
+    records = [r for key, r in done.items() if key in wanted]
+    summary = summarise(
+        records,
+        systems=systems,
+        ingest=ingest_stats,
+        settings=settings,
+        unavailable=unavailable,
+        cache=llm if isinstance(llm, CachedLLM) else None,
+    )
+    write_report(summary, records, out)
+    return summary
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def _ints(text: str | None) -> list[int] | None:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()] if text else None
+    except ValueError as e:
+        raise InvalidInputError(f"--categories takes comma-separated integers, got {text!r}") from e
+
+
+def register(app: Any) -> None:
+    """Add the `bench` command group (locomo, realtalk, scale) to a typer app."""
+    from typing import Annotated
+
+    import typer
+
+    bench = typer.Typer(
+        help="Benchmarks: LoCoMo / RealTalk QA with official F1, and scale.", no_args_is_help=True
+    )
+
+    def qa(dataset: Dataset):
+        def command(
+            data: Annotated[Path, typer.Option(help="LoCoMo JSON file / RealTalk file or folder")],
+            out: Annotated[
+                Path | None, typer.Option(help="output dir (default bench-out/<dataset>-<mode>)")
+            ] = None,
+            mode: Annotated[
+                str,
+                typer.Option(
+                    help="fast | gated | full | all | baselines, or systems "
+                    "comma-separated (fast,gated,full,rag,fullctx)"
+                ),
+            ] = "fast",
+            extract: Annotated[
+                bool, typer.Option(help="index LLM-extracted facts instead of raw turns")
+            ] = False,
+            conversations: Annotated[str | None, typer.Option(help="ids, comma-separated")] = None,
+            categories: Annotated[str | None, typer.Option(help="e.g. 1,2,3,4")] = None,
+            limit: Annotated[int | None, typer.Option(help="at most N questions per conversation")] = None,
+            k: Annotated[int | None, typer.Option(help="memories retrieved per question")] = None,
+            policy: Annotated[str | None, typer.Option(help="gate policy for the gated run")] = None,
+            retrieval_only: Annotated[bool, typer.Option(help="no LLM: evidence recall of search")] = False,
+            cache: Annotated[bool, typer.Option(help="SQLite LLM response cache in the output dir")] = True,
+        ) -> None:
+            name = "retrieval" if retrieval_only else mode.replace(",", "+")
+            target = out or Path("bench-out") / f"{dataset}-{name}{'-extract' if extract else ''}"
+            try:
+                run_benchmark(
+                    dataset,
+                    data,
+                    target,
+                    mode=mode,
+                    extract=extract,
+                    conversations=conversations.split(",") if conversations else None,
+                    categories=_ints(categories),
+                    limit=limit,
+                    k=k,
+                    policy=policy,
+                    retrieval_only=retrieval_only,
+                    cache=cache,
+                )
+            except DualMemError as e:
+                typer.echo(f"error: {e}", err=True)
+                raise typer.Exit(2) from None
+            typer.echo((target / "report.md").read_text())
+            typer.echo(f"written to {target}/ (questions.jsonl, summary.json, report.md)")
+
+        command.__doc__ = f"Run the {dataset} QA benchmark and write JSONL, summary JSON and markdown."
+        return command
+
+    bench.command("locomo")(qa("locomo"))
+    bench.command("realtalk")(qa("realtalk"))
+
+    from .scale import scale_command
+
+    bench.command("scale")(scale_command)
+    app.add_typer(bench, name="bench")

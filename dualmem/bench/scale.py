@@ -1,0 +1,5 @@
+"""Scale benchmark (placeholder until written)."""
+
+
+def scale_command() -> None:
+    """Scale benchmark."""

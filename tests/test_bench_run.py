@@ -1,0 +1,265 @@
+"""End-to-end benchmark runs on a tiny synthetic LoCoMo-format file, with ScriptedLLM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dualmem import Config, DualMemError
+from dualmem.bench.cache import CachedLLM
+from dualmem.bench.data import load_locomo, load_realtalk
+from dualmem.bench.run import expand_modes, run_benchmark
+from dualmem.llm.base import ChatRequest
+from dualmem.testing import ScriptedLLM, ScriptedReply
+
+SAMPLE = [
+    {
+        "sample_id": "conv-x",
+        "conversation": {
+            "speaker_a": "Ann",
+            "speaker_b": "Bob",
+            "session_1_date_time": "1:56 pm on 8 May, 2023",
+            "session_1": [
+                {"speaker": "Ann", "dia_id": "D1:1", "text": "I adopted a puppy named Rex yesterday."},
+                {"speaker": "Bob", "dia_id": "D1:2", "text": "Lovely! I went hiking in the Alps."},
+                {
+                    "speaker": "Ann",
+                    "dia_id": "D1:3",
+                    "text": "Look at this.",
+                    "blip_caption": "a photo of a pottery bowl",
+                    "query": "leaky answer text",
+                },
+            ],
+            "session_2_date_time": "10:00 am on 20 June, 2023",
+            "session_2": [
+                {"speaker": "Bob", "dia_id": "D2:1", "text": "I started painting sunsets last week."},
+                {"speaker": "Ann", "dia_id": "D2:2", "text": "Rex learned to fetch, he is so smart."},
+            ],
+            # conv-26 style quirk: a date key without a session
+            "session_3_date_time": "9:00 am on 1 July, 2023",
+        },
+        "qa": [
+            {
+                "question": "What is the name of Ann's puppy?",
+                "answer": "Rex",
+                "evidence": ["D1:1"],
+                "category": 4,
+            },
+            {
+                "question": "What did Bob do?",
+                "answer": "hiking, painting",
+                "evidence": ["D1:2; D2:1"],
+                "category": 1,
+            },
+            {"question": "When did Bob paint?", "answer": 2023, "evidence": ["D2:1"], "category": 2},
+            {
+                "question": "Would Ann like dogs?",
+                "answer": "Yes; she adopted one",
+                "evidence": ["D:1:1", "D9:9"],
+                "category": 3,
+            },
+            {
+                "question": "What is Bob's puppy called?",
+                "adversarial_answer": "Rex",
+                "evidence": [],
+                "category": 5,
+            },
+        ],
+    }
+]
+
+# answers keyed by a word of the question, so that the order of calls does not matter
+ANSWERS = {
+    "name": "Rex",
+    "Bob do": "hiking and painting",
+    "paint": "last week",
+    "Would": "Yes",
+    "Bob's": "NONE",
+}
+
+
+def _answer(request: ChatRequest) -> ScriptedReply:
+    question = request.messages[-1]["content"].rsplit("Question:", 1)[-1]
+    for key, text in ANSWERS.items():
+        if key in question:
+            return ScriptedReply(text, confidence=0.95 if text == "Rex" else 0.4)
+    return ScriptedReply("NONE")
+
+
+def _llm() -> ScriptedLLM:
+    return ScriptedLLM(by_task={"answer": _answer}, default="{}")
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    path = tmp_path / "locomo_tiny.json"
+    path.write_text(json.dumps(SAMPLE))
+    return path
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "questions.jsonl").read_text().splitlines()]
+
+
+def test_loader_keeps_sessions_dates_captions_and_lenient_evidence(data: Path):
+    (conv,) = load_locomo(data)
+    assert [s.id for s in conv.sessions] == ["session_1", "session_2"]
+    assert conv.sessions[0].date.isoformat() == "2023-05-08T13:56:00+00:00"
+    assert conv.turns[2].text == "Look at this. [shares a photo: a photo of a pottery bowl]"
+    assert "leaky" not in " ".join(t.text for t in conv.turns)
+    qs = conv.questions
+    assert qs[1].evidence == ["D1:2", "D2:1"]
+    assert qs[2].answer == "2023"
+    assert qs[3].evidence == ["D1:1"]  # D9:9 does not exist
+    assert qs[4].answer is None and qs[4].adversarial_answer == "Rex"
+
+
+def test_fast_run_scores_reports_and_resumes(data: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    llm = _llm()
+    summary = run_benchmark("locomo", data, out, mode="fast", config=Config(), llm=llm, progress=False)
+    records = _records(out)
+    assert len(records) == 5
+    by_q = {r["q"]: r for r in records}
+    assert by_q[0]["prediction"] == "Rex" and by_q[0]["f1"] == 1.0
+    assert by_q[1]["f1"] == pytest.approx(2 / 3)  # "and" instead of a comma: one piece
+    assert by_q[1]["f1_mem0"] == pytest.approx(0.8)
+    assert by_q[2]["f1"] == 0.0
+    assert by_q[4]["refusal"] is False and by_q[4]["refusal_or_none"] is True
+    # every turn came in with its dia_id, so evidence maps onto retrieved turns
+    assert set(by_q[0]["retrieved"]) == {"D1:1", "D1:2", "D1:3", "D2:1", "D2:2"}
+    assert by_q[0]["usage"]["answer"]["calls"] == 1
+
+    fast = summary["systems"]["fast"]
+    assert fast["overall_n"] == 4
+    assert fast["overall_f1"] == pytest.approx((1 + 2 / 3 + 0 + 1) / 4)
+    assert fast["categories"]["4"]["name"] == "single-hop"
+    assert fast["categories"]["5"]["refusal"] == 0.0 and fast["categories"]["5"]["refusal_or_none"] == 1.0
+    assert fast["recall"]["r@5"] == 1.0 and fast["calls"] == 1.0
+    assert summary["ingest"]["turns"] == 5 and summary["ingest"]["calls"] == 0
+    report = (out / "report.md").read_text()
+    assert "cat 4 single-hop" in report and "cat 1 multi-hop" in report and "mem0ai was not run" in report
+    assert (out / "frontier.png").stat().st_size > 0
+
+    # a rerun asks nothing again: every question is already in the JSONL
+    again = _llm()
+    run_benchmark("locomo", data, out, mode="fast", config=Config(), llm=again, progress=False)
+    assert again.calls == [] and len(_records(out)) == 5
+
+
+def test_cache_answers_identical_requests_once(tmp_path: Path):
+    inner = ScriptedLLM(by_task={"answer": ["first", "second"]})
+    cached = CachedLLM(inner, tmp_path / "c.sqlite3")
+    request = ChatRequest(messages=[{"role": "user", "content": "q"}], task="answer")
+    assert cached.complete(request).text == "first"
+    assert cached.complete(request).text == "first"
+    assert cached.complete(request.model_copy(update={"seed": 1})).text == "second"
+    assert (cached.hits, cached.misses, len(inner.calls)) == (1, 2, 2)
+    # a new process (new wrapper) reads the same file; the usage of the original call is kept
+    reopened = CachedLLM(ScriptedLLM(), tmp_path / "c.sqlite3")
+    completion = reopened.complete(request)
+    assert completion.text == "first" and completion.usage.prompt_tokens > 0 and reopened.hits == 1
+
+
+def test_subsets_and_retrieval_only(data: Path, tmp_path: Path):
+    out = tmp_path / "ret"
+    summary = run_benchmark(
+        "locomo",
+        data,
+        out,
+        retrieval_only=True,
+        categories=[1, 2, 3, 4],
+        limit=3,
+        config=Config(),
+        progress=False,
+    )
+    records = _records(out)
+    assert [r["q"] for r in records] == [0, 1, 2] and all(r["system"] == "retrieval" for r in records)
+    rec = summary["systems"]["retrieval"]["recall"]
+    assert rec["r@5"] == 1.0 and rec["n"] == 3
+    with pytest.raises(DualMemError, match="unknown conversation"):
+        run_benchmark("locomo", data, tmp_path / "x", conversations=["conv-nope"], llm=_llm(), progress=False)
+    with pytest.raises(DualMemError, match="other settings"):
+        run_benchmark("locomo", data, out, retrieval_only=True, k=7, config=Config(), progress=False)
+
+
+def test_expand_modes():
+    assert expand_modes("gated") == ["fast", "gated"]
+    assert expand_modes("all") == ["fast", "gated", "full", "rag", "fullctx"]
+    assert expand_modes("fast,rag") == ["fast", "rag"]
+    with pytest.raises(DualMemError):
+        expand_modes("fastest")
+
+
+def test_all_modes_with_gate_quality_and_full_context(data: Path, tmp_path: Path):
+    out = tmp_path / "all"
+    llm = _llm()
+    try:
+        summary = run_benchmark("locomo", data, out, mode="all", config=Config(), llm=llm, progress=False)
+    except (NotImplementedError, DualMemError) as e:  # the dual process is built in parallel
+        pytest.xfail(f"gated/full answer modes not available: {e}")
+    systems = summary["systems"]
+    assert set(systems) == {"fast", "gated", "full", "rag", "fullctx"}
+    for name, v in systems.items():
+        assert v["errors"] == 0, (name, v["error_examples"])
+    gated = [r for r in _records(out) if r["system"] == "gated"]
+    assert all(r["gate_score"] is not None for r in gated)
+    assert systems["gated"]["escalation_rate"] is not None
+    assert summary["gate"]["n"] == 4 and summary["gate"]["auroc"] is not None
+    assert (
+        summary["gate"]["sweep"][0]["escalation"] == 0.0 and summary["gate"]["sweep"][-1]["escalation"] == 1.0
+    )
+    # the whole five-turn history fits the scripted model's context: one call per question
+    assert systems["fullctx"]["calls"] == 1.0 and not systems["fullctx"]["skipped"]
+    # with a raw-turn index, the rag baseline asks exactly what fast asked: all cache hits
+    rag = [r for r in _records(out) if r["system"] == "rag"]
+    assert all(r["cache_hits"] == 1 for r in rag)
+
+
+def test_full_context_that_does_not_fit_is_reported(data: Path, tmp_path: Path):
+    out = tmp_path / "fc"
+    summary = run_benchmark(
+        "locomo",
+        data,
+        out,
+        mode="fullctx",
+        config=Config(),
+        llm=ScriptedLLM(context_tokens=100),
+        progress=False,
+    )
+    skipped = summary["systems"]["fullctx"]["skipped"]
+    (reason,) = skipped
+    assert reason.startswith("does not fit") and skipped[reason] == 5
+
+
+def test_realtalk_loader(tmp_path: Path):
+    chat = {
+        "name": {"speaker_1": "Emi", "speaker_2": "elise"},
+        "session_1": [
+            {
+                "clean_text": "Hi!",
+                "speaker": "Emi",
+                "date_time": "29.12.2023, 22:42:04",
+                "dia_id": "D1:1",
+                "img_file": [],
+                "img_url": [],
+            },
+            {
+                "clean_text": "Look",
+                "speaker": "elise",
+                "date_time": "02.01.2024, 08:00:00",
+                "dia_id": "D1:2",
+                "blip_caption": "a cat",
+            },
+        ],
+        "session_1_date_time": "29.12.2023, 22:42:04",
+        "qa": [{"question": "Q?", "answer": "A", "evidence": ["D1:1-D1:2"], "category": 2}],
+    }
+    (tmp_path / "Chat_1_Emi_Elise.json").write_text(json.dumps(chat))
+    (conv,) = load_realtalk(tmp_path)
+    assert conv.id == "Chat_1_Emi_Elise"
+    assert conv.turns[1].timestamp.isoformat() == "2024-01-02T08:00:00+00:00"  # day first
+    assert conv.turns[1].text == "Look [shares a photo: a cat]"
+    assert conv.questions[0].evidence == ["D1:1", "D1:2"]
