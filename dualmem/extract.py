@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, field_validator
 from .index.base import MemoryIndex
 from .llm.base import BaseLLM, ChatRequest
 from .prompts import extract_messages, reconcile_messages
-from .types import Memory, Scope, Turn, Usage
+from .types import Memory, Scope, Turn, Usage, human_date
 
 __all__ = ["ExtractionResult", "Extractor", "raw_memories"]
 
@@ -51,6 +51,11 @@ class _Fact(BaseModel):
         if not isinstance(v, list):
             return []
         return [int(x) for x in v if isinstance(x, int | float) or (isinstance(x, str) and x.isdigit())]
+
+
+    def render(self) -> str:
+        # the form the index embeds memories in (`Memory.render`), so that cosines compare
+        return f"[{human_date(self.date)}] {self.text}" if self.date else self.text
 
 
 class ExtractReply(BaseModel):
@@ -126,8 +131,9 @@ class Extractor:
     async def _batch(
         self, batch: list[Turn], recent: list[Turn], scope: Scope, result: ExtractionResult
     ) -> None:
+        wide = _reconcile_scope(scope)
         known = await asyncio.to_thread(
-            self.index.search, " ".join(t.text for t in batch), scope, KNOWN_MEMORIES
+            self.index.search, " ".join(t.text for t in batch), wide, KNOWN_MEMORIES
         )
         request = ChatRequest(
             task="extract",
@@ -143,7 +149,7 @@ class Extractor:
         if not facts:
             return
         neighbours = await asyncio.to_thread(
-            self.index.nearest, [f.text for f in facts], scope, NEIGHBOURS
+            self.index.nearest, [f.render() for f in facts], wide, NEIGHBOURS
         )
         close = [[m for m in ns if (m.score or 0) > NEIGHBOUR_SIMILARITY] for ns in neighbours]
         actions: dict[int, _Action] = {}
@@ -165,7 +171,8 @@ class Extractor:
 
     async def _apply(self, batch, facts, close, actions, scope: Scope, result) -> None:
         now = _now()
-        upserts: list[Memory] = []
+        added: list[Memory] = []
+        updated: dict[str, Memory] = {}  # by id: two facts may update one memory
         deletes: list[str] = []
         for i, fact in enumerate(facts):
             sources = [batch[n - 1].id for n in fact.turns if 1 <= n <= len(batch)]
@@ -180,28 +187,37 @@ class Extractor:
             if event == "NOOP":
                 result.noop += 1
             elif event == "DELETE":
-                deletes.append(target.id)
-                result.deleted.append(target.id)
+                if target.id not in deletes:
+                    deletes.append(target.id)
             elif event == "UPDATE":
-                merged = target.model_copy(update={
+                base = updated.get(target.id, target)
+                updated[target.id] = base.model_copy(update={
                     "text": (action.text or fact.text).strip(),
-                    "source_turn_ids": sorted(set(target.source_turn_ids) | set(sources)),
+                    "source_turn_ids": sorted(set(base.source_turn_ids) | set(sources)),
                     "updated_at": now,
-                    "event_date": fact.date or target.event_date,
+                    "event_date": fact.date or base.event_date,
                     "score": None,
                 })
-                upserts.append(merged)
-                result.updated.append(merged)
             else:
-                memory = Memory(
+                added.append(Memory(
                     id=str(uuid.uuid4()), text=fact.text.strip(), user_id=scope.user_id,
                     agent_id=scope.agent_id, session_id=batch[0].session_id,
                     source_turn_ids=sources, created_at=now, updated_at=now,
                     event_date=fact.date,
-                )
-                upserts.append(memory)
-                result.added.append(memory)
-        if upserts:
-            await asyncio.to_thread(self.index.upsert, upserts)
+                ))
+        kept = [m for m in updated.values() if m.id not in deletes]
+        if added or kept:
+            await asyncio.to_thread(self.index.upsert, added + kept)
         if deletes:
-            await asyncio.to_thread(self.index.delete, deletes, scope)
+            await asyncio.to_thread(self.index.delete, deletes, _reconcile_scope(scope))
+        result.added.extend(added)
+        result.updated.extend(kept)
+        result.deleted.extend(deletes)
+
+
+def _reconcile_scope(scope: Scope) -> Scope:
+    """Where a new fact's known memories and neighbours are looked up: the user's (or
+    agent's) memories of every session, since a fact about a person outlives its session."""
+    if scope.user_id is None and scope.agent_id is None:
+        return scope
+    return Scope(user_id=scope.user_id, agent_id=scope.agent_id)
