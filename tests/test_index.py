@@ -253,3 +253,20 @@ def test_survives_a_collection_dropped_by_another_client(tmp_path):
     assert app.delete_scope(ALICE) == 0
     assert app.get(["new"], ALICE) == []
     assert app.nearest(["new life"], ALICE, 2) == [[]]
+
+
+def test_close_releases_the_directory(tmp_path):
+    # Chroma keeps one database per directory per process; without close a removed
+    # directory keeps serving stale rows and refuses writes
+    import shutil
+
+    first = ChromaMemoryIndex(tmp_path / "chroma", embedding_function=EMBED)
+    first.upsert(FACTS)
+    first.close()
+    shutil.rmtree(tmp_path / "chroma")
+    second = ChromaMemoryIndex(tmp_path / "chroma", embedding_function=EMBED)
+    assert second.count(ALICE) == 0 and second.search("tea", ALICE, 3) == []
+    second.upsert([mem("fresh", "Alice starts afresh.")])
+    assert ids(second.search("afresh", ALICE, 1)) == ["fresh"]
+    second.close()
+    second.close()  # idempotent

@@ -107,6 +107,7 @@ class ChromaMemoryIndex:
 
         from ..embed import MiniLMEmbedding
 
+        self._owns_client = client is None
         if client is None:
             if path is None:
                 raise StorageError("ChromaMemoryIndex needs a path or a client")
@@ -270,6 +271,13 @@ class ChromaMemoryIndex:
         self._collections.clear()
         self._lexical = LexicalCache()
         return len(ours)
+
+    def close(self) -> None:
+        """Release the embedded database (Chroma shares one per directory per process), so
+        that the directory can be removed and recreated, e.g. to rebuild the index."""
+        if self._owns_client:
+            self.client.close()
+        self._collections.clear()
 
     @_refreshing
     def count(self, scope: Scope) -> int:
