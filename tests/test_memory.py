@@ -438,3 +438,21 @@ def test_data_persists_across_instances(tmp_path):
     assert ids(second.history(user_id="alice")) == ["a1", "a2", "a3"]
     assert second.search("dog", user_id="alice")[0].id == "a1"
     assert second.add(ALICE_TURNS, user_id="alice").skipped_duplicates == 3
+
+
+@pytest.mark.xfail(strict=True, raises=RuntimeError,
+                   reason="memory.py keeps one asyncio.Lock per partition, bound to the first loop "
+                   "that waits on it: a second event loop (a second asyncio.run, or sync calls "
+                   "from threads next to async ones) that has to wait raises RuntimeError")
+def test_extraction_lock_works_across_event_loops(tmp_path):
+    reply = ScriptedReply(json.dumps({"facts": [{"text": "A fact.", "turns": [1]}]}), delay=0.05)
+    llm = ScriptedLLM(by_task={"extract": lambda r: reply,
+                               "reconcile": lambda r: '{"actions": [{"fact": 1, "event": "NOOP"}]}'})
+    memory = DualMemory(path=tmp_path, llm=llm, extract=True)
+
+    async def two_adds():
+        return await asyncio.gather(*(memory.aadd(t, user_id="alice") for t in ("one", "two")))
+
+    for _ in range(2):  # each run waits on the lock inside its own loop
+        assert [r.error for r in asyncio.run(two_adds())] == [None, None]
+    assert len(memory.get_all(user_id="alice")) == 1
