@@ -6,6 +6,7 @@ before anything is written, so a rejected call stores nothing and loses nothing.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Mapping
@@ -15,14 +16,19 @@ from typing import Any
 from .errors import InvalidInputError, ScopeError
 from .types import Scope, Turn
 
-__all__ = ["make_scope", "make_turns", "parse_timestamp", "check_text"]
+__all__ = ["check_id", "check_limit", "check_text", "make_scope", "make_turns", "parse_timestamp"]
 
 MAX_ID_LENGTH = 256
 MAX_TEXT_CHARS = 1_000_000
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TIME_FORMATS = (
     "%I:%M %p on %d %B, %Y",  # LoCoMo session dates: "1:56 pm on 8 May, 2023"
-    "%d %B %Y", "%d %b %Y", "%B %d, %Y", "%Y/%m/%d %H:%M", "%Y/%m/%d", "%d.%m.%Y",
+    "%d %B %Y",
+    "%d %b %Y",
+    "%B %d, %Y",
+    "%Y/%m/%d %H:%M",
+    "%Y/%m/%d",
+    "%d.%m.%Y",
 )
 
 
@@ -37,13 +43,10 @@ def make_scope(
             raise ScopeError(f"{key} must be a string, got {type(value).__name__}")
         if not value.strip() or len(value) > MAX_ID_LENGTH or _CONTROL.search(value):
             raise ScopeError(
-                f"{key}={value[:40]!r} is not a valid id: use 1-{MAX_ID_LENGTH} printable "
-                "characters"
+                f"{key}={value[:40]!r} is not a valid id: use 1-{MAX_ID_LENGTH} printable characters"
             )
     if all(v is None for v in values.values()):
-        raise ScopeError(
-            "every call needs a scope: pass user_id=..., agent_id=... or session_id=..."
-        )
+        raise ScopeError("every call needs a scope: pass user_id=..., agent_id=... or session_id=...")
     return Scope(**values)
 
 
@@ -62,8 +65,7 @@ def parse_timestamp(value: Any) -> datetime:
         dt = _parse_string(value.strip())
     else:
         raise InvalidInputError(
-            f"timestamp must be a datetime, an ISO-8601 string or epoch seconds, "
-            f"got {type(value).__name__}"
+            f"timestamp must be a datetime, an ISO-8601 string or epoch seconds, got {type(value).__name__}"
         )
     if dt.tzinfo is None:  # naive times are taken as UTC so that ordering is well defined
         dt = dt.replace(tzinfo=UTC)
@@ -80,9 +82,7 @@ def _parse_string(text: str) -> datetime:
             return datetime.strptime(text, fmt)
         except ValueError:
             continue
-    raise InvalidInputError(
-        f"cannot read timestamp {text[:60]!r}: use ISO-8601 such as 2023-05-08T13:56:00"
-    )
+    raise InvalidInputError(f"cannot read timestamp {text[:60]!r}: use ISO-8601 such as 2023-05-08T13:56:00")
 
 
 def check_text(value: Any, what: str = "message text") -> str:
@@ -134,14 +134,40 @@ def make_turns(messages: Any, scope: Scope, timestamp: Any = None) -> list[Turn]
         metadata = m.get("metadata") or {}
         if not isinstance(metadata, Mapping):
             raise InvalidInputError(f"{where}: metadata must be a dict")
+        try:  # checked here so that the history's insert cannot fail halfway through a batch
+            json.dumps(metadata)
+        except (TypeError, ValueError) as e:
+            raise InvalidInputError(f"{where}: metadata must be JSON-serialisable ({e})") from e
         turn_id = m.get("id") or str(uuid.uuid4())
         if not isinstance(turn_id, str) or len(turn_id) > MAX_ID_LENGTH:
             raise InvalidInputError(f"{where}: id must be a string of at most {MAX_ID_LENGTH} chars")
         turns.append(
             Turn(
-                id=turn_id, role=role, speaker=speaker, text=text, timestamp=when,
-                user_id=scope.user_id, agent_id=scope.agent_id,
-                session_id=scope.session_id, metadata=dict(metadata),
+                id=turn_id,
+                role=role,
+                speaker=speaker,
+                text=text,
+                timestamp=when,
+                user_id=scope.user_id,
+                agent_id=scope.agent_id,
+                session_id=scope.session_id,
+                metadata=dict(metadata),
             )
         )
     return turns
+
+
+def check_limit(limit: Any) -> int | None:
+    if limit is None:
+        return None
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise InvalidInputError(f"limit must be a positive integer or None, got {limit!r}")
+    return limit
+
+
+def check_id(value: Any, what: str = "memory_id") -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+        raise InvalidInputError(
+            f"{what} must be a non-empty string of at most {MAX_ID_LENGTH} chars, got {value!r}"
+        )
+    return value

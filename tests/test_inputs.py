@@ -108,6 +108,7 @@ def test_make_turns_single_values_and_default_now():
         "bad surrogate \ud800",
         {"content": "x", "role": 5},
         {"content": "x", "metadata": ["not", "a", "dict"]},
+        {"content": "x", "metadata": {"when": datetime(2023, 1, 1)}},
         {"content": "x", "id": 7},
         {"content": "x", "timestamp": "not a date"},
         ["ok", object()],

@@ -360,6 +360,7 @@ def test_answer_on_an_empty_scope(memory, llm):
         ("lone surrogate \udc80", {}),
         (42, {}),
         (["fine", {"content": ""}], {}),
+        (["fine", {"content": "fine too", "metadata": {"when": datetime(2023, 1, 1)}}], {}),
         ("fine", {"timestamp": "next tuesday-ish"}),
         ("fine", {"timestamp": [2023]}),
     ],
