@@ -42,10 +42,14 @@ class RememberInput(BaseModel):
 
 
 def format_answer(answer: Answer) -> str:
-    """The text the agent sees: the answer, how it was produced, and why it escalated."""
-    lines = [f"Answer: {answer.text}", f"Path: {answer.path}"]
-    if answer.path == "deliberate" and answer.reason:
-        lines.append(f"Escalated because: {answer.reason}")
+    """The text the agent sees: the answer, how it was produced, and why it escalated.
+
+    A kept fast answer (gate passed, or fast mode) needs no explanation; an escalated one
+    does, and so does a degraded one (e.g. escalated, deliberation failed, fast answer kept).
+    """
+    lines = [f"Answer: {answer.text}", f"Path: {answer.path}" + (" (degraded)" if answer.degraded else "")]
+    if (answer.path == "deliberate" or answer.degraded) and answer.reason:
+        lines.append(f"Reason: {answer.reason}")
     return "\n".join(lines)
 
 

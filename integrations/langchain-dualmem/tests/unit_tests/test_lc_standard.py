@@ -13,7 +13,7 @@ import tempfile
 from typing import Any
 
 from dualmem import DualMemory
-from dualmem.testing import ScriptedLLM
+from dualmem.testing import ScriptedLLM, ScriptedReply
 from langchain_tests.integration_tests import RetrieversIntegrationTests, ToolsIntegrationTests
 from langchain_tests.unit_tests import ToolsUnitTests
 
@@ -26,13 +26,13 @@ TURNS = [
     {"role": "user", "content": "I work as a nurse at a children's hospital."},
 ]
 
-
+CONFIDENT_PARIS = ScriptedReply("Paris", confidence=0.99)  # supported by TURNS: the gate keeps it
 _TMP = tempfile.TemporaryDirectory(prefix="lc-dualmem-std-")  # removed at interpreter exit
 
 
 @functools.cache
 def shared_memory() -> DualMemory:
-    memory = DualMemory(path=_TMP.name, llm=ScriptedLLM(by_task={"answer": lambda r: "Paris"}),
+    memory = DualMemory(path=_TMP.name, llm=ScriptedLLM(by_task={"answer": lambda r: CONFIDENT_PARIS}),
                         extract=False)
     memory.add(TURNS, user_id="alice", session_id="s1")
     return memory
@@ -59,7 +59,7 @@ class _RecallToolParams:
 
     @property
     def tool_constructor_params(self) -> dict[str, Any]:
-        return {"memory": shared_memory(), "user_id": "alice", "mode": "fast"}
+        return {"memory": shared_memory(), "user_id": "alice"}  # the default mode: gated
 
     @property
     def tool_invoke_params_example(self) -> dict[str, Any]:

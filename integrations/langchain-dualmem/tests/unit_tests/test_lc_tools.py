@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from dualmem import Answer, DualMemory
-from dualmem.testing import ScriptedLLM
+from dualmem.testing import ScriptedLLM, ScriptedReply
 from langchain_core.messages import ToolMessage
 
 from langchain_dualmem import (
@@ -40,13 +42,57 @@ def test_plain_invoke_returns_content(memory: DualMemory) -> None:
     )
 
 
-def test_escalated_answer_shows_reason() -> None:
+def test_format_shows_the_reason_only_when_escalated_or_degraded() -> None:
     answer = Answer(question="q", text="Lisbon", path="deliberate", mode="gated",
-                    reason="low confidence in the fast answer (0.31 < 0.6)")
+                    reason="escalated: low confidence -> neighbour turns answered it")
     assert format_answer(answer) == (
-        "Answer: Lisbon\nPath: deliberate\nEscalated because: low confidence in the fast answer (0.31 < 0.6)"
+        "Answer: Lisbon\nPath: deliberate\nReason: escalated: low confidence -> neighbour turns answered it"
     )
-    assert "Escalated" not in format_answer(answer.model_copy(update={"path": "fast"}))
+    kept = answer.model_copy(update={"path": "fast", "reason": "fast answer kept: confident"})
+    assert format_answer(kept) == "Answer: Lisbon\nPath: fast"
+    degraded = kept.model_copy(update={"degraded": True, "reason": "escalated: x; deliberation failed"})
+    assert format_answer(degraded) == (
+        "Answer: Lisbon\nPath: fast (degraded)\nReason: escalated: x; deliberation failed"
+    )
+
+
+def _gated_memory(tmp_path: Path, script: dict) -> DualMemory:
+    memory = DualMemory(path=tmp_path, llm=ScriptedLLM(by_task=script), extract=False)
+    memory.add(["Alice lives in Lisbon since March 2024.", "Alice has a dog called Pixel."], user_id="alice")
+    return memory
+
+
+def test_gated_recall_keeps_a_confident_supported_answer(tmp_path: Path) -> None:
+    memory = _gated_memory(tmp_path, {"answer": [ScriptedReply("Lisbon", confidence=0.99)]})
+    tool = create_recall_tool(memory, user_id="alice")  # mode="gated" by default
+    message = tool.invoke(_call(tool, question="Where does Alice live?"))
+    assert message.content == "Answer: Lisbon\nPath: fast"
+    assert message.artifact["mode"] == "gated" and message.artifact["gate"]["passed"] is True
+    memory.close()
+
+
+async def test_gated_recall_escalates_a_refusal_and_says_why(tmp_path: Path) -> None:
+    memory = _gated_memory(tmp_path, {
+        "answer": [ScriptedReply("NONE", confidence=0.99)],
+        "neighbours.answer": [ScriptedReply("Lisbon", confidence=0.99)],
+    })
+    tool = create_recall_tool(memory, user_id="alice")
+    message = await tool.ainvoke(_call(tool, question="Where does Alice live?"))
+    answer = Answer.model_validate(message.artifact)
+    assert (answer.path, answer.text, answer.gate.escalate) == ("deliberate", "Lisbon", True)
+    assert message.content == f"Answer: Lisbon\nPath: deliberate\nReason: {answer.reason}"
+    assert answer.reason.startswith("escalated: the fast answer is a refusal")
+    memory.close()
+
+
+def test_gated_recall_reports_a_degraded_answer(tmp_path: Path) -> None:
+    # the gate escalates the refusal, deliberation has no model reply: the fast answer stands
+    memory = _gated_memory(tmp_path, {"answer": [ScriptedReply("NONE", confidence=0.99)]})
+    tool = create_recall_tool(memory, user_id="alice")
+    content = tool.invoke({"question": "Where does Alice live?"})
+    assert content.startswith("Answer: NONE\nPath: fast (degraded)\nReason: escalated: ")
+    assert "deliberation failed" in content
+    memory.close()
 
 
 def test_no_memories_yet_is_a_friendly_result(memory: DualMemory, llm: ScriptedLLM) -> None:
@@ -108,7 +154,7 @@ def test_remember_stores_text_for_later_recall(memory: DualMemory) -> None:
     assert memory.search("Where does Ana live?", user_id="bob") == []
 
 
-async def test_remember_async_and_extraction_error_is_reported(tmp_path) -> None:
+async def test_remember_async_and_extraction_error_is_reported(tmp_path: Path) -> None:
     llm = ScriptedLLM(by_task={"extract": lambda request: "not json"})
     memory = DualMemory(path=tmp_path, llm=llm, extract=True)
     tool = create_remember_tool(memory, user_id="alice")
