@@ -270,3 +270,12 @@ def test_close_releases_the_directory(tmp_path):
     assert ids(second.search("afresh", ALICE, 1)) == ["fresh"]
     second.close()
     second.close()  # idempotent
+
+
+def test_lookups_do_not_list_every_collection(tmp_path, monkeypatch):
+    # listing costs O(partitions) (~1 s per 1000 users): a lookup must ask for its own only
+    ChromaMemoryIndex(tmp_path, embedding_function=EMBED).upsert(FACTS)
+    fresh = ChromaMemoryIndex(tmp_path, embedding_function=EMBED)  # nothing cached yet
+    monkeypatch.setattr(fresh.client, "list_collections", lambda *a, **k: pytest.fail("listed"))
+    assert ids(fresh.search("What pet does Alice have?", ALICE, 1)) == ["dog"]
+    assert fresh.search("tea", BOB, 3) == [] and fresh.count(BOB) == 0 and fresh.get(["x"], BOB) == []
