@@ -275,3 +275,16 @@ def test_facts_are_reconciled_across_sessions(make):
     assert [m.text for m in memory.get_all(user_id="alice")] == ["Alice lives in Paris, France."]
     # the known-memories context of the second extraction came from session s1
     assert "Alice lives in Paris." in llm.calls_for("extract")[1].messages[-1]["content"]
+
+
+def test_malformed_reconciliation_is_reported_and_changes_nothing(make):
+    memory, llm = make(
+        extract=[facts("Alice lives in Paris."), facts("Alice lives in Paris, France.")],
+        reconcile=["maybe UPDATE?", '{"actions": [{"fact": 1, "event": "MERGE"}]}', "{}"],
+    )
+    [old] = memory.add("Paris", user_id="alice").added
+    result = memory.add("Paris, France", user_id="alice")
+    assert result.error and "reconcile" in result.error
+    assert len(llm.calls_for("reconcile")) == 3
+    assert memory.get_all(user_id="alice") == [old.model_copy(update={"score": None})]
+    assert len(memory.history(user_id="alice")) == 2
