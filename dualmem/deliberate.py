@@ -200,6 +200,10 @@ class Deliberator:
 
     async def _filter(self, question: str, facts: list[Fact], result: Deliberation) -> list[Fact]:
         start = time.perf_counter()
+        # the best-scored facts that fit one filter prompt; the rest could not be answered from anyway
+        best = sorted(facts, key=lambda f: -f.score)
+        keep = {id(f) for f in best[: _fitting([f.text for f in best], self.budget(question))]}
+        facts = [f for f in facts if id(f) in keep]  # in conversation order, as found
         request = ChatRequest(
             task="deliberate.filter",
             messages=filter_messages(question, [f.text for f in facts]),
@@ -218,14 +222,8 @@ class Deliberator:
 
     async def _answer(self, question: str, facts: list[Fact], result: Deliberation, label: str) -> None:
         facts = sorted(facts, key=lambda f: -f.score)
-        budget = self.budget(question)
-        lines, used = [], 0
-        for f in facts:
-            line = f"[{f.timestamp}] {f.text}" if f.timestamp else f.text
-            if used + count_tokens(line) > budget:
-                break
-            lines.append(line)
-            used += count_tokens(line)
+        lines = [f"[{f.timestamp}] {f.text}" if f.timestamp else f.text for f in facts]
+        lines = lines[: _fitting(lines, self.budget(question))]
         result.facts = facts[: len(lines)]
         result.turn_ids = sorted({t for f in result.facts for t in f.turn_ids})
         phase = f"{'deliberate' if result.tier == 'full' else result.tier}.answer"
@@ -248,23 +246,26 @@ class Deliberator:
                     i = position[tid]
                     lo, hi = max(0, i - self.neighbour_window), min(len(turns), i + self.neighbour_window + 1)
                     picked.update(j for j in range(lo, hi) if turns[j].session_id == turns[i].session_id)
-        budget = self.budget(question)
-        facts, used = [], 0
-        for j in sorted(picked):
-            t = turns[j]
-            line = f"{t.speaker or t.role}: {t.text}"
-            if used + count_tokens(line) > budget:
-                break
-            used += count_tokens(line)
-            facts.append(
-                Fact(
-                    text=line,
-                    score=10,
-                    turn_ids=[t.id],
-                    timestamp=human_date(t.timestamp.date().isoformat()),
-                    speaker=t.speaker,
-                )
+        facts = [
+            Fact(
+                text=f"{turns[j].speaker or turns[j].role}: {turns[j].text}",
+                score=10,
+                turn_ids=[turns[j].id],
+                timestamp=human_date(turns[j].timestamp.date().isoformat()),
+                speaker=turns[j].speaker,
             )
-        # chronological order for the reader; _answer sorts by score, all equal here
+            for j in sorted(picked)
+        ]
+        # chronological order for the reader (all scores equal, the sort in _answer is stable)
         await self._answer(question, facts, result, "Conversation excerpts")
         return result
+
+
+def _fitting(lines: list[str], budget: int) -> int:
+    """How many leading lines fit in `budget` tokens (+4 each for numbering and newline)."""
+    used = 0
+    for n, line in enumerate(lines):
+        used += count_tokens(line) + 4
+        if used > budget:
+            return n
+    return len(lines)

@@ -16,11 +16,17 @@ ANSWER_MAX_TOKENS = 32
 _PREFIX = re.compile(r"^\s*(answer|a)\s*[:\-]\s*", re.I)
 
 
+_SENTENCE_END = re.compile(r"(?<=[a-z0-9)])[.!?]\s+(?=[A-Z])")
+
+
 def clean_answer(text: str) -> str:
-    """First non-empty line, without an 'Answer:' prefix or wrapping quotes."""
+    """First non-empty line, without an 'Answer:' prefix or quotes; a long reply (small models
+    echo context lines) is cut to its first sentence."""
     for line in text.strip().splitlines():
         line = _PREFIX.sub("", line).strip().strip('"').strip()
         if line:
+            if len(line.split()) > 12:
+                line = _SENTENCE_END.split(line, maxsplit=1)[0]
             return line
     return ""
 

@@ -6,7 +6,9 @@ Async is the implementation; each sync method runs its `a*` twin (see `_sync.py`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -20,7 +22,7 @@ from .extract import Extractor, raw_memories
 from .gate import GateConfig, Policy
 from .history.base import HistoryStore, TurnQuery
 from .index.base import MemoryIndex
-from .inputs import check_text, make_scope, make_turns, parse_timestamp
+from .inputs import check_id, check_limit, check_text, make_scope, make_turns, parse_timestamp
 from .llm.base import BaseLLM
 from .types import Answer, Memory, Scope, Turn, Usage
 
@@ -86,7 +88,8 @@ class DualMemory:
         self.history_store = history or make_history(config)
         self.index = index or make_index(config)
         self._llm = llm
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
 
     def _check_data_dir(self) -> None:
         if self.config.history_url and self.config.index_url:
@@ -112,9 +115,18 @@ class DualMemory:
             self._llm = make_llm(self.config)
         return self._llm
 
-    def _lock(self, scope: Scope) -> asyncio.Lock:
-        # extraction of one partition is serialised so reconciliation sees its own writes
-        return self._locks.setdefault(scope.partition, asyncio.Lock())
+    @contextlib.asynccontextmanager
+    async def _lock(self, scope: Scope):
+        # extraction of one partition is serialised so reconciliation sees its own writes; a
+        # thread lock (awaited off the loop) because sync calls run on dualmem's own loop while
+        # async calls run on the caller's, and an asyncio.Lock belongs to one loop
+        with self._locks_guard:
+            lock = self._locks.setdefault(scope.partition, threading.Lock())
+        await asyncio.to_thread(lock.acquire)
+        try:
+            yield
+        finally:
+            lock.release()
 
     # ------------------------------------------------------------------ write
 
@@ -268,7 +280,7 @@ class DualMemory:
             scope=scope,
             since=parse_timestamp(since) if since is not None else None,
             until=parse_timestamp(until) if until is not None else None,
-            limit=limit,
+            limit=check_limit(limit),
         )
         return await asyncio.to_thread(self.history_store.list, query)
 
@@ -280,7 +292,7 @@ class DualMemory:
         session_id: str | None = None,
     ) -> Memory | None:
         scope = make_scope(user_id, agent_id, session_id)
-        found = await asyncio.to_thread(self.index.get, [memory_id], scope)
+        found = await asyncio.to_thread(self.index.get, [check_id(memory_id)], scope)
         return found[0] if found else None
 
     def get(self, memory_id: str, **kwargs: Any) -> Memory | None:
@@ -291,7 +303,7 @@ class DualMemory:
         session_id: str | None = None, limit: int | None = None,
     ) -> list[Memory]:
         scope = make_scope(user_id, agent_id, session_id)
-        return await asyncio.to_thread(self.index.list, scope, limit)
+        return await asyncio.to_thread(self.index.list, scope, check_limit(limit))
 
     def get_all(self, **kwargs: Any) -> list[Memory]:
         return run_sync(self.aget_all(**kwargs))
@@ -304,7 +316,7 @@ class DualMemory:
     ) -> bool:
         """Delete one memory (the turns it came from stay in the history)."""
         scope = make_scope(user_id, agent_id, session_id)
-        return await asyncio.to_thread(self.index.delete, [memory_id], scope) > 0
+        return await asyncio.to_thread(self.index.delete, [check_id(memory_id)], scope) > 0
 
     def delete(self, memory_id: str, **kwargs: Any) -> bool:
         return run_sync(self.adelete(memory_id, **kwargs))
@@ -364,6 +376,9 @@ class DualMemory:
 
     def close(self) -> None:
         self.history_store.close()
+        close = getattr(self.index, "close", None)
+        if close is not None:
+            close()
 
 
 def _by_scope(turns: list[Turn]) -> list[list[Turn]]:

@@ -210,7 +210,6 @@ def test_reindex_after_the_index_directory_is_removed(tmp_path, filled):
     reopened.close()
 
 
-@pytest.mark.xfail(strict=True, reason="DualMemory.close does not close the index (memory.py)")
 def test_close_releases_the_index(tmp_path, filled):
     filled.close()
     shutil.rmtree(tmp_path / "chroma")
@@ -405,8 +404,6 @@ def test_bad_arguments_are_invalid_input(filled, llm, call):
     assert llm.calls == []
 
 
-@pytest.mark.xfail(strict=True, reason="memory ids and limits are not validated in memory.py: "
-                   "chroma's ValueError/OverflowError or pydantic's ValidationError escape")
 @pytest.mark.parametrize(
     "call",
     [
@@ -441,10 +438,6 @@ def test_data_persists_across_instances(tmp_path):
     assert second.add(ALICE_TURNS, user_id="alice").skipped_duplicates == 3
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError,
-                   reason="memory.py keeps one asyncio.Lock per partition, bound to the first loop "
-                   "that waits on it: a second event loop (a second asyncio.run, or sync calls "
-                   "from threads next to async ones) that has to wait raises RuntimeError")
 def test_extraction_lock_works_across_event_loops(tmp_path):
     reply = ScriptedReply(json.dumps({"facts": [{"text": "A fact.", "turns": [1]}]}), delay=0.05)
     llm = ScriptedLLM(by_task={"extract": lambda r: reply,

@@ -109,13 +109,22 @@ def entropy(logprobs: Sequence[TokenLogprob] | None, threshold: float) -> Signal
     )
 
 
+def _informative(terms: set[str], memories: Sequence[Memory]) -> set[str]:
+    """Drop terms found in most retrieved memories (the user's own name, say): matching them
+    says nothing about whether the evidence answers this question."""
+    if len(memories) < 4:
+        return terms
+    per_memory = [_evidence_terms([m]) for m in memories]
+    return {t for t in terms if sum(t in words for words in per_memory) < 0.5 * len(per_memory)}
+
+
 def coverage(question: str, memories: Sequence[Memory], threshold: float) -> SignalResult:
     """How much of what the question asks for is present in the retrieved evidence."""
     top = list(memories[:10])
-    terms = question_terms(question)
+    terms = _informative(question_terms(question), top)
     evidence = _evidence_terms(top)
     term_cov = len(terms & evidence) / len(terms) if terms else 1.0
-    entities = {_stem(e.lower()) for e in _ENTITY.findall(question)}
+    entities = _informative({_stem(e.lower()) for e in _ENTITY.findall(question)}, top)
     entity_cov = len(entities & _evidence_terms(memories)) / len(entities) if entities else 1.0
     sims = sorted((m.score or 0.0 for m in memories), reverse=True)[:5]
     mean_sim = sum(sims) / len(sims) if sims else 0.0
@@ -123,7 +132,7 @@ def coverage(question: str, memories: Sequence[Memory], threshold: float) -> Sig
     temporal = bool(_TEMPORAL.search(question))
     dated = any(m.event_date for m in top[:5])
     time_ok = 1.0 if not temporal or dated else 0.0
-    score = 0.35 * term_cov + 0.25 * entity_cov + 0.3 * sim_mass + 0.1 * time_ok
+    score = 0.4 * term_cov + 0.2 * entity_cov + 0.3 * sim_mass + 0.1 * time_ok
     if not memories:
         score = 0.0
     passed = score >= threshold
