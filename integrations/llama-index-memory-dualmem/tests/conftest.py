@@ -2,26 +2,44 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dualmem import DualMemory
 from dualmem.llm.base import ChatRequest
 from dualmem.testing import ScriptedLLM, ScriptedReply
 
+# question word -> (what the memories must say, the answer)
+KNOWN = {"move": ("moved to Paris", "Paris"), "sister": ("Jane is a nurse", "a nurse"),
+         "cat": ("cat named Miso", "Miso")}
+
 
 def answer_from_prompt(request: ChatRequest) -> ScriptedReply:
-    """Answers "Paris" only when the prompt it was given contains the Paris memory."""
-    prompt = "\n".join(m["content"] for m in request.messages)
-    if "moved to Paris" in prompt:
-        return ScriptedReply("Paris", confidence=0.97)
+    """A reader that answers only from the context it was given, else refuses."""
+    prompt = request.messages[-1]["content"]
+    context, _, question = prompt.rpartition("Question:")
+    for word, (fact, answer) in KNOWN.items():
+        if word in question.lower() and fact in context:
+            return ScriptedReply(answer, confidence=0.97)
     return ScriptedReply("I don't know", confidence=0.3)
 
 
 @pytest.fixture
-def llm() -> ScriptedLLM:
-    return ScriptedLLM(by_task={"answer": answer_from_prompt, "neighbours": answer_from_prompt})
+def make_llm() -> Callable[..., ScriptedLLM]:
+    """The scripted reader, plus replies for other tasks (e.g. `**{"gate.audit": [...]}`)."""
+
+    def make(**by_task: Any) -> ScriptedLLM:
+        reader = {"answer": answer_from_prompt, "neighbours": answer_from_prompt}
+        return ScriptedLLM(by_task={**reader, **by_task})
+
+    return make
+
+
+@pytest.fixture
+def llm(make_llm: Callable[..., ScriptedLLM]) -> ScriptedLLM:
+    return make_llm()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from dualmem import DualMemory
 from dualmem.testing import ScriptedLLM
-from llama_index.core.base.llms.types import ChatMessage, MessageRole, ToolCallBlock
+from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock, ToolCallBlock
 from llama_index.core.memory import BaseMemory
 
 from llama_index.memory.dualmem import DualMemMemory
@@ -74,7 +74,8 @@ def test_context_answer_for_a_new_user_adds_nothing(store: DualMemory, llm: Scri
 
 
 def test_recent_messages_window_never_starts_with_an_orphan_tool_result(store: DualMemory) -> None:
-    memory = DualMemMemory.from_memory(store, user_id="bob", session_id="s", recent_messages=2)
+    memory = DualMemMemory.from_memory(store, user_id="bob", session_id="s", recent_messages=2,
+                                       tool_messages=True)
     call = ChatMessage(
         role="assistant",
         blocks=[ToolCallBlock(tool_call_id="c1", tool_name="recall", tool_kwargs={"query": "city"})],
@@ -88,6 +89,22 @@ def test_recent_messages_window_never_starts_with_an_orphan_tool_result(store: D
     assert everything[1] == call
     assert everything[2] == result
     assert store.history(user_id="bob", session_id="s")[1].text == '[called tool recall({"query": "city"})]'
+
+
+def test_tool_traffic_is_not_stored_by_default(store: DualMemory) -> None:
+    memory = DualMemMemory.from_memory(store, user_id="bob", session_id="s")
+    call = ChatMessage(
+        role="assistant",
+        blocks=[TextBlock(text="Let me check."),
+                ToolCallBlock(tool_call_id="c1", tool_name="recall", tool_kwargs={"query": "city"})],
+    )
+    result = ChatMessage(role="tool", content="Paris", additional_kwargs={"tool_call_id": "c1"})
+    memory.put_messages([ChatMessage(role="user", content="Where?"), call, result,
+                         ChatMessage(role="assistant", content="In Paris.")])
+    # the assistant's words stay, its call and the tool's output (recalled memory) do not
+    assert texts(memory.get_all()) == [("user", "Where?"), ("assistant", "Let me check."),
+                                       ("assistant", "In Paris.")]
+    assert [m.text for m in store.get_all(user_id="bob")].count("tool: Paris") == 0
 
 
 def test_empty_messages_are_not_stored(store: DualMemory) -> None:

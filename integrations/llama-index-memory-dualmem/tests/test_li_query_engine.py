@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from dualmem import Answer, DualMemory, Evidence, Fact, GateReport, Memory, Usage
 from dualmem.testing import ScriptedLLM
@@ -36,20 +38,36 @@ def test_gated_keeps_a_grounded_confident_answer(alice: DualMemory) -> None:
     assert {s.name for s in gate.signals} >= {"entropy", "coverage", "consistency"}
 
 
-async def test_gated_escalates_a_refusal_and_cites_the_raw_turns(alice: DualMemory) -> None:
-    # k=1 retrieves the sister memory only: the fast answer is a refusal, so the gate escalates
-    # and deliberation reads the raw turns around it, where the answer is
-    engine = DualMemQueryEngine(memory=alice, user_id="alice", k=1)
-    response = await engine.aquery("What city did my sister Jane's sibling move to?")
+FAILED_AUDIT = (
+    '{"relevance": {"status": "pass"}, "faithfulness": {"status": "pass"}, '
+    '"completeness_relevance": {"status": "fail"}}'
+)
+
+
+async def test_gated_escalation_cites_the_raw_turns(
+    tmp_path: Path, make_llm: Callable[..., ScriptedLLM]
+) -> None:
+    # the audit policy with a scripted failing audit: the gate escalates, and deliberation
+    # (its neighbour tier) reads the raw turns behind the top memory
+    llm = make_llm(**{"gate.audit": [FAILED_AUDIT]})
+    store = DualMemory(path=tmp_path, llm=llm, extract=False, gate={"policy": "audit"})
+    store.add([{"role": "user", "content": "I moved to Paris in 2021."},
+               {"role": "assistant", "content": "Nice, Paris is lovely."}], user_id="alice")
+    response = await DualMemQueryEngine(memory=store, user_id="alice", k=1).aquery("Where did I move to?")
     meta = response.metadata
-    assert meta["path"] == "deliberate" and meta["reason"].startswith("escalated")
-    assert meta["gate"]["escalate"] is True
+    assert [c.task for c in llm.calls] == ["answer", "gate.audit", "neighbours.answer"]
+    assert meta["path"] == "deliberate" and meta["tier"] == "neighbours"
+    assert meta["reason"].startswith("escalated: audit failed: completeness")
+    assert meta["gate"]["escalate"] is True and meta["gate"]["audit"]["completeness"] is False
     assert response.response == "Paris"
-    facts = [n for n in response.source_nodes if n.node.metadata["kind"] == "fact"]
-    assert facts and len(facts) == len(response.source_nodes)
-    moved = next(f for f in facts if "moved to Paris" in f.node.text)
-    turn_ids = {t.id for t in alice.history(user_id="alice") if "Paris in 2021" in t.text}
-    assert set(moved.node.metadata["turn_ids"]) == turn_ids
+    turns = store.history(user_id="alice")
+    # the sources are the raw turns deliberation read, each pointing at its turn
+    sources = [(n.node.text, n.node.metadata["kind"], n.node.metadata["turn_ids"])
+               for n in response.source_nodes]
+    assert sources == [
+        ("user: I moved to Paris in 2021.", "fact", [turns[0].id]),
+        ("assistant: Nice, Paris is lovely.", "fact", [turns[1].id]),
+    ]
 
 
 def test_answer_response_maps_a_deliberated_answer() -> None:

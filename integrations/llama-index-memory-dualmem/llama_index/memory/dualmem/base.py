@@ -57,7 +57,18 @@ class DualMemFields(BaseModel):
         return {"user_id": self.user_id, "agent_id": self.agent_id, "session_id": self.session_id}
 
 
-class DualMemMemory(DualMemFields, BaseMemory):
+class _ChatFields(DualMemFields):
+    """What the two chat memories (DualMemMemory, DualMemBlock) share."""
+
+    context: Context = Field(default="memories", description="Recall memories, or dualmem's answer.")
+    mode: Mode = Field(default="gated", description="`DualMemory.answer` mode when context='answer'.")
+    tool_messages: bool = Field(
+        default=False,
+        description="Also store tool calls and results (they are then indexed as memories too).",
+    )
+
+
+class DualMemMemory(_ChatFields, BaseMemory):
     """Chat memory for chat engines and agents, backed by dualmem.
 
     Every message put is stored in dualmem's lossless history (and indexed as memories) under
@@ -80,8 +91,6 @@ class DualMemMemory(DualMemFields, BaseMemory):
         default_factory=lambda: str(uuid.uuid4()), description="This conversation (a new one by default)."
     )
     recent_messages: int = Field(default=20, ge=0, description="Session messages `get` returns.")
-    context: Context = Field(default="memories", description="Recall memories, or dualmem's answer.")
-    mode: Mode = Field(default="gated", description="`DualMemory.answer` mode when context='answer'.")
 
     @classmethod
     def class_name(cls) -> str:
@@ -123,7 +132,7 @@ class DualMemMemory(DualMemFields, BaseMemory):
 
     async def aput_messages(self, messages: list[ChatMessage]) -> None:
         # one add per batch: dualmem extracts from the batch together, with the recent turns
-        converted = to_dualmem_messages(messages)
+        converted = to_dualmem_messages(messages, tools=self.tool_messages)
         if converted:
             await self.memory.aadd(converted, **self.scope)
 
@@ -155,7 +164,7 @@ class DualMemMemory(DualMemFields, BaseMemory):
         run_sync(self.areset())
 
 
-class DualMemBlock(DualMemFields, BaseMemoryBlock[str]):
+class DualMemBlock(_ChatFields, BaseMemoryBlock[str]):
     """dualmem as a long-term block of llama-index's `Memory` (what agents use by default).
 
     `Memory` keeps the recent chat itself and flushes older messages to this block, which stores
@@ -171,8 +180,6 @@ class DualMemBlock(DualMemFields, BaseMemoryBlock[str]):
 
     name: str = Field(default="dualmem", description="The block's name in the memory template.")
     description: str | None = Field(default="Long-term memories of the user, recalled by dualmem.")
-    context: Context = Field(default="memories", description="Recall memories, or dualmem's answer.")
-    mode: Mode = Field(default="gated", description="`DualMemory.answer` mode when context='answer'.")
 
     async def _aget(self, messages: list[ChatMessage] | None = None, **block_kwargs: Any) -> str:
         query = last_user_text(messages or [])
@@ -182,7 +189,7 @@ class DualMemBlock(DualMemFields, BaseMemoryBlock[str]):
         return await arecall(self.memory, query, scope, context=self.context, k=self.k, mode=self.mode)
 
     async def _aput(self, messages: list[ChatMessage]) -> None:
-        converted = to_dualmem_messages(messages)
+        converted = to_dualmem_messages(messages, tools=self.tool_messages)
         if not converted:
             return
         # `Memory` stamps its session on the messages it flushes

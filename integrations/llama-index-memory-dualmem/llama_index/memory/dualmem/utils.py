@@ -39,6 +39,7 @@ _ROLES = {
     MessageRole.TOOL: "tool",
     MessageRole.FUNCTION: "tool",
 }
+_TOOL_ROLES = (MessageRole.TOOL, MessageRole.FUNCTION)
 # turn metadata key holding a message that is more than its text (tool calls, tool results)
 _MESSAGE_KEY = "llama_index_message"
 # the key `BaseMemoryBlock.aput` stamps on every message; not a reason to keep the whole message
@@ -63,21 +64,36 @@ def _describe(message: ChatMessage) -> str:
     return " ".join(parts)
 
 
-def to_dualmem_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+def _is_tool_traffic(message: ChatMessage) -> bool:
+    return (
+        message.role in _TOOL_ROLES
+        or any(isinstance(b, ToolCallBlock) for b in message.blocks)
+        or "tool_calls" in message.additional_kwargs
+    )
+
+
+def to_dualmem_messages(messages: Sequence[ChatMessage], *, tools: bool) -> list[dict[str, Any]]:
     """ChatMessages -> dualmem message dicts; messages with nothing to store are skipped.
 
-    Messages that carry more than text (tool calls, tool results with their call id) keep their
-    full serialised form in the turn's metadata, so `to_chat_message` gives them back as they
-    were: a chat model rejects a tool result whose call is missing.
+    `tools=False` drops tool results and keeps only the words of an assistant's tool-calling
+    message: what a recall tool returns must not be stored (and indexed) as new memories.
+    With `tools=True`, messages that carry more than text keep their full serialised form in
+    the turn's metadata, so `to_chat_message` gives them back as they were (a chat model
+    rejects a tool result whose call is missing).
     """
     out = []
     for message in messages:
-        text = message.content
-        if not (text and text.strip()):
+        text = message.content or ""
+        whole = not _is_plain(message)
+        if not tools and _is_tool_traffic(message):
+            if message.role in _TOOL_ROLES:
+                continue
+            whole = False
+        elif not text.strip():
             text = _describe(message)
         if not text.strip():
             continue
-        metadata = {} if _is_plain(message) else {_MESSAGE_KEY: message.model_dump(mode="json")}
+        metadata = {_MESSAGE_KEY: message.model_dump(mode="json")} if whole else {}
         out.append({"role": _ROLES.get(message.role, "user"), "content": text, "metadata": metadata})
     return out
 
@@ -99,7 +115,7 @@ def recent_chat(turns: list[Turn], n: int) -> list[Turn]:
 
 
 def _is_tool(turn: Turn) -> bool:
-    return to_chat_message(turn).role in (MessageRole.TOOL, MessageRole.FUNCTION)
+    return to_chat_message(turn).role in _TOOL_ROLES
 
 
 def last_user_text(messages: Sequence[ChatMessage]) -> str | None:
