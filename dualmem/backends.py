@@ -2,7 +2,8 @@
 
 - history: None or `sqlite:///path` -> SQLite (default: `data_dir/history.sqlite3`);
   `postgresql://user:pw@host:5432/db` (or `postgres://`) -> PostgreSQL.
-- index: None -> embedded Chroma in `data_dir/chroma`; `http(s)://host:port` -> a Chroma
+- index: None -> embedded Chroma in `data_dir/chroma`, behind a lock file so that several
+  processes can share it (one index call at a time); `http(s)://host:port` -> a Chroma
   server, optionally `?tenant=..&database=..`. A token (env `DUALMEM_CHROMA_TOKEN`, else the
   URL's password) is sent as `Authorization: Bearer ...`, or in the header named by
   `?token_header=X-Chroma-Token`.
@@ -10,7 +11,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,7 +26,7 @@ from .errors import ConfigError, StorageError
 from .history.base import HistoryStore
 from .index.base import MemoryIndex
 
-__all__ = ["chroma_http_client", "make_history", "make_index", "redact"]
+__all__ = ["ProcessLockedIndex", "chroma_http_client", "make_history", "make_index", "redact"]
 
 _INDEX_OPTIONS = {"tenant", "database", "token_header"}
 
@@ -62,7 +69,10 @@ def make_index(config: Config) -> MemoryIndex:
         )
     embedding = make_embedding(config.embedder, config.embedding_model, config.base_url)
     if url is None:
-        return ChromaMemoryIndex(config.data_dir / "chroma", embedding_function=embedding)
+        return ProcessLockedIndex(
+            lambda: ChromaMemoryIndex(config.data_dir / "chroma", embedding_function=embedding),
+            config.data_dir / "chroma.lock",
+        )
     return ChromaMemoryIndex(client=chroma_http_client(url), embedding_function=embedding)
 
 
@@ -100,3 +110,77 @@ def chroma_http_client(url: str) -> Any:
             f"cannot reach the Chroma server at {redact(url)}: {e}. Check that it is running "
             "(chroma run --host ... --port ...) and the tenant, database and token are right."
         ) from e
+
+
+class ProcessLockedIndex:
+    """A `MemoryIndex` shared safely by the threads and processes using one data directory.
+
+    Embedded Chroma is not multi-process safe: concurrent calls (reads too) fail with "Error
+    finding id", first opens race on its schema, and a process keeps serving its in-memory
+    view of a collection after another process wrote to it. So every call runs under an
+    exclusive `flock`; each write leaves a new token in the lock file, and a process that
+    finds a token it did not write reopens the index before its call (~0.1 s). One process
+    pays nothing; many processes are correct but serialised: use a Chroma server for speed.
+    """
+
+    _READS = frozenset({"search", "nearest", "get", "list", "count"})
+
+    def __init__(self, open_index: Callable[[], MemoryIndex], lock_path: str | Path) -> None:
+        lock_path = Path(lock_path)
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        self._open = open_index
+        self._file = lock_path.open("a+")
+        self._thread_lock = threading.Lock()  # flock does not exclude threads sharing the file
+        with self._locked():
+            self.inner = open_index()
+            self._token = self._read_token()
+
+    def _read_token(self) -> str:
+        self._file.seek(0)
+        return self._file.read()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self._thread_lock:
+            fcntl.flock(self._file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._file, fcntl.LOCK_UN)
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        with self._locked():
+            token = self._read_token()
+            if token != self._token:  # another process wrote: drop our stale view
+                _release(self.inner)
+                self.inner = self._open()
+                self._token = token
+            result = getattr(self.inner, name)(*args, **kwargs)
+            if name not in self._READS:
+                self._token = uuid.uuid4().hex
+                self._file.seek(0)
+                self._file.truncate()
+                self._file.write(self._token)
+                self._file.flush()
+            return result
+
+    def close(self) -> None:
+        with self._locked():
+            _release(self.inner)
+        self._file.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # every call goes through `_call`; plain attributes pass through to the index
+        if name == "inner":  # not set yet: no recursion
+            raise AttributeError(name)
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+        return lambda *args, **kwargs: self._call(name, *args, **kwargs)
+
+
+def _release(index: Any) -> None:
+    """Close an index (or its Chroma client), so that a reopen reads the files again."""
+    close = getattr(index, "close", None) or getattr(getattr(index, "client", None), "close", None)
+    if close is not None:
+        close()

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ..config import Config
+from ..embed import make_embedding
 from ..history.base import TurnQuery
 from ..memory import DualMemory
 from ..testing import ScriptedLLM
@@ -36,6 +37,7 @@ from ..types import Scope
 __all__ = ["LoadReport", "run_load"]
 
 OPS = ("add", "retry", "search", "answer")
+RACE_TURNS = 5  # every worker adds the same turns at the same moment: one copy must win
 _WEIGHTS = (0.45, 0.05, 0.3, 0.2)
 
 
@@ -44,6 +46,7 @@ class WorkerResult:
     written: dict[str, list[str]] = field(default_factory=dict)  # user -> turn ids
     latencies: dict[str, list[float]] = field(default_factory=dict)
     misplaced: list[str] = field(default_factory=list)  # ids read from a scope not their own
+    race_inserted: int = 0
     duplicated_retries: int = 0
     seconds: float = 0.0
     error: str | None = None
@@ -92,12 +95,17 @@ def _user_of(turn_id: str) -> str:
 def _worker(n: int, config: Config, users: int, ops: int, seconds: float, barrier, out) -> None:
     """One process's workload. Turn ids are `user:worker:i`, so every read can be checked."""
     result = WorkerResult()
+    start = time.perf_counter()
     try:
         rng = random.Random(n)
         memory = DualMemory(config, llm=ScriptedLLM(default="I don't know"))
-        memory.index.embedding_function(["load the embedding model before the clock starts"])
+        make_embedding(config.embedder, config.embedding_model, config.base_url)(["warm up"])
         barrier.wait(timeout=120)
-        start = time.perf_counter()
+        start = time.perf_counter()  # the clock starts when every worker is ready
+        race = [{"id": f"u0:race:{j}", "content": f"u0 said the same thing {j}"}
+                for j in range(RACE_TURNS)]
+        result.race_inserted = len(memory.add(race, user_id="u0", session_id="race").turns)
+        result.written["u0"] = [t["id"] for t in race]
         i = 0
         while i < ops and time.perf_counter() - start < seconds:
             user = f"u{rng.randrange(users)}"
@@ -123,11 +131,11 @@ def _worker(n: int, config: Config, users: int, ops: int, seconds: float, barrie
                 result.misplaced += [m.id for m in answer.memories if _user_of(m.id) != user]
             result.latencies.setdefault(op, []).append(time.perf_counter() - t)
             i += 1
-        result.seconds = time.perf_counter() - start
         memory.close()
     except Exception as e:  # reported, never silent: the load test fails on any error
         barrier.abort()  # the others stop waiting for this worker
         result.error = f"worker {n}: {type(e).__name__}: {e}"
+    result.seconds = time.perf_counter() - start
     out.put(result)
 
 
@@ -166,6 +174,9 @@ def _check(config: Config, results: list[WorkerResult], workers: int) -> LoadRep
             latencies.setdefault(op, []).extend(xs)
     lost_h = lost_i = 0
     dups = sum(r.duplicated_retries for r in results)
+    race = sum(r.race_inserted for r in results) if not any(r.error for r in results) else RACE_TURNS
+    dups += max(race - RACE_TURNS, 0)  # more than one process believed it stored a turn
+    lost_h += max(RACE_TURNS - race, 0)
     misplaced = sum(len(r.misplaced) for r in results)
     memory = DualMemory(config, llm=ScriptedLLM())
     try:
