@@ -5,7 +5,7 @@ tool and the transcript goes to `DualMemChatMessageHistory`. Session 2: a fresh 
 chat history) answers from memory with the `recall_memory` tool.
 
     .venv/bin/python examples/langchain_agent.py           # offline: scripted agent and memory model
-    .venv/bin/python examples/langchain_agent.py --local   # dualmem reads with the real local model
+    .venv/bin/python examples/langchain_agent.py --local   # dualmem's real local model (minutes on CPU)
     OPENAI_API_KEY=... [OPENAI_BASE_URL=...] [OPENAI_MODEL=...] \\
         .venv/bin/python examples/langchain_agent.py        # real agent model (pip install langchain-openai)
 
