@@ -23,10 +23,13 @@ from urllib.parse import parse_qs, urlsplit
 
 from .config import Config
 from .errors import ConfigError, StorageError
-from .history.base import HistoryStore
+from .history.base import HistoryStore, TurnQuery
 from .index.base import MemoryIndex
+from .types import Scope
 
-__all__ = ["ProcessLockedIndex", "chroma_http_client", "make_history", "make_index", "redact"]
+__all__ = [
+    "ProcessLockedIndex", "chroma_http_client", "copy_history", "make_history", "make_index", "redact",
+]
 
 _INDEX_OPTIONS = {"tenant", "database", "token_header"}
 
@@ -55,6 +58,21 @@ def make_history(config: Config) -> HistoryStore:
         f"unsupported history_url {redact(url)!r}: use sqlite:///path/to/file or "
         "postgresql://user:password@host:5432/dbname"
     )
+
+
+def copy_history(source: HistoryStore, target: HistoryStore) -> int:
+    """Copy every turn into another store (e.g. SQLite -> PostgreSQL); returns how many were new.
+
+    Partition by partition, in insertion order, so `history()` reads the same afterwards.
+    Idempotent: turns the target already has are skipped, so an interrupted copy can rerun.
+    Then rebuild the index on the new backends with `DualMemory(...).reindex()`.
+    """
+    partitions: dict[str, Scope] = {}
+    for s in source.scopes():
+        whole = (Scope(user_id=s.user_id) if s.user_id is not None
+                 else Scope(agent_id=s.agent_id) if s.agent_id is not None else s)
+        partitions.setdefault(whole.partition, whole)
+    return sum(len(target.append(source.list(TurnQuery(scope=p)))) for p in partitions.values())
 
 
 def make_index(config: Config) -> MemoryIndex:
@@ -165,6 +183,8 @@ class ProcessLockedIndex:
             return result
 
     def close(self) -> None:
+        if self._file.closed:  # closing twice is harmless
+            return
         with self._locked():
             _release(self.inner)
         self._file.close()

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from dualmem import Config, ConfigError, DualMemory, StorageError
-from dualmem.backends import make_history, make_index
+from dualmem.backends import copy_history, make_history, make_index
 from dualmem.embed import MiniLMEmbedding
 from dualmem.history import HistoryStore, SQLiteHistoryStore, TurnQuery
 from dualmem.history.postgres import MIGRATIONS, PostgresHistoryStore
@@ -308,3 +308,16 @@ def test_memory_end_to_end(memory):
     assert sorted(ids(memory.get_all(user_id="alice"))) == ["m1", "m2"]
     assert memory.delete_all(user_id="alice") == {"turns": 2, "memories": 2}
     assert memory.history(user_id="alice") == [] and len(memory.history(user_id="bob")) == 1
+
+
+def test_copy_history_keeps_order_and_can_rerun(store, tmp_path):
+    source = SQLiteHistoryStore(tmp_path / "source.sqlite3")
+    source.append([turn(1), turn(2, session="s2"), turn(3)])  # sessions interleaved
+    source.append([turn(4, user=None, agent_id="bot"), turn(5, user=None, session="s9")])
+    assert copy_history(source, store) == 5
+    assert ids(store.list(TurnQuery(scope=ALICE))) == ["t1", "t2", "t3"]
+    assert ids(store.list(TurnQuery(scope=Scope(agent_id="bot")))) == ["t4"]
+    assert store.list(TurnQuery(scope=ALICE))[1].session_id == "s2"
+    source.append([turn(6)])
+    assert copy_history(source, store) == 1  # an interrupted or repeated copy only adds what is new
+    source.close()
