@@ -200,7 +200,7 @@ def test_reindex_after_the_collection_is_dropped(filled):
 
 def test_reindex_after_the_index_directory_is_removed(tmp_path, filled):
     filled.close()
-    filled.index.close()
+    filled.close()  # closing twice is harmless
     shutil.rmtree(tmp_path / "chroma")
     reopened = DualMemory(path=tmp_path, llm=ScriptedLLM(), extract=False)
     assert reopened.search("dog", user_id="alice") == []
