@@ -263,3 +263,52 @@ def test_realtalk_loader(tmp_path: Path):
     assert conv.turns[1].timestamp.isoformat() == "2024-01-02T08:00:00+00:00"  # day first
     assert conv.turns[1].text == "Look [shares a photo: a cat]"
     assert conv.questions[0].evidence == ["D1:1", "D1:2"]
+
+
+def test_cli_group_runs_a_retrieval_benchmark(data: Path, tmp_path: Path):
+    import typer
+    from typer.testing import CliRunner
+
+    from dualmem.bench.run import register
+
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """dualmem"""
+
+    register(app)
+    out = tmp_path / "cli"
+    args = [
+        "bench",
+        "locomo",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--retrieval-only",
+        "--categories",
+        "1,4",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "| retrieval | 2 |" in result.output and (out / "summary.json").exists()
+    bad = CliRunner().invoke(
+        app, ["bench", "locomo", "--data", str(tmp_path / "missing.json"), "--out", str(tmp_path / "o")]
+    )
+    assert bad.exit_code == 2 and "cannot read benchmark data" in bad.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_scale_benchmark_small(tmp_path: Path):
+    from dualmem.bench.scale import WordMeanEmbedding, run_scale
+
+    emb = WordMeanEmbedding()
+    a, b, c = emb(["Alice visited Paris", "Alice visited Paris", "Bob repaired a telescope"])
+    assert float(a @ b) == pytest.approx(1.0) and float(a @ c) < 0.9 and a.shape == (384,)
+    result = run_scale(tmp_path / "scale", sizes=(40, 80), extract_turns=10, queries=5, workdir=tmp_path)
+    assert [t["memories"] for t in result["tiers"]] == [40, 80]
+    for tier in result["tiers"]:
+        assert tier["dualmem"]["p50_ms"] > 0 and tier["chroma"]["p50_ms"] > 0 and tier["ratio_p50"] > 0
+    assert result["extraction"]["turns_per_second"] > 0
+    assert "| 80 |" in (tmp_path / "scale" / "scale.md").read_text()

@@ -102,8 +102,7 @@ def _worker(n: int, config: Config, users: int, ops: int, seconds: float, barrie
         make_embedding(config.embedder, config.embedding_model, config.base_url)(["warm up"])
         barrier.wait(timeout=120)
         start = time.perf_counter()  # the clock starts when every worker is ready
-        race = [{"id": f"u0:race:{j}", "content": f"u0 said the same thing {j}"}
-                for j in range(RACE_TURNS)]
+        race = [{"id": f"u0:race:{j}", "content": f"u0 said the same thing {j}"} for j in range(RACE_TURNS)]
         result.race_inserted = len(memory.add(race, user_id="u0", session_id="race").turns)
         result.written["u0"] = [t["id"] for t in race]
         i = 0

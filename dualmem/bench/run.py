@@ -16,7 +16,9 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from .._sync import run_sync
 from ..config import Config
@@ -317,11 +319,11 @@ def run_benchmark(
     """
     from tqdm import tqdm
 
+    systems = ["retrieval"] if retrieval_only else expand_modes(mode)
+    selection = _select(load_dataset(dataset, data), conversations, categories, limit)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = config or Config.from_env()
-    systems = ["retrieval"] if retrieval_only else expand_modes(mode)
-    selection = _select(load_dataset(dataset, data), conversations, categories, limit)
     needs_llm = extract or any(s != "retrieval" for s in systems)
     if needs_llm:
         llm = llm or make_llm(config)
@@ -399,10 +401,6 @@ def _ints(text: str | None) -> list[int] | None:
 
 def register(app: Any) -> None:
     """Add the `bench` command group (locomo, realtalk, scale) to a typer app."""
-    from typing import Annotated
-
-    import typer
-
     bench = typer.Typer(
         help="Benchmarks: LoCoMo / RealTalk QA with official F1, and scale.", no_args_is_help=True
     )
