@@ -108,6 +108,19 @@ def test_coverage_entity_missing_lowers_the_score_by_its_weight() -> None:
     assert with_name.score - without.score == pytest.approx(0.2 + 0.4 / 4)
 
 
+def test_coverage_ignores_terms_found_in_most_memories() -> None:
+    # the user's own name is in every memory: matching it says nothing about this question
+    evidence = [mem(f"Melanie {text}", 0.5) for text in
+                ("likes tea", "has a cat", "went to Rome", "plays the violin in the orchestra")]
+    result = coverage(QUESTION, evidence, threshold=0.5)
+    assert result.details["entities"] == 1.0  # no informative names left: nothing to miss
+    few = coverage(QUESTION, evidence[:3], threshold=0.5)  # under 4 memories every term counts
+    assert few.details["terms"] == pytest.approx(1 / 4)  # only "melanie" of 4 terms
+    # "melanie" dropped: play and orchestra found, instrument missing
+    assert result.details["terms"] == pytest.approx(2 / 3)
+    assert "missing: instrument)" in result.reason
+
+
 def test_coverage_time_question_needs_dated_evidence() -> None:
     question = "When did Melanie paint the sunrise?"
     text = "Melanie painted the sunrise over the lake."
