@@ -206,14 +206,16 @@ def test_consistency_sampled_answers_agreeing_or_not() -> None:
 
 @pytest.mark.parametrize(
     "text", ["NONE", "none", "", "  ", "I don't know", "Not mentioned in the memories", "unknown",
-             "It is unclear", "There is no information", "n/a"]
+             "It is unclear", "There is no information", "There is nothing about it", "n/a", "NONE."]
 )
 def test_refusals_are_recognised(text: str) -> None:
     assert is_refusal(text)
 
 
 @pytest.mark.parametrize(
-    "text", ["Paris", "7 May 2023", "violin, piano", "Nonna's house", "Unicorn stickers"]
+    "text",
+    ["Paris", "7 May 2023", "violin, piano", "Nonna's house", "Unicorn stickers",
+     "Nonesuch Records", "Nonetheless, Paris", "Insufficiently funded"],  # a prefix is not a refusal
 )
 def test_answers_are_not_refusals(text: str) -> None:
     assert not is_refusal(text)

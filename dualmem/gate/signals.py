@@ -18,7 +18,7 @@ __all__ = ["coverage", "consistency", "entropy", "is_refusal", "question_terms",
 _REFUSAL = re.compile(
     r"^\W*(none|n/a|unknown|no answer|not (mentioned|specified|stated|known)|no information|"
     r"i (do not|don't|cannot|can't) (know|tell|say|find)|(it is |it's )?(not|un)clear|"
-    r"there is no|cannot be determined|insufficient)",
+    r"there is no(thing)?|cannot be determined|insufficient)\b",  # \b: "Nonesuch" is an answer
     re.I,
 )
 _TEMPORAL = re.compile(
