@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import multiprocessing as mp
+import queue
 import random
 import tempfile
 import time
@@ -150,10 +151,17 @@ def run_load(
     ]
     for p in procs:
         p.start()
-    results = []
+    results: list[WorkerResult] = []
+    deadline = time.monotonic() + seconds + 180  # generous: start-up (model load) + the run
     try:
-        for _ in procs:  # generous: start-up (model load) plus the timed run
-            results.append(out.get(timeout=seconds + 180))
+        while len(results) < workers and time.monotonic() < deadline:
+            try:
+                results.append(out.get(timeout=1))
+            except queue.Empty:
+                if not any(p.is_alive() for p in procs) and out.empty():
+                    break  # a worker died before it could report
+        if len(results) < workers:
+            results.append(WorkerResult(error=f"{workers - len(results)} worker(s) gave no result"))
     finally:
         for p in procs:
             p.join(timeout=10)
@@ -177,20 +185,21 @@ def _check(config: Config, results: list[WorkerResult], workers: int) -> LoadRep
     dups += max(race - RACE_TURNS, 0)  # more than one process believed it stored a turn
     lost_h += max(RACE_TURNS - race, 0)
     misplaced = sum(len(r.misplaced) for r in results)
-    memory = DualMemory(config, llm=ScriptedLLM())
-    try:
-        for user, expected in written.items():
-            scope = Scope(user_id=user)
-            turns = memory.history_store.list(TurnQuery(scope=scope))
-            indexed = memory.index.list(scope)
-            got_h, got_i = [t.id for t in turns], [m.id for m in indexed]
-            lost_h += len(expected - set(got_h))
-            lost_i += len(expected - set(got_i))
-            dups += len(got_h) - len(set(got_h)) + len(got_i) - len(set(got_i))
-            misplaced += sum(_user_of(x) != user for x in got_h + got_i)
-            misplaced += sum(t.user_id != user for t in turns) + sum(m.user_id != user for m in indexed)
-    finally:
-        memory.close()
+    if written:  # a fresh client, as a process that took no part would see the data
+        memory = DualMemory(config, llm=ScriptedLLM())
+        try:
+            for user, expected in written.items():
+                scope = Scope(user_id=user)
+                turns = memory.history_store.list(TurnQuery(scope=scope))
+                indexed = memory.index.list(scope)
+                got_h, got_i = [t.id for t in turns], [m.id for m in indexed]
+                lost_h += len(expected - set(got_h))
+                lost_i += len(expected - set(got_i))
+                dups += len(got_h) - len(set(got_h)) + len(got_i) - len(set(got_i))
+                misplaced += sum(_user_of(x) != user for x in got_h + got_i)
+                misplaced += sum(t.user_id != user for t in turns) + sum(m.user_id != user for m in indexed)
+        finally:
+            memory.close()
     return LoadReport(
         workers=workers,
         seconds=max((r.seconds for r in results), default=0.0) or 1e-9,
