@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field, field_validator
 
-from .errors import LLMReplyError
+from .errors import ConfigError, LLMReplyError
 from .fast import answer_from
 from .index.lexical import tokenize
 from .llm.base import BaseLLM, ChatRequest
@@ -125,7 +125,10 @@ class Deliberator:
     def chunks(self, turns: list[Turn], question: str) -> list[Chunk]:
         budget = self.budget(question)
         if budget < 64:
-            raise ValueError(f"model context of {self.llm.context_tokens} tokens is too small to deliberate")
+            raise ConfigError(
+                f"a model context of {self.llm.context_tokens} tokens is too small to deliberate; "
+                "use a model with at least 1K tokens of context"
+            )
         cost = [count_tokens(t.render()) + 4 for t in turns]  # +4: numbering and newline
         out: list[Chunk] = []
         i = 0
@@ -172,6 +175,7 @@ class Deliberator:
                 except LLMReplyError as e:
                     # one unreadable chunk must not sink the whole scan: flag it and go on
                     result.errors.append(f"chunk at turn {chunk.turns[0].id}: {e}")
+                    result.add_usage("deliberate.extract", e.usage or Usage())
                     return []
                 result.add_usage("deliberate.extract", usage)
                 return [self._fact(f, chunk) for f in reply.facts if f.score >= self.extract_threshold]
@@ -213,6 +217,7 @@ class Deliberator:
             reply, usage = await self.llm.ajson(request, _FilterReply, retries=1)
         except LLMReplyError as e:
             result.errors.append(f"filter: {e}")
+            result.add_usage("deliberate.filter", e.usage or Usage())
             return facts
         result.add_usage("deliberate.filter", usage)
         result.latency["deliberate.filter"] = time.perf_counter() - start

@@ -8,7 +8,7 @@ from datetime import UTC
 from typing import Literal
 
 from .deliberate import Deliberation, Deliberator
-from .errors import LLMError
+from .errors import DualMemError
 from .fast import FastResult, answer_from, context_lines
 from .gate import GateConfig, Policy, run_gate
 from .gate.signals import consistency, coverage, is_refusal
@@ -48,7 +48,7 @@ class DualProcess:
                 return await self._deliberate(
                     trace, question, scope, [], tiered=False, reason="full mode: always deliberate"
                 )
-            except LLMError as e:
+            except DualMemError as e:
                 trace.reason = f"deliberation failed ({e}); fell back to the fast path"
                 trace.degraded = True
                 return await self._fast(trace, question, scope, k)
@@ -78,7 +78,7 @@ class DualProcess:
                 tiered=tiered,
                 reason=f"escalated: {outcome.report.reason}",
             )
-        except LLMError as e:
+        except DualMemError as e:
             # never nothing: the fast answer stands, marked as degraded
             trace.text, trace.path, trace.tier, trace.degraded = fast_text, "fast", None, True
             trace.reason = f"escalated: {outcome.report.reason}; deliberation failed ({e}), fast answer kept"

@@ -61,6 +61,8 @@ class LLMError(DualMemError):
 class LLMReplyError(LLMError):
     """The model replied, but the reply could not be parsed or validated."""
 
-    def __init__(self, message: str, *, raw: str | None = None) -> None:
+    def __init__(self, message: str, *, raw: str | None = None, usage: object = None) -> None:
         super().__init__(message, retryable=True)
         self.raw = raw
+        #: tokens spent on the failed attempts (a `Usage`), so traces can still count them
+        self.usage = usage

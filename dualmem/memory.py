@@ -17,7 +17,7 @@ from ._sync import run_sync
 from .backends import make_history, make_index
 from .config import Config
 from .dual import DualProcess
-from .errors import InvalidInputError, LLMError, ScopeError, StorageError
+from .errors import ConfigError, InvalidInputError, LLMError, ScopeError, StorageError
 from .extract import Extractor, raw_memories
 from .gate import GateConfig, Policy
 from .history.base import HistoryStore, TurnQuery
@@ -84,6 +84,10 @@ class DualMemory:
                 update={**({"data_dir": Path(path)} if path else {}), **overrides}
             )
         self.config = config
+        try:
+            self.gate_config = GateConfig(**config.gate)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"invalid gate settings {config.gate!r}: {e}") from e
         self._check_data_dir()
         self.history_store = history or make_history(config)
         self.index = index or make_index(config)
@@ -177,6 +181,9 @@ class DualMemory:
             try:
                 extracted = await Extractor(self.llm, self.index).run(turns, recent, scope)
             except LLMError as e:
+                spent = getattr(e, "usage", None)
+                if isinstance(spent, Usage):  # a malformed reply still cost tokens
+                    result.usage = result.usage + spent
                 message = f"extraction failed, {len(turns)} turn(s) kept in history: {e}"
                 log.warning(message)
                 if isinstance(result, AddResult):
@@ -248,10 +255,6 @@ class DualMemory:
         await self._require_history(scope)
         process = DualProcess(self.llm, self.history_store, self.index, self.gate_config)
         return await process.answer(question, scope, k=k, mode=mode, policy=policy, tiered=tiered)
-
-    @property
-    def gate_config(self) -> GateConfig:
-        return GateConfig(**self.config.gate)
 
     def answer(self, question: str, **kwargs: Any) -> Answer:
         return run_sync(self.aanswer(question, **kwargs))

@@ -200,6 +200,13 @@ def test_llm_error_in_deliberation_returns_the_fast_answer_degraded(make_memory,
     assert "deliberation failed (model server went away), fast answer kept" in a.reason
 
 
+def test_context_too_small_to_deliberate_degrades_to_the_fast_answer(make_memory) -> None:
+    llm = ScriptedLLM(by_task={"answer": [confident("cello")], "gate.audit": [AUDIT_FAIL]}, context_tokens=300)
+    a = make_memory(llm).answer(QUESTION, user_id="mel", policy="audit", tiered=False)
+    assert a.text == "cello" and a.path == "fast" and a.degraded is True
+    assert "too small to deliberate" in a.reason
+
+
 def test_llm_error_in_full_mode_falls_back_to_the_fast_path(make_memory) -> None:
     llm = ScriptedLLM(by_task={"deliberate.extract": [LLMError("out of memory")], "answer": ["violin"]})
     a = make_memory(llm).answer(QUESTION, user_id="mel", mode="full")
@@ -284,3 +291,10 @@ async def test_async_and_sync_share_one_path(make_memory) -> None:
     memory = make_memory(llm)
     a = await memory.aanswer(QUESTION, user_id="mel", policy="signals")
     assert a.path == "fast" and a.gate.policy == "signals" and a.text == "violin"
+
+
+def test_a_misspelt_gate_setting_fails_at_construction(tmp_path) -> None:
+    from dualmem.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="polcy"):
+        DualMemory(path=tmp_path, llm=ScriptedLLM(), gate={"polcy": "audit"})

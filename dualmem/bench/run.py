@@ -247,8 +247,13 @@ class _Asker:
         if system in self.unavailable:
             return {"skipped": self.unavailable[system]}
         if system == "retrieval":
-            found = self.memory.search(q.question, user_id=conv.id, k=max(RECALL_KS))
-            return {"retrieved": _ranked_turns(found)}
+            # the candidate depth of hybrid search grows with k, so the top 30 of a k=50 search
+            # differs from a k=30 search: R@k up to top-k is measured as the fast path searches
+            search = self.memory.search
+            return {
+                "retrieved": _ranked_turns(search(q.question, user_id=conv.id, k=self.k)),
+                "retrieved_deep": _ranked_turns(search(q.question, user_id=conv.id, k=max(RECALL_KS))),
+            }
         if system == "fullctx":
             assert self.fullctx is not None
             misfit = self.fullctx.misfit(q.question)
@@ -363,7 +368,7 @@ def run_benchmark(
                 raw = _memory(config, store.parent / "raw", False, llm)
                 ingest(conv, raw, extract=False, store=store.parent / "raw")
             fullctx = FullContext(llm, memory, conv) if "fullctx" in systems and llm else None
-            asker = _Asker(memory, raw, fullctx, k, policy, llm)
+            asker = _Asker(memory, raw, fullctx, k or config.top_k, policy, llm)
             for system, q in pending:
                 bar.set_description(f"{conv.id} {system}")
                 record = asker.ask(system, conv, q)

@@ -98,7 +98,7 @@ async def _audit(
         # an unreadable audit counts as a fail, flagged, never as a pass
         return AuditLabels(
             relevance=False, faithfulness=False, completeness=False, malformed=True, raw=e.raw
-        ), Usage(calls=1)
+        ), e.usage or Usage(calls=1)
     return AuditLabels(
         relevance=reply.relevance.status.strip().lower() == "pass",
         faithfulness=reply.faithfulness.status.strip().lower() == "pass",
@@ -139,7 +139,8 @@ async def _vote(
         )
         usage = usage + u
         agree, pick = max(1, min(3, reply.agree)), reply.answer.strip()
-    except LLMReplyError:
+    except LLMReplyError as e:
+        usage = usage + (e.usage or Usage())
         agree, pick = 1, ""
     passed = agree >= need
     chosen = pick if pick in texts else (texts[0] if passed else None)

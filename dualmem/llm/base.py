@@ -111,6 +111,7 @@ class BaseLLM(abc.ABC):
             f"{self.name} gave no valid JSON for task {request.task!r} after "
             f"{retries + 1} tries: {last}",
             raw=last.raw,
+            usage=usage,
         )
 
     @property
