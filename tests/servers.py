@@ -12,20 +12,20 @@ from collections.abc import Iterator
 
 import pytest
 
-from dualmem.bench.servers import ChromaServer, PostgresServer, chroma_server, postgres_server
+from dualmem.bench.servers import ChromaServer, PostgresServer, start_chroma, start_postgres
 
 _names = itertools.count()
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    with postgres_server() as server:
+    with start_postgres() as server:
         yield server
 
 
 @pytest.fixture(scope="session")
 def chroma() -> Iterator[ChromaServer]:
-    with chroma_server() as server:
+    with start_chroma() as server:
         yield server
 
 

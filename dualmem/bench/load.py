@@ -223,9 +223,9 @@ def _backend(kind: str, history_url: str | None, index_url: str | None) -> Itera
         if history_url or index_url or kind == "local":
             yield base.model_copy(update={"history_url": history_url, "index_url": index_url})
             return
-        from .servers import chroma_server, postgres_server
+        from .servers import start_chroma, start_postgres
 
-        with postgres_server() as pg, chroma_server() as chroma:
+        with start_postgres() as pg, start_chroma() as chroma:
             print(
                 f"servers up: PostgreSQL in {pg.seconds_to_start:.1f} s, "
                 f"Chroma in {chroma.seconds_to_start:.1f} s"

@@ -1,7 +1,7 @@
 """Throwaway PostgreSQL and Chroma servers on loopback, for tests and the load test.
 
 ```python
-with postgres_server() as pg, chroma_server() as chroma:
+with start_postgres() as pg, start_chroma() as chroma:
     memory = DualMemory(history_url=pg.url, index_url=chroma.url, ...)
 ```
 
@@ -14,7 +14,6 @@ directory that is removed when they stop.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
 import shutil
@@ -25,13 +24,26 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
-__all__ = ["ChromaServer", "PostgresServer", "chroma_server", "free_port", "postgres_server"]
+__all__ = ["ChromaServer", "PostgresServer", "free_port", "start_chroma", "start_postgres"]
 
 _PG_USER = "postgres"  # the OS user that owns the cluster when we run as root
+
+
+class _Server:
+    """A started server; as a context manager it stops on exit (also on errors)."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def free_port() -> int:
@@ -72,7 +84,7 @@ def _pg_bindir() -> Path:
 
 
 @dataclass
-class PostgresServer:
+class PostgresServer(_Server):
     """A running throwaway cluster. `url` connects as the trusted superuser `dualmem`."""
 
     port: int
@@ -152,20 +164,11 @@ def start_postgres() -> PostgresServer:
         raise
 
 
-@contextlib.contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
-    server = start_postgres()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 # ---------------------------------------------------------------------------- Chroma
 
 
 @dataclass
-class ChromaServer:
+class ChromaServer(_Server):
     port: int
     root: Path
     process: subprocess.Popen
@@ -218,12 +221,3 @@ def start_chroma(timeout: float = 60.0) -> ChromaServer:
         raise
     server.seconds_to_start = time.monotonic() - start
     return server
-
-
-@contextlib.contextmanager
-def chroma_server() -> Iterator[ChromaServer]:
-    server = start_chroma()
-    try:
-        yield server
-    finally:
-        server.stop()

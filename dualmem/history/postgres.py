@@ -41,6 +41,22 @@ MIGRATIONS: list[str] = [
 
 _LOCK_KEY = 0x64756D656D  # "dumem": the advisory lock that serialises migrations
 _COLUMNS = "seq, id, role, speaker, text, ts, user_id, agent_id, session_id, metadata"
+# Static statements: a filter that is NULL is off. The partition is always matched, so the
+# (partition, session_id, seq) index serves every query.
+_SCOPE = (
+    "partition = %(partition)s"
+    " AND (%(user_id)s::text IS NULL OR user_id = %(user_id)s)"
+    " AND (%(agent_id)s::text IS NULL OR agent_id = %(agent_id)s)"
+    " AND (%(session_id)s::text IS NULL OR session_id = %(session_id)s)"
+)
+_LIST = (
+    f"SELECT {_COLUMNS} FROM dualmem_turns WHERE {_SCOPE}"
+    " AND (%(session)s::text IS NULL OR session_id = %(session)s)"
+    " AND (%(since)s::timestamptz IS NULL OR ts >= %(since)s)"
+    " AND (%(until)s::timestamptz IS NULL OR ts <= %(until)s)"
+    " AND (%(turn_ids)s::text[] IS NULL OR id = ANY(%(turn_ids)s))"
+    " ORDER BY seq LIMIT %(limit)s"
+)
 
 
 def redact_url(url: str) -> str:
@@ -141,27 +157,12 @@ class PostgresHistoryStore:
         return [t.model_copy(update={"seq": s[0]}) for t, s in zip(turns, seqs, strict=True) if s]
 
     def list(self, query: TurnQuery) -> list[Turn]:
-        sql, args = _where(query.scope)
-        if query.session_id is not None:
-            sql += " AND session_id = %s"
-            args.append(query.session_id)
-        if query.since is not None:
-            sql += " AND ts >= %s"
-            args.append(query.since)
-        if query.until is not None:
-            sql += " AND ts <= %s"
-            args.append(query.until)
-        if query.turn_ids is not None:
-            if not query.turn_ids:
-                return []
-            sql += " AND id = ANY(%s)"
-            args.append(query.turn_ids)
-        sql += " ORDER BY seq"
-        if query.limit is not None:
-            sql += " LIMIT %s"
-            args.append(query.limit)
+        params = {
+            **_scope_params(query.scope), "session": query.session_id, "since": query.since,
+            "until": query.until, "turn_ids": query.turn_ids, "limit": query.limit,
+        }
         with self._conn() as conn:
-            rows = conn.execute(f"SELECT {_COLUMNS} FROM dualmem_turns WHERE {sql}", args).fetchall()
+            rows = conn.execute(_LIST, params).fetchall()
         return [
             Turn(
                 seq=r[0], id=r[1], role=r[2], speaker=r[3], text=r[4],
@@ -172,9 +173,8 @@ class PostgresHistoryStore:
         ]
 
     def delete(self, scope: Scope) -> int:
-        sql, args = _where(scope)
         with self._conn() as conn:
-            return conn.execute(f"DELETE FROM dualmem_turns WHERE {sql}", args).rowcount
+            return conn.execute(f"DELETE FROM dualmem_turns WHERE {_SCOPE}", _scope_params(scope)).rowcount
 
     def scopes(self) -> list[Scope]:
         with self._conn() as conn:
@@ -191,13 +191,6 @@ def _utc(conn: Any) -> None:
     conn.execute("SET TIME ZONE 'UTC'")
 
 
-def _where(scope: Scope) -> tuple[str, list[object]]:
-    """The partition always, then every id the scope sets (exact match, parameterised)."""
-    sql = "partition = %s"
-    args: list[object] = [scope.partition]
-    for column in ("user_id", "agent_id", "session_id"):
-        value = getattr(scope, column)
-        if value is not None:
-            sql += f" AND {column} = %s"
-            args.append(value)
-    return sql, args
+def _scope_params(scope: Scope) -> dict[str, str | None]:
+    return {"partition": scope.partition, "user_id": scope.user_id, "agent_id": scope.agent_id,
+            "session_id": scope.session_id}
