@@ -21,11 +21,13 @@ def check(report) -> None:
     assert {"add", "search", "answer"} <= set(report.latencies)
 
 
+@pytest.mark.slow
 def test_processes_share_sqlite_and_embedded_chroma(tmp_path):
     config = Config(data_dir=tmp_path, extract=False)
     check(run_load(config, workers=3, ops=12, seconds=15, users=2))
 
 
+@pytest.mark.slow
 @pytest.mark.servers
 def test_processes_share_postgres_and_chroma_server(tmp_path, postgres_url, chroma_url):
     config = Config(data_dir=tmp_path, extract=False, history_url=postgres_url, index_url=chroma_url)
