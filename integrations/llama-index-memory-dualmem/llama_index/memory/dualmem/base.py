@@ -76,6 +76,9 @@ class DualMemMemory(_ChatFields, BaseMemory):
     `recent_messages` messages and, first, a system message with what dualmem recalls for the
     input (or, without input, for the latest user message) from *all* the user's sessions:
     the relevant memories (`context="memories"`) or dualmem's answer (`context="answer"`).
+    Tool calls and tool results are left out unless `tool_messages=True`: a recall tool's
+    output must not come back as new memories. With extraction on (dualmem's default), each
+    put or batch of puts costs one extraction call.
 
     ```python
     from dualmem import DualMemory
