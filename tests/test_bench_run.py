@@ -312,3 +312,28 @@ def test_scale_benchmark_small(tmp_path: Path):
         assert tier["dualmem"]["p50_ms"] > 0 and tier["chroma"]["p50_ms"] > 0 and tier["ratio_p50"] > 0
     assert result["extraction"]["turns_per_second"] > 0
     assert "| 80 |" in (tmp_path / "scale" / "scale.md").read_text()
+
+
+def test_concurrent_questions_give_the_same_records(data: Path, tmp_path: Path):
+    def slow(request: ChatRequest) -> ScriptedReply:
+        reply = _answer(request)
+        reply.delay = 0.05
+        return reply
+
+    llm = ScriptedLLM(by_task={"answer": slow})
+    summary = run_benchmark(
+        "locomo",
+        data,
+        tmp_path / "conc",
+        mode="fast",
+        concurrency=3,
+        config=Config(),
+        llm=llm,
+        progress=False,
+    )
+    assert llm.max_concurrency_seen > 1
+    records = sorted(_records(tmp_path / "conc"), key=lambda r: r["q"])
+    assert [r["prediction"] for r in records] == ["Rex", "hiking and painting", "last week", "Yes", "NONE"]
+    assert summary["systems"]["fast"]["overall_f1"] == pytest.approx((1 + 2 / 3 + 0 + 1) / 4)
+    assert all(r["cache_hits"] == 0 for r in records)
+    assert "load average" in (tmp_path / "conc" / "report.md").read_text()

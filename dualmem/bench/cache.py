@@ -13,12 +13,31 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from ..llm.base import BaseLLM, ChatRequest, Completion
 
-__all__ = ["CachedLLM", "request_key"]
+__all__ = ["CachedLLM", "count_hits", "request_key"]
+
+# per-task hit counter: each question runs in its own asyncio task (and the threads and
+# sub-tasks it starts copy the context), so concurrent questions count their own hits
+_HITS: ContextVar[list[int] | None] = ContextVar("dualmem_cache_hits", default=None)
+
+
+@contextmanager
+def count_hits() -> Iterator[list[int]]:
+    """`with count_hits() as hits:` ... `hits[0]` is the cache hits made inside the block."""
+    counter = [0]
+    token = _HITS.set(counter)
+    try:
+        yield counter
+    finally:
+        _HITS.reset(token)
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -70,6 +89,8 @@ class CachedLLM(BaseLLM):
             row = self._db.execute("SELECT completion FROM responses WHERE key = ?", (key,)).fetchone()
         if row is not None:
             self.hits += 1
+            if (counter := _HITS.get()) is not None:
+                counter[0] += 1
             return Completion.model_validate_json(row[0])
         completion = await self.inner.acomplete(request)
         self.misses += 1

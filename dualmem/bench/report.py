@@ -328,6 +328,13 @@ def markdown(summary: dict[str, Any]) -> str:
             f"- LLM response cache: {summary['cache']['hits']} hits, {summary['cache']['misses']} misses "
             "in this run (latencies of cache hits are not model latencies)."
         )
+    machine = summary.get("machine")
+    if machine:
+        load = ", ".join(f"{x:.1f}" for x in machine["load_average_at_start"])
+        notes.append(
+            f"- Machine: {machine['cpus']} CPUs, load average {load} (1/5/15 min) at the start: "
+            "latencies are wall-clock on a shared machine."
+        )
     lines += ["", "## Notes", ""] + notes
     return "\n".join(lines) + "\n"
 

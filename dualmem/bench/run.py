@@ -12,7 +12,9 @@ model's context), and `retrieval` (no LLM: evidence recall of the search alone).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +32,7 @@ from ..memory import DualMemory
 from ..prompts import answer_messages
 from ..tokens import count_messages, count_tokens
 from ..types import Answer, Memory
-from .cache import CachedLLM
+from .cache import CachedLLM, count_hits
 from .data import Conversation, Dataset, Question, load_dataset
 from .report import RECALL_KS, summarise, write_report
 from .score import is_refusal, is_refusal_or_none, locomo_f1, mem0_f1
@@ -150,9 +152,9 @@ class FullContext:
         context = self.llm.context_tokens
         return f"does not fit the model's context ({context} tokens): the history is ~{history} tokens"
 
-    def answer(self, question: str) -> Answer:
-        result = run_sync(
-            answer_from(self.llm, question, self.lines, task="answer.fullctx", label="Conversation")
+    async def answer(self, question: str) -> Answer:
+        result = await answer_from(
+            self.llm, question, self.lines, task="answer.fullctx", label="Conversation"
         )
         return Answer(
             question=question,
@@ -219,7 +221,7 @@ class _Asker:
         )
         self.unavailable: dict[str, str] = {}
 
-    def ask(self, system: str, conv: Conversation, q: Question) -> dict[str, Any]:
+    async def ask(self, system: str, conv: Conversation, q: Question) -> dict[str, Any]:
         record: dict[str, Any] = {
             "system": system,
             "conversation": conv.id,
@@ -230,40 +232,55 @@ class _Asker:
             "gold": q.answer,
             "evidence": q.evidence,
         }
-        hits = getattr(self.llm, "hits", 0)
         start = time.perf_counter()
-        try:
-            record.update(self._run(system, conv, q))
-        except NotImplementedError as e:
-            self.unavailable[system] = f"not implemented: {e}"
-            record["error"] = self.unavailable[system]
-        except (DualMemError, LLMError) as e:
-            record["error"] = f"{type(e).__name__}: {e}"
+        with count_hits() as hits:
+            try:
+                record.update(await self._run(system, conv, q))
+            except NotImplementedError as e:
+                self.unavailable[system] = f"not implemented: {e}"
+                record["error"] = self.unavailable[system]
+            except (DualMemError, LLMError) as e:
+                record["error"] = f"{type(e).__name__}: {e}"
         record["seconds"] = time.perf_counter() - start
-        record["cache_hits"] = getattr(self.llm, "hits", 0) - hits
+        record["cache_hits"] = hits[0]
         return score_record(record, q)
 
-    def _run(self, system: str, conv: Conversation, q: Question) -> dict[str, Any]:
+    async def _run(self, system: str, conv: Conversation, q: Question) -> dict[str, Any]:
         if system in self.unavailable:
             return {"skipped": self.unavailable[system]}
         if system == "retrieval":
             # the candidate depth of hybrid search grows with k, so the top 30 of a k=50 search
             # differs from a k=30 search: R@k up to top-k is measured as the fast path searches
-            search = self.memory.search
+            search = self.memory.asearch
             return {
-                "retrieved": _ranked_turns(search(q.question, user_id=conv.id, k=self.k)),
-                "retrieved_deep": _ranked_turns(search(q.question, user_id=conv.id, k=max(RECALL_KS))),
+                "retrieved": _ranked_turns(await search(q.question, user_id=conv.id, k=self.k)),
+                "retrieved_deep": _ranked_turns(await search(q.question, user_id=conv.id, k=max(RECALL_KS))),
             }
         if system == "fullctx":
             assert self.fullctx is not None
             misfit = self.fullctx.misfit(q.question)
             if misfit:
                 return {"skipped": misfit}
-            return _answer_record(self.fullctx.answer(q.question))
+            return _answer_record(await self.fullctx.answer(q.question))
         memory = self.raw if system == "rag" else self.memory
         mode = "fast" if system == "rag" else system
         kwargs: dict[str, Any] = {"policy": self.policy} if system == "gated" and self.policy else {}
-        return _answer_record(memory.answer(q.question, user_id=conv.id, k=self.k, mode=mode, **kwargs))
+        answer = await memory.aanswer(q.question, user_id=conv.id, k=self.k, mode=mode, **kwargs)
+        return _answer_record(answer)
+
+    async def ask_all(
+        self, conv: Conversation, pending: list[tuple[str, Question]], concurrency: int, on_record
+    ) -> None:
+        """System by system (fast before gated, so the gated run's fast call is a cache hit),
+        up to `concurrency` questions at a time within a system."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(system: str, q: Question) -> None:
+            async with gate:
+                on_record(await self.ask(system, conv, q))
+
+        for system in dict.fromkeys(s for s, _ in pending):
+            await asyncio.gather(*(one(s, q) for s, q in pending if s == system))
 
 
 # ---------------------------------------------------------------------------- the run
@@ -315,12 +332,15 @@ def run_benchmark(
     config: Config | None = None,
     llm: BaseLLM | None = None,
     cache: bool = True,
+    concurrency: int = 1,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the benchmark; returns the summary (also written to `<out>/summary.json`).
 
     `limit` caps the questions per conversation (after the category filter). `llm` defaults
     to the model `config` names (`Config.from_env()`: the local model unless configured).
+    `concurrency` > 1 asks several questions at once (for API endpoints; a local model
+    serialises its calls anyway).
     """
     from tqdm import tqdm
 
@@ -353,6 +373,7 @@ def run_benchmark(
     todo = sum(1 for c, qs in selection for s in systems for q in qs if (s, c.id, q.index) not in done)
     ingest_stats: dict[str, dict[str, Any]] = {}
     unavailable: dict[str, str] = {}
+    load_before = os.getloadavg()
     bar = tqdm(total=todo, disable=not progress, unit="q", dynamic_ncols=True)
     with jsonl.open("a") as sink:
         for conv, questions in selection:
@@ -369,13 +390,15 @@ def run_benchmark(
                 ingest(conv, raw, extract=False, store=store.parent / "raw")
             fullctx = FullContext(llm, memory, conv) if "fullctx" in systems and llm else None
             asker = _Asker(memory, raw, fullctx, k or config.top_k, policy, llm)
-            for system, q in pending:
-                bar.set_description(f"{conv.id} {system}")
-                record = asker.ask(system, conv, q)
+
+            def write(record: dict[str, Any]) -> None:
                 sink.write(json.dumps(record, ensure_ascii=False) + "\n")
                 sink.flush()
-                done[(system, conv.id, q.index)] = record
+                done[(record["system"], record["conversation"], record["q"])] = record
+                bar.set_description(f"{record['conversation']} {record['system']}")
                 bar.update()
+
+            run_sync(asker.ask_all(conv, pending, concurrency, write))
             unavailable.update(asker.unavailable)
             for m in {id(memory): memory, id(raw): raw}.values():
                 m.close()
@@ -390,6 +413,12 @@ def run_benchmark(
         unavailable=unavailable,
         cache=llm if isinstance(llm, CachedLLM) else None,
     )
+    # latencies on a shared machine mean little without its load
+    summary["machine"] = {
+        "cpus": os.cpu_count(),
+        "load_average_at_start": load_before,
+        "load_average_at_end": os.getloadavg(),
+    }
     write_report(summary, records, out)
     return summary
 
@@ -433,6 +462,7 @@ def register(app: Any) -> None:
             policy: Annotated[str | None, typer.Option(help="gate policy for the gated run")] = None,
             retrieval_only: Annotated[bool, typer.Option(help="no LLM: evidence recall of search")] = False,
             cache: Annotated[bool, typer.Option(help="SQLite LLM response cache in the output dir")] = True,
+            concurrency: Annotated[int, typer.Option(help="questions asked at once (API endpoints)")] = 1,
         ) -> None:
             name = "retrieval" if retrieval_only else mode.replace(",", "+")
             target = out or Path("bench-out") / f"{dataset}-{name}{'-extract' if extract else ''}"
@@ -450,6 +480,7 @@ def register(app: Any) -> None:
                     policy=policy,
                     retrieval_only=retrieval_only,
                     cache=cache,
+                    concurrency=concurrency,
                 )
             except DualMemError as e:
                 typer.echo(f"error: {e}", err=True)

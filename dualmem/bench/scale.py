@@ -53,8 +53,8 @@ def synthetic_texts(n: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     return [
         f"{rng.choice(NAMES)} {rng.choice(VERBS)} {rng.choice(THINGS)} in {rng.choice(PLACES)} "
-        f"on {rng.randint(1, 28)} {rng.choice(MONTHS)} {rng.randint(2015, 2024)} (note {i})"
-        for i in range(n)
+        f"on {rng.randint(1, 28)} {rng.choice(MONTHS)} {rng.randint(2015, 2024)}"
+        for _ in range(n)
     ]
 
 
