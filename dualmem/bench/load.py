@@ -29,7 +29,6 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ..config import Config
-from ..embed import make_embedding
 from ..history.base import TurnQuery
 from ..memory import DualMemory
 from ..testing import ScriptedLLM
@@ -100,7 +99,9 @@ def _worker(n: int, config: Config, users: int, ops: int, seconds: float, barrie
     try:
         rng = random.Random(n)
         memory = DualMemory(config, llm=ScriptedLLM(default="I don't know"))
-        make_embedding(config.embedder, config.embedding_model, config.base_url)(["warm up"])
+        # one-time costs (model and tokenizer loads, connections) stay out of the timings
+        memory.add("warm up", agent_id=f"warm-up-{n}")
+        memory.answer("warm up?", agent_id=f"warm-up-{n}")
         barrier.wait(timeout=120)
         start = time.perf_counter()  # the clock starts when every worker is ready
         race = [{"id": f"u0:race:{j}", "content": f"u0 said the same thing {j}"} for j in range(RACE_TURNS)]
