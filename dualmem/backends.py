@@ -51,8 +51,12 @@ def make_history(config: Config) -> HistoryStore:
         path = url.removeprefix("sqlite:///").removeprefix("sqlite:") if url else None
         return SQLiteHistoryStore(path or config.data_dir / "history.sqlite3")
     if url.startswith(("postgresql://", "postgres://")):
-        from .history.postgres import PostgresHistoryStore
-
+        try:
+            from .history.postgres import PostgresHistoryStore
+        except ImportError as e:
+            raise ConfigError(
+                f"history_url=postgresql://... needs psycopg 3 ({e}): pip install 'dualmem[postgres]'"
+            ) from e
         return PostgresHistoryStore(url)
     raise ConfigError(
         f"unsupported history_url {redact(url)!r}: use sqlite:///path/to/file or "

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC
 from typing import Any
 
-from ..errors import ConfigError, StorageError
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from ..errors import StorageError
 from ..types import Scope, Turn
 from .base import TurnQuery
 
@@ -40,7 +45,7 @@ MIGRATIONS: list[str] = [
 ]
 
 _LOCK_KEY = 0x64756D656D  # "dumem": the advisory lock that serialises migrations
-_COLUMNS = "seq, id, role, speaker, text, ts, user_id, agent_id, session_id, metadata"
+_COLUMNS = "seq, id, role, speaker, text, ts AS timestamp, user_id, agent_id, session_id, metadata"
 # Static statements: a filter that is NULL is off. The partition is always matched, so the
 # (partition, session_id, seq) index serves every query.
 _SCOPE = (
@@ -61,8 +66,6 @@ _LIST = (
 
 def redact_url(url: str) -> str:
     """The URL without its password, for messages and logs."""
-    from psycopg.conninfo import conninfo_to_dict
-
     try:
         params = conninfo_to_dict(url)
     except Exception:
@@ -75,16 +78,6 @@ class PostgresHistoryStore:
     """History in PostgreSQL. `url` is a libpq URL or DSN (`postgresql://user:pw@host/db`)."""
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 30.0) -> None:
-        try:
-            import psycopg
-            from psycopg.types.json import Jsonb
-            from psycopg_pool import ConnectionPool
-        except ImportError as e:
-            raise ConfigError(
-                "history_url=postgresql://... needs psycopg 3: pip install 'dualmem[postgres]'"
-            ) from e
-        self._errors = (psycopg.Error, OSError)
-        self._jsonb = Jsonb
         self.display_url = redact_url(url)
         try:
             # one direct connection first: it fails at once with libpq's own reason
@@ -109,7 +102,7 @@ class PostgresHistoryStore:
         try:
             with self._pool.connection() as conn:
                 yield conn
-        except self._errors as e:
+        except (psycopg.Error, OSError) as e:
             raise StorageError(f"history database error at {self.display_url}: {e}") from e
 
     def _migrate(self, conn: Any) -> None:
@@ -141,7 +134,7 @@ class PostgresHistoryStore:
             (
                 Scope(user_id=t.user_id, agent_id=t.agent_id, session_id=t.session_id).partition,
                 t.id, t.role, t.speaker, t.text, t.timestamp, t.user_id, t.agent_id,
-                t.session_id, self._jsonb(t.metadata),
+                t.session_id, Jsonb(t.metadata),
             )
             for t in turns
         ]
@@ -161,16 +154,8 @@ class PostgresHistoryStore:
             **_scope_params(query.scope), "session": query.session_id, "since": query.since,
             "until": query.until, "turn_ids": query.turn_ids, "limit": query.limit,
         }
-        with self._conn() as conn:
-            rows = conn.execute(_LIST, params).fetchall()
-        return [
-            Turn(
-                seq=r[0], id=r[1], role=r[2], speaker=r[3], text=r[4],
-                timestamp=r[5].astimezone(UTC), user_id=r[6], agent_id=r[7],
-                session_id=r[8], metadata=r[9],
-            )
-            for r in rows
-        ]
+        with self._conn() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return [Turn(**row) for row in cur.execute(_LIST, params)]  # session time zone: UTC
 
     def delete(self, scope: Scope) -> int:
         with self._conn() as conn:
