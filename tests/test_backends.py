@@ -61,11 +61,19 @@ def index_url(request) -> str | None:
     return None if request.param == "embedded" else request.getfixturevalue("chroma_url")
 
 
+def close_index(index) -> None:
+    close = getattr(index, "close", None) or index.client.close  # ChromaMemoryIndex has no close()
+    close()
+
+
 @pytest.fixture
 def index(index_url, tmp_path, embedding):
     if index_url is None:
-        return ChromaMemoryIndex(tmp_path / "chroma", embedding_function=embedding)
-    return make_index(Config(data_dir=tmp_path, index_url=index_url))
+        index = ChromaMemoryIndex(tmp_path / "chroma", embedding_function=embedding)
+    else:
+        index = make_index(Config(data_dir=tmp_path, index_url=index_url))
+    yield index
+    close_index(index)
 
 
 def reject_turn(store: HistoryStore, turn_id: str) -> None:
@@ -289,6 +297,7 @@ def memory(request, tmp_path):
     m = DualMemory(path=tmp_path, llm=ScriptedLLM(default="Lyon"), extract=False, **urls)
     yield m
     m.close()
+    close_index(m.index)
 
 
 def test_memory_end_to_end(memory):
