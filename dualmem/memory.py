@@ -174,7 +174,8 @@ class DualMemory:
             first = turns[0]
             recent = await asyncio.to_thread(
                 self.history_store.list,
-                TurnQuery(scope=scope, until=first.timestamp, session_id=first.session_id),
+                TurnQuery(scope=scope, until=first.timestamp, session_id=first.session_id,
+                          limit=9 + len(turns), newest=True),
             )
             known = {t.id for t in turns}
             recent = [t for t in recent if t.id not in known][-9:]
@@ -276,14 +277,18 @@ class DualMemory:
         since: Any = None,
         until: Any = None,
         limit: int | None = None,
+        last: int | None = None,
     ) -> list[Turn]:
-        """Raw turns of a scope in the order they were added."""
+        """Raw turns of a scope in the order they were added (`last=n`: only the newest n)."""
+        if limit is not None and last is not None:
+            raise InvalidInputError("give limit (oldest n) or last (newest n), not both")
         scope = make_scope(user_id, agent_id, session_id)
         query = TurnQuery(
             scope=scope,
             since=parse_timestamp(since) if since is not None else None,
             until=parse_timestamp(until) if until is not None else None,
-            limit=check_limit(limit),
+            limit=check_limit(limit if last is None else last),
+            newest=last is not None,
         )
         return await asyncio.to_thread(self.history_store.list, query)
 

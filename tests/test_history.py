@@ -223,3 +223,13 @@ def test_works_from_many_threads(store):
         assert sum(pool.map(write, range(40))) == 40
     assert len(store.list(TurnQuery(scope=ALICE))) == 40
     assert sqlite3.connect(store.path).execute("SELECT count(*) FROM turns").fetchone() == (40,)
+
+
+def test_newest_turns_come_back_oldest_first(tmp_path) -> None:
+    from dualmem import DualMemory
+    from dualmem.testing import ScriptedLLM
+
+    memory = DualMemory(path=tmp_path, llm=ScriptedLLM(), extract=False)
+    memory.add([f"t{i}" for i in range(10)], user_id="u")
+    assert [t.text for t in memory.history(user_id="u", last=3)] == ["t7", "t8", "t9"]
+    assert [t.text for t in memory.history(user_id="u", limit=3)] == ["t0", "t1", "t2"]

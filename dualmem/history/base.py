@@ -23,6 +23,8 @@ class TurnQuery(BaseModel):
     until: datetime | None = None
     turn_ids: list[str] | None = None
     limit: int | None = None
+    #: with `limit`: the newest `limit` turns instead of the oldest (still returned oldest first)
+    newest: bool = False
 
 
 @runtime_checkable

@@ -154,8 +154,10 @@ class PostgresHistoryStore:
             **_scope_params(query.scope), "session": query.session_id, "since": query.since,
             "until": query.until, "turn_ids": query.turn_ids, "limit": query.limit,
         }
+        sql = _LIST.replace("ORDER BY seq", "ORDER BY seq DESC") if query.newest else _LIST
         with self._conn() as conn, conn.cursor(row_factory=dict_row) as cur:
-            return [Turn(**row) for row in cur.execute(_LIST, params)]  # session time zone: UTC
+            turns = [Turn(**row) for row in cur.execute(sql, params)]  # session time zone: UTC
+        return turns[::-1] if query.newest else turns
 
     def delete(self, scope: Scope) -> int:
         with self._conn() as conn:

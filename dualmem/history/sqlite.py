@@ -110,7 +110,7 @@ class SQLiteHistoryStore:
                 return []
             sql += f" AND id IN ({','.join('?' * len(query.turn_ids))})"
             args.extend(query.turn_ids)
-        sql += " ORDER BY seq"
+        sql += " ORDER BY seq DESC" if query.newest else " ORDER BY seq"
         if query.limit is not None:
             sql += " LIMIT ?"
             args.append(query.limit)
@@ -120,6 +120,8 @@ class SQLiteHistoryStore:
                 f" FROM turns WHERE {sql}",
                 args,
             ).fetchall()
+        if query.newest:
+            rows.reverse()
         return [
             Turn(
                 seq=r[0], id=r[1], role=r[2], speaker=r[3], text=r[4],
