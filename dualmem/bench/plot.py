@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,20 @@ def frontier(summary: dict[str, Any], path: Path) -> Path | None:
             lw=1.2,
             label="gate-score threshold sweep",
         )
+    # systems at the same point (e.g. fast and rag on a raw-turn index) share one label
+    labels: dict[tuple[float, float], list[tuple[str, float, float]]] = {}
     for name, tokens, f1 in points:
-        ax.scatter([tokens], [f1], s=40, zorder=3)
-        ax.annotate(name, (tokens, f1), textcoords="offset points", xytext=(5, 4), fontsize=9)
+        labels.setdefault((round(math.log10(max(tokens, 1)), 2), round(f1, 2)), []).append((name, tokens, f1))
+    for group in labels.values():
+        _, tokens, f1 = group[0]
+        ax.scatter([t for _, t, _ in group], [f for _, _, f in group], s=40, zorder=3)
+        ax.annotate(
+            " ~ ".join(n for n, _, _ in group),
+            (tokens, f1),
+            textcoords="offset points",
+            xytext=(5, 4),
+            fontsize=9,
+        )
     ax.set_xscale("log")
     ax.set_xlabel("tokens per question (prompt + completion, log scale)")
     ax.set_ylabel("F1, categories 1-4 (LoCoMo official)")
