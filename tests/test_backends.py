@@ -115,6 +115,7 @@ def test_history_filters(store):
     assert q(turn_ids=["u6", "t1", "missing"]) == ["t1", "u6"]
     assert q(turn_ids=[]) == []
     assert q(session_id="s1", since=T0 + timedelta(hours=2), limit=2) == ["t2", "t3"]
+    assert q(session_id="s1", limit=2, newest=True) == ["t3", "t4"]  # the newest, oldest first
     # the same instant in another UTC offset filters as that instant; naive means UTC
     plus2 = timezone(timedelta(hours=2))
     assert q(since=datetime(2023, 5, 8, 17, 30, tzinfo=plus2)) == ["t4", "u5", "u6", "u7"]
