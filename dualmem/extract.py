@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, field_validator
 from .index.base import MemoryIndex
 from .llm.base import BaseLLM, ChatRequest
 from .prompts import extract_messages, reconcile_messages
+from .tokens import fit_lines, line_budget
 from .types import Memory, Scope, Turn, Usage, human_date
 
 __all__ = ["ExtractionResult", "Extractor", "raw_memories"]
@@ -135,12 +136,14 @@ class Extractor:
         known = await asyncio.to_thread(
             self.index.search, " ".join(t.text for t in batch), wide, KNOWN_MEMORIES
         )
+        new, old = [t.render() for t in batch], [t.render() for t in recent]
+        # cut over-long lines so the prompt fits the model (the history keeps the full text)
+        lines = fit_lines(new + old + [m.render() for m in known],
+                          line_budget(self.llm.context_tokens, 512, extract_messages([], [], [])))
         request = ChatRequest(
             task="extract",
-            messages=extract_messages(
-                [t.render() for t in batch], [t.render() for t in recent],
-                [m.render() for m in known],
-            ),
+            messages=extract_messages(lines[: len(new)], lines[len(new) : len(new) + len(old)],
+                                      lines[len(new) + len(old) :]),
             max_tokens=512,
         )
         reply, usage = await self.llm.ajson(request, ExtractReply)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from .llm.base import BaseLLM, ChatRequest, Completion
 from .prompts import answer_messages
+from .tokens import fit_lines, line_budget
 from .types import Memory
 
 __all__ = ["FastResult", "answer_from", "clean_answer", "context_lines"]
@@ -50,6 +51,8 @@ async def answer_from(
 ) -> FastResult:
     """One answer call over context lines (memories or facts), logprobs on."""
     start = time.perf_counter()
+    budget = line_budget(llm.context_tokens, ANSWER_MAX_TOKENS, answer_messages(question, [], label))
+    lines = fit_lines(lines, budget)
     completion = await llm.acomplete(
         ChatRequest(
             task=task, messages=answer_messages(question, lines, label),

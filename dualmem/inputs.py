@@ -20,6 +20,7 @@ __all__ = ["check_id", "check_limit", "check_text", "make_scope", "make_turns", 
 
 MAX_ID_LENGTH = 256
 MAX_TEXT_CHARS = 1_000_000
+MAX_LIMIT = 2**31 - 1  # larger limits mean "no limit" (and would overflow Chroma and SQLite)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TIME_FORMATS = (
     "%I:%M %p on %d %B, %Y",  # LoCoMo session dates: "1:56 pm on 8 May, 2023"
@@ -41,7 +42,7 @@ def make_scope(
             continue
         if not isinstance(value, str):
             raise ScopeError(f"{key} must be a string, got {type(value).__name__}")
-        if not value.strip() or len(value) > MAX_ID_LENGTH or _CONTROL.search(value):
+        if not value.strip() or len(value) > MAX_ID_LENGTH or _CONTROL.search(value) or not _unicode(value):
             raise ScopeError(
                 f"{key}={value[:40]!r} is not a valid id: use 1-{MAX_ID_LENGTH} printable characters"
             )
@@ -69,7 +70,10 @@ def parse_timestamp(value: Any) -> datetime:
         )
     if dt.tzinfo is None:  # naive times are taken as UTC so that ordering is well defined
         dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError as e:  # e.g. 0001-01-01T00:00+05:00 is before year 1 in UTC
+        raise InvalidInputError(f"timestamp {value!r} is out of range in UTC") from e
 
 
 def _parse_string(text: str) -> datetime:
@@ -93,10 +97,8 @@ def check_text(value: Any, what: str = "message text") -> str:
             raise InvalidInputError(f"{what} is not valid UTF-8: decode it first") from e
     if not isinstance(value, str):
         raise InvalidInputError(f"{what} must be a string, got {type(value).__name__}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise InvalidInputError(f"{what} contains characters that are not valid Unicode") from e
+    if not _unicode(value):
+        raise InvalidInputError(f"{what} contains characters that are not valid Unicode")
     if not value.strip():
         raise InvalidInputError(f"{what} is empty")
     if len(value) > MAX_TEXT_CHARS:
@@ -127,19 +129,19 @@ def make_turns(messages: Any, scope: Scope, timestamp: Any = None) -> list[Turn]
         text = check_text(text, f"{where} content")
         role = m.get("role") or "user"
         speaker = m.get("speaker") or m.get("name")
-        if not isinstance(role, str) or (speaker is not None and not isinstance(speaker, str)):
-            raise InvalidInputError(f"{where}: role and speaker must be strings")
+        if not all(isinstance(v, str) and _unicode(v) for v in (role, speaker or "")):
+            raise InvalidInputError(f"{where}: role and speaker must be strings of valid Unicode")
         ts = m.get("timestamp")
         when = parse_timestamp(ts) if ts is not None else default_ts or now
         metadata = m.get("metadata") or {}
         if not isinstance(metadata, Mapping):
             raise InvalidInputError(f"{where}: metadata must be a dict")
         try:  # checked here so that the history's insert cannot fail halfway through a batch
-            json.dumps(metadata)
-        except (TypeError, ValueError) as e:
+            json.dumps(metadata, ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError) as e:  # incl. UnicodeEncodeError (lone surrogates)
             raise InvalidInputError(f"{where}: metadata must be JSON-serialisable ({e})") from e
         turn_id = m.get("id") or str(uuid.uuid4())
-        if not isinstance(turn_id, str) or len(turn_id) > MAX_ID_LENGTH:
+        if not isinstance(turn_id, str) or len(turn_id) > MAX_ID_LENGTH or not _unicode(turn_id):
             raise InvalidInputError(f"{where}: id must be a string of at most {MAX_ID_LENGTH} chars")
         turns.append(
             Turn(
@@ -162,12 +164,21 @@ def check_limit(limit: Any) -> int | None:
         return None
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise InvalidInputError(f"limit must be a positive integer or None, got {limit!r}")
-    return limit
+    return min(limit, MAX_LIMIT)
 
 
 def check_id(value: Any, what: str = "memory_id") -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH or not _unicode(value):
         raise InvalidInputError(
             f"{what} must be a non-empty string of at most {MAX_ID_LENGTH} chars, got {value!r}"
         )
     return value
+
+
+def _unicode(value: str) -> bool:
+    """False for lone surrogates: storage layers cannot encode them (UnicodeEncodeError)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -21,6 +21,7 @@ from ..errors import LLMError, LLMReplyError
 from ..fast import answer_from, context_lines
 from ..llm.base import BaseLLM, ChatRequest
 from ..prompts import audit_messages, judge_messages
+from ..tokens import fit_lines, line_budget
 from ..types import AuditLabels, GateReport, Memory, SignalResult, TokenLogprob, Usage
 from . import signals as sig
 
@@ -89,9 +90,9 @@ def _signals(
 async def _audit(
     llm: BaseLLM, question: str, answer: str, memories: list[Memory]
 ) -> tuple[AuditLabels, Usage]:
-    request = ChatRequest(
-        task="gate.audit", messages=audit_messages(question, answer, context_lines(memories)), max_tokens=96
-    )
+    budget = line_budget(llm.context_tokens, 96, audit_messages(question, answer, []))
+    lines = fit_lines(context_lines(memories), budget)
+    request = ChatRequest(task="gate.audit", messages=audit_messages(question, answer, lines), max_tokens=96)
     try:
         reply, usage = await llm.ajson(request, _AuditReply, retries=0)
     except LLMReplyError as e:

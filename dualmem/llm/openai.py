@@ -56,12 +56,15 @@ class OpenAILLM(BaseLLM):
             r = await self.client.chat.completions.create(**kwargs)
         except (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError,
                 openai.InternalServerError) as e:
-            raise LLMError(f"{self.name}: {type(e).__name__}: {_safe(e)}", retryable=True) from None
+            raise LLMError(f"{self.name}: {type(e).__name__}: {self._safe(e)}", retryable=True) from None
         except openai.APIError as e:
-            raise LLMError(f"{self.name}: {type(e).__name__}: {_safe(e)}") from None
-        if not r.choices:
-            raise LLMError(f"{self.name}: empty reply (no choices)", retryable=True)
-        choice = r.choices[0]
+            raise LLMError(f"{self.name}: {type(e).__name__}: {self._safe(e)}") from None
+        except ValueError as e:  # a body that is not JSON (a proxy's error page): transient
+            raise LLMError(f"{self.name}: unreadable reply ({type(e).__name__})", retryable=True) from None
+        choices = getattr(r, "choices", None)  # a non-JSON content type comes back as str
+        if not choices:
+            raise LLMError(f"{self.name}: empty or unreadable reply (no choices)", retryable=True)
+        choice = choices[0]
         tokens = None
         if choice.logprobs is not None and choice.logprobs.content:
             tokens = [
@@ -78,7 +81,10 @@ class OpenAILLM(BaseLLM):
         return Completion(text=choice.message.content or "", logprobs=tokens, usage=usage,
                           model=r.model or self.model, finish_reason=choice.finish_reason)
 
-
-def _safe(e: Exception) -> str:
-    # the SDK's messages carry status and body, never the key; keep them short anyway
-    return str(getattr(e, "message", e))[:300]
+    def _safe(self, e: Exception) -> str:
+        # the SDK's messages carry status and body; a server may echo the key in the body
+        text = str(getattr(e, "message", e))
+        key = getattr(self.client, "api_key", None)
+        if isinstance(key, str) and len(key) >= 8:
+            text = text.replace(key, "***")
+        return text[:300]
