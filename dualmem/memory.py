@@ -153,9 +153,20 @@ class DualMemory:
         turns = make_turns(messages, scope, timestamp)
         inserted = await asyncio.to_thread(self.history_store.append, turns)
         result = AddResult(turns=inserted, skipped_duplicates=len(turns) - len(inserted))
-        if not inserted:
+        to_index = inserted
+        use_llm = self.config.extract if extract is None else extract
+        if result.skipped_duplicates and not use_llm:
+            # a retried add whose first try died after the history write: index what is missing
+            new_ids = {t.id for t in inserted}
+            skipped = [t.id for t in turns if t.id not in new_ids]
+            indexed = {m.id for m in await asyncio.to_thread(self.index.get, skipped, scope)}
+            missing = [i for i in skipped if i not in indexed]
+            if missing:
+                stored = await asyncio.to_thread(self.history_store.list, TurnQuery(scope=scope, turn_ids=missing))
+                to_index = inserted + stored
+        if not to_index:
             return result
-        await self._index_turns(inserted, scope, result, extract)
+        await self._index_turns(to_index, scope, result, extract)
         return result
 
     async def _index_turns(

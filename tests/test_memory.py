@@ -450,3 +450,20 @@ def test_extraction_lock_works_across_event_loops(tmp_path):
     for _ in range(2):  # each run waits on the lock inside its own loop
         assert [r.error for r in asyncio.run(two_adds())] == [None, None]
     assert len(memory.get_all(user_id="alice")) == 1
+
+
+def test_retried_add_indexes_turns_whose_first_index_write_failed(tmp_path, monkeypatch):
+    memory = DualMemory(path=tmp_path, llm=ScriptedLLM(), extract=False)
+    real_upsert = memory.index.upsert
+
+    def boom(memories):
+        raise RuntimeError("index went away after the history commit")
+
+    monkeypatch.setattr(memory.index, "upsert", boom)
+    with pytest.raises(RuntimeError):
+        memory.add({"id": "t1", "content": "Alice keeps bees."}, user_id="alice")
+    monkeypatch.setattr(memory.index, "upsert", real_upsert)
+    result = memory.add({"id": "t1", "content": "Alice keeps bees."}, user_id="alice")
+    assert result.skipped_duplicates == 1 and result.turns == []
+    assert [m.id for m in memory.get_all(user_id="alice")] == ["t1"]
+    assert len(memory.history(user_id="alice")) == 1
