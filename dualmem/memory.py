@@ -162,7 +162,8 @@ class DualMemory:
             indexed = {m.id for m in await asyncio.to_thread(self.index.get, skipped, scope)}
             missing = [i for i in skipped if i not in indexed]
             if missing:
-                stored = await asyncio.to_thread(self.history_store.list, TurnQuery(scope=scope, turn_ids=missing))
+                query = TurnQuery(scope=scope, turn_ids=missing)
+                stored = await asyncio.to_thread(self.history_store.list, query)
                 to_index = inserted + stored
         if not to_index:
             return result
