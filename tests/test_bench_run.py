@@ -185,6 +185,15 @@ def test_subsets_and_retrieval_only(data: Path, tmp_path: Path):
         run_benchmark("locomo", data, out, retrieval_only=True, k=7, config=Config(), progress=False)
 
 
+def test_limit_spreads_questions_over_the_file():
+    from dualmem.bench.data import Question
+    from dualmem.bench.run import spread
+
+    qs = [Question(i, f"q{i}", "a", 1 + i // 3, []) for i in range(10)]
+    assert [q.index for q in spread(qs, 4)] == [0, 2, 5, 7]
+    assert spread(qs, None) == qs and spread(qs, 50) == qs
+
+
 def test_expand_modes():
     assert expand_modes("gated") == ["fast", "gated"]
     assert expand_modes("all") == ["fast", "gated", "full", "rag", "fullctx"]

@@ -223,7 +223,7 @@ def markdown(summary: dict[str, Any]) -> str:
         f"model `{s['model']}`, index: {INDEX_KIND[bool(s['extract'])]}, "
         f"top-k {s['k']}, conversations {', '.join(s['conversations'])}"
         + (f", categories {s['categories']}" if s["categories"] else "")
-        + (f", at most {s['limit']} questions per conversation" if s["limit"] else ""),
+        + (f", {s['limit']} questions per conversation spread over the file order" if s["limit"] else ""),
         "",
     ]
     systems = summary["systems"]

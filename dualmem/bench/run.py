@@ -81,8 +81,16 @@ def _select(
     out = []
     for c in conversations:
         qs = [q for q in c.questions if not categories or q.category in categories]
-        out.append((c, qs[:limit] if limit else qs))
+        out.append((c, spread(qs, limit)))
     return out
+
+
+def spread(questions: list[Question], limit: int | None) -> list[Question]:
+    """`limit` questions evenly spaced over the file order: the data sets group questions
+    loosely by category, so the first N would miss whole categories."""
+    if not limit or limit >= len(questions):
+        return questions
+    return [questions[i * len(questions) // limit] for i in range(limit)]
 
 
 # ---------------------------------------------------------------------------- ingestion
@@ -457,7 +465,9 @@ def register(app: Any) -> None:
             ] = False,
             conversations: Annotated[str | None, typer.Option(help="ids, comma-separated")] = None,
             categories: Annotated[str | None, typer.Option(help="e.g. 1,2,3,4")] = None,
-            limit: Annotated[int | None, typer.Option(help="at most N questions per conversation")] = None,
+            limit: Annotated[
+                int | None, typer.Option(help="N questions per conversation, evenly spread over the file")
+            ] = None,
             k: Annotated[int | None, typer.Option(help="memories retrieved per question")] = None,
             policy: Annotated[str | None, typer.Option(help="gate policy for the gated run")] = None,
             retrieval_only: Annotated[bool, typer.Option(help="no LLM: evidence recall of search")] = False,
