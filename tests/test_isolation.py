@@ -1,0 +1,289 @@
+"""Tenant isolation, property-based: random scopes and operations never show one scope's
+memories or turns to another.
+
+Every turn carries a unique marker word. A model of what is stored says which markers each
+scope may see: a turn is visible to a query scope when both live in the same partition (user,
+else agent, else session) and every id the query sets matches the turn's. After each operation
+(add, search, answer in fast/gated/full mode, get, delete, delete_all, reindex) the results,
+the answer text, and every prompt the scripted model received are checked against that model.
+Ids are drawn from crafted strings (quotes, SQL, "$or", "user:x", unicode, 256-char ids) and
+random text, from a small pool per example so that scopes often share a user, agent or session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dualmem import DualMemory, ScopeError
+from dualmem.testing import ScriptedLLM, ScriptedReply
+from dualmem.types import Scope
+
+CRAFTED = [
+    "alice", "Alice", " alice", "alice ", "bob", "user:alice", "agent:alice", "session:alice", "user:",
+    "' OR '1'='1", '"; DROP TABLE turns; --', "1; DELETE FROM turns", "$or", "$and", "$ne", '{"$ne": null}',
+    "%", "_", "*", "..", "../../etc/passwd", "null", "None", "0", "é", "e\u0301", "用户", "🙂", "a\tb",
+    "line\nbreak", "x" * 256, "dualmem_", "\\", "a'b\"c", "<data>", "</data>",
+]
+IDS = st.one_of(
+    st.sampled_from(CRAFTED),
+    st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=24).filter(str.strip),
+)
+MARKER = re.compile(r"mk[0-9a-f]{12}")
+MODES = [("fast", None, True), ("gated", "audit", True), ("gated", "audit", False),
+         ("gated", "cascade", False), ("gated", "majority", False), ("full", None, False)]
+AUDIT = ("relevance", "faithfulness", "completeness_relevance")
+CHECKED = {"examples": 0, "operations": 0, "results": 0, "prompts": 0}
+
+Key = tuple[str | None, str | None, str | None]
+
+
+def partition(key: Key) -> str:
+    return Scope(user_id=key[0], agent_id=key[1], session_id=key[2]).partition
+
+
+def visible(item: Key, query: Key) -> bool:
+    """What the stores promise: same partition, and every id the query sets matches."""
+    same = partition(item) == partition(query)
+    return same and all(q is None or q == i for i, q in zip(item, query, strict=True))
+
+
+def kwargs(key: Key) -> dict[str, str | None]:
+    return {"user_id": key[0], "agent_id": key[1], "session_id": key[2]}
+
+
+# ---------------------------------------------------------------- a model that echoes what it sees
+
+
+class EchoModel:
+    """Replies for every task; answers repeat the markers found in the prompt."""
+
+    def __init__(self) -> None:
+        self.audit_passes = True
+
+    def __call__(self, request) -> ScriptedReply | str:
+        prompt = request.messages[-1]["content"]
+        if request.task == "gate.audit":
+            status = "pass" if self.audit_passes else "fail"
+            return json.dumps({k: {"status": status} for k in AUDIT})
+        if request.task == "gate.judge":
+            return '{"agree": 1, "answer": ""}'
+        if request.task == "deliberate.extract":
+            block = prompt.split("Conversation:")[-1]
+            lines = [line for line in block.splitlines() if line[:1].isdigit()]
+            return json.dumps({"facts": [{"fact": line.split(" ", 1)[-1], "score": 9, "turns": [n]}
+                                         for n, line in enumerate(lines, 1)]})
+        if request.task == "deliberate.filter":
+            return '{"indexes": []}'
+        markers = MARKER.findall(prompt)
+        return ScriptedReply(", ".join(dict.fromkeys(markers)) or "NONE", confidence=0.99)
+
+
+@dataclass
+class World:
+    """The shared data dir, and the model of what it holds (across every example)."""
+
+    memory: DualMemory
+    llm: ScriptedLLM
+    echo: EchoModel
+    turns: dict[str, Key] = field(default_factory=dict)  # turn id -> scope, still in the history
+    indexed: set[str] = field(default_factory=set)  # raw mode: memory id == turn id
+    markers: dict[str, str] = field(default_factory=dict)  # marker -> turn id, ever written
+
+    def add(self, key: Key, crafted_id: str) -> str:
+        marker = f"mk{uuid.uuid4().hex[:12]}"
+        turn_id = f"{crafted_id[:200]}#{marker}"
+        result = self.memory.add(
+            {"id": turn_id, "content": f"Note {marker}: Rex the dog drinks green tea.",
+             "metadata": {"owner": crafted_id, "$or": [1]}},
+            **kwargs(key),
+        )
+        assert [t.id for t in result.turns] == [turn_id]
+        self.turns[turn_id], self.markers[marker] = key, turn_id
+        self.indexed.add(turn_id)
+        return turn_id
+
+    def allowed_markers(self, key: Key) -> set[str]:
+        return {m for m, t in self.markers.items() if t in self.turns and visible(self.turns[t], key)}
+
+    def check_text(self, text: str, key: Key) -> None:
+        leaked = set(MARKER.findall(text)) - self.allowed_markers(key)
+        assert not leaked, f"{key!r} saw markers of other scopes or deleted turns: {leaked}"
+
+    def check_memories(self, found, key: Key) -> None:
+        for m in found:
+            assert m.id in self.turns and visible(self.turns[m.id], key), (key, m.id)
+            assert (m.user_id, m.agent_id, m.session_id) == self.turns[m.id]
+            assert m.id in self.indexed
+            self.check_text(m.text, key)
+        CHECKED["results"] += len(found)
+
+    def check_all(self, key: Key) -> None:
+        history = self.memory.history(**kwargs(key))
+        assert {t.id for t in history} == {t for t, k in self.turns.items() if visible(k, key)}
+        self.check_memories(self.memory.get_all(**kwargs(key)), key)
+        assert {m.id for m in self.memory.get_all(**kwargs(key))} == {
+            t for t in self.indexed if t in self.turns and visible(self.turns[t], key)
+        }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    echo = EchoModel()
+    llm = ScriptedLLM(default=echo)
+    memory = DualMemory(path=tmp_path_factory.mktemp("isolation"), llm=llm, extract=False)
+    yield World(memory, llm, echo)
+    memory.close()
+    print(f"\n[isolation] examples={CHECKED['examples']} operations={CHECKED['operations']} "
+          f"results checked={CHECKED['results']} prompts checked={CHECKED['prompts']} leaks=0")
+
+
+# ---------------------------------------------------------------- the property
+
+
+@st.composite
+def scenarios(draw):
+    pool = draw(st.lists(IDS, min_size=2, max_size=3, unique=True))
+    slot = st.sampled_from([None, *pool])
+    keys = draw(st.lists(st.tuples(slot, slot, slot).filter(lambda k: any(v is not None for v in k)),
+                         min_size=2, max_size=4, unique=True))
+    n = len(keys)
+    op = st.one_of(
+        st.tuples(st.just("add"), st.integers(0, n - 1)),
+        st.tuples(st.just("search"), st.integers(0, n - 1)),
+        st.tuples(st.just("answer"), st.integers(0, n - 1), st.sampled_from(MODES)),
+        st.tuples(st.just("get"), st.integers(0, n - 1), st.integers(0, 2 * n - 1)),
+        st.tuples(st.just("delete"), st.integers(0, n - 1), st.integers(0, 2 * n - 1)),
+        st.tuples(st.just("delete_all"), st.integers(0, n - 1)),
+        st.tuples(st.just("reindex"), st.integers(0, n - 1)),
+    )
+    return keys, draw(st.lists(op, min_size=3, max_size=8)), pool
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(scenario=scenarios())
+def test_no_operation_crosses_scopes(world: World, scenario) -> None:
+    keys, ops, pool = scenario
+    mine = [world.add(key, pool[i % len(pool)]) for i, key in enumerate(keys * 2)]
+    for op in ops:
+        key = keys[op[1]]
+        CHECKED["operations"] += 1
+        if op[0] == "add":
+            mine.append(world.add(key, pool[0]))
+        elif op[0] == "search":
+            world.check_memories(world.memory.search("Rex the dog green tea", **kwargs(key)), key)
+        elif op[0] == "answer":
+            mode, policy, passes = op[2]
+            world.echo.audit_passes = passes
+            before = len(world.llm.calls)
+            if not world.allowed_markers(key):
+                with pytest.raises(ScopeError):
+                    world.memory.answer("What does Rex drink?", mode=mode, policy=policy, **kwargs(key))
+                continue
+            answer = world.memory.answer("What does Rex drink?", mode=mode, policy=policy, **kwargs(key))
+            for call in world.llm.calls[before:]:
+                world.check_text(json.dumps(call.messages), key)
+                CHECKED["prompts"] += 1
+            world.check_text(answer.text, key)
+            world.check_memories(answer.memories, key)
+            assert all(t in world.turns and visible(world.turns[t], key) for t in answer.evidence.turn_ids)
+            for fact in answer.evidence.facts:
+                world.check_text(fact.text, key)
+        elif op[0] in ("get", "delete"):
+            target = mine[op[2] % len(mine)]
+            present = target in world.turns and target in world.indexed
+            expected = present and visible(world.turns[target], key)
+            if op[0] == "get":
+                found = world.memory.get(target, **kwargs(key))
+                assert (found is not None) == expected, (target, key)
+                world.check_memories([found] if found else [], key)
+            else:
+                assert world.memory.delete(target, **kwargs(key)) == expected, (target, key)
+                if expected:
+                    world.indexed.discard(target)
+        elif op[0] == "delete_all":
+            doomed = {t for t, k in world.turns.items() if visible(k, key)}
+            counts = world.memory.delete_all(**kwargs(key))
+            assert counts == {"turns": len(doomed), "memories": len(doomed & world.indexed)}
+            for t in doomed:
+                del world.turns[t]
+            world.indexed -= doomed
+        elif op[0] == "reindex":
+            result = world.memory.reindex(**kwargs(key), extract=False)
+            assert result.errors == []
+            world.indexed |= {t for t, k in world.turns.items() if visible(k, key)}
+        # the other scopes of the example are untouched by whatever this operation did
+        for other in keys:
+            world.check_all(other)
+    CHECKED["examples"] += 1
+
+
+# ---------------------------------------------------------------- targeted cases
+
+
+def test_same_turn_id_in_two_partitions_stays_apart(world: World) -> None:
+    a, b = ("iso-a", None, None), ("iso-b", None, None)
+    for key in (a, b):
+        world.memory.add({"id": "shared-id", "content": f"secret of {key[0]}"}, **kwargs(key))
+    assert world.memory.get("shared-id", user_id="iso-a").text.endswith("secret of iso-a")
+    assert world.memory.delete("shared-id", user_id="iso-a")
+    assert world.memory.get("shared-id", user_id="iso-a") is None
+    assert world.memory.get("shared-id", user_id="iso-b").text.endswith("secret of iso-b")
+    assert world.memory.delete_all(user_id="iso-a") == {"turns": 1, "memories": 0}
+    assert [t.text for t in world.memory.history(user_id="iso-b")] == ["secret of iso-b"]
+    world.memory.delete_all(user_id="iso-b")
+
+
+@pytest.mark.parametrize(("writer", "reader"), [
+    ({"user_id": "u", "agent_id": "a1"}, {"user_id": "u", "agent_id": "a2"}),
+    ({"user_id": "u", "session_id": "s1"}, {"user_id": "u", "session_id": "s2"}),
+    ({"agent_id": "a", "session_id": "s1"}, {"agent_id": "a", "session_id": "s2"}),
+    ({"user_id": "u"}, {"agent_id": "u"}),
+    ({"user_id": "u"}, {"session_id": "u"}),
+    ({"agent_id": "a", "user_id": "u"}, {"agent_id": "a"}),
+    ({"session_id": "s", "user_id": "u"}, {"session_id": "s"}),
+], ids=repr)
+def test_scopes_differing_in_one_id(world: World, writer, reader) -> None:
+    tag = uuid.uuid4().hex[:6]
+    writer = {k: f"{v}-{tag}" for k, v in writer.items()}
+    reader = {k: f"{v}-{tag}" for k, v in reader.items()}
+    world.memory.add("The vault code is 4321.", **writer)
+    world.memory.add("Nothing to see.", **reader)
+    assert [m.text for m in world.memory.search("vault code", **reader)] == ["user: Nothing to see."]
+    assert [t.text for t in world.memory.history(**reader)] == ["Nothing to see."]
+    before = len(world.llm.calls)
+    world.memory.answer("What is the vault code?", mode="full", **reader)
+    assert "4321" not in json.dumps([c.messages for c in world.llm.calls[before:]])
+    world.memory.delete_all(**reader)
+    assert [t.text for t in world.memory.history(**writer)] == ["The vault code is 4321."]
+    world.memory.delete_all(**writer)
+
+
+async def test_concurrent_answers_do_not_mix(world: World) -> None:
+    keys = [(f"conc-{i}", None, None) for i in range(4)]
+    for key in keys:
+        for _ in range(3):
+            world.add(key, "c")
+    world.echo.audit_passes = False
+    modes = itertools.cycle([("fast", None), ("gated", "audit"), ("full", None)])
+    jobs = [(key, *next(modes)) for key in keys * 3]
+    answers = await asyncio.gather(*(
+        world.memory.aanswer("What does Rex drink?", mode=mode, policy=policy, **kwargs(key))
+        for key, mode, policy in jobs
+    ))
+    for (key, _, _), answer in zip(jobs, answers, strict=True):
+        assert set(MARKER.findall(answer.text)) == world.allowed_markers(key)
+        world.check_memories(answer.memories, key)
+    for key in keys:
+        world.memory.delete_all(**kwargs(key))
+        for t in [t for t, k in world.turns.items() if k == key]:
+            del world.turns[t]
