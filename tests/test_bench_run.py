@@ -220,6 +220,12 @@ def test_all_modes_with_gate_quality_and_full_context(data: Path, tmp_path: Path
     assert (
         summary["gate"]["sweep"][0]["escalation"] == 0.0 and summary["gate"]["sweep"][-1]["escalation"] == 1.0
     )
+    # labelled questions for `dualmem calibrate`, in the shape it reads
+    from dualmem.gate.calibrate import load_records
+
+    labelled = load_records(out / "calibration.jsonl")
+    assert len(labelled) == 4 and {r.fast_f1 for r in labelled} == {1.0, 2 / 3, 0.0}
+    assert all(r.full_f1 is not None and "coverage" in r.signals for r in labelled)
     # the whole five-turn history fits the scripted model's context: one call per question
     assert systems["fullctx"]["calls"] == 1.0 and not systems["fullctx"]["skipped"]
     # with a raw-turn index, the rag baseline asks exactly what fast asked: all cache hits

@@ -313,6 +313,7 @@ def markdown(summary: dict[str, Any]) -> str:
             f"{_f(gate['escalation_precision'])} had a wrong fast answer; of the wrong fast answers "
             f"{_f(gate['escalation_recall'])} were escalated.",
         ]
+        lines.append("`calibration.jsonl` holds these questions labelled for `dualmem calibrate`.")
         if gate.get("sweep"):
             lines.append(
                 "Threshold sweep (signals score only, System 2 = full mode): see `frontier.png` "
@@ -339,8 +340,43 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def calibration_lines(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Labelled questions for `dualmem calibrate`: the gated run's signal scores with the fast
+    answer's F1 and, when the full mode ran, the deliberate answer's F1 (categories 1-4)."""
+    from ..gate.signals import is_refusal
+
+    by = defaultdict(dict)
+    for r in records:
+        if "f1" in r:
+            by[r["system"]][(r["conversation"], r["q"])] = r
+    lines = []
+    for key, g in by["gated"].items():
+        fast = by["fast"].get(key)
+        if not g.get("gate_signals") or fast is None:
+            continue
+        full = by["full"].get(key)
+        lines.append(
+            {
+                "conversation": key[0],
+                "q": key[1],
+                "category": g["category"],
+                "calibration": {
+                    "signals": g["gate_signals"],
+                    "fast_f1": fast["f1"],
+                    "full_f1": full["f1"] if full else None,
+                    "refusal": is_refusal(fast["prediction"]),
+                },
+            }
+        )
+    return lines
+
+
 def write_report(summary: dict[str, Any], records: list[dict[str, Any]], out: Path) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    calibration = calibration_lines(records)
+    if calibration:
+        text = "".join(json.dumps(line) + "\n" for line in calibration)
+        (out / "calibration.jsonl").write_text(text)
     (out / "report.md").write_text(markdown(summary))
     if any(name != "retrieval" for name in summary["systems"]):
         from .plot import frontier

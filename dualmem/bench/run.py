@@ -197,6 +197,7 @@ def _answer_record(answer: Answer) -> dict[str, Any]:
         "degraded": answer.degraded,
         "gate_score": gate.score if gate else None,
         "gate_passed": gate.passed if gate else None,
+        "gate_signals": {sig.name: sig.score for sig in gate.signals} if gate else None,
         "escalated": answer.path == "deliberate",
         "usage": {p: u.model_dump() for p, u in answer.usage.items()},
         "prompt_tokens": total.prompt_tokens,
