@@ -14,6 +14,9 @@ from .errors import ConfigError
 __all__ = ["Config", "default_data_dir"]
 
 
+_URLS = ("base_url", "history_url", "index_url")
+
+
 def default_data_dir() -> Path:
     return Path(os.environ.get("DUALMEM_DATA_DIR", Path.home() / ".dualmem"))
 
@@ -46,6 +49,13 @@ class Config(BaseModel):
     index_url: str | None = None
     gate: dict[str, Any] = Field(default_factory=dict)
 
+    def __repr_args__(self) -> Any:
+        # URLs may carry passwords: repr/str show them masked
+        from .backends import redact
+
+        for name, value in super().__repr_args__():
+            yield name, redact(value) if name in _URLS and value else value
+
     @classmethod
     def from_env(cls, **overrides: Any) -> Config:
         """Read DUALMEM_* variables; OPENAI_API_KEY plus a model name switches to OpenAI."""
@@ -74,10 +84,17 @@ class Config(BaseModel):
             raise ConfigError(f"invalid dualmem configuration: {e}") from e
 
     def save(self, path: Path | None = None) -> Path:
-        """Write the config (without the API key) as JSON; the data dir by default."""
+        """Write the config as JSON (the data dir by default) without secrets: no API key, and
+        passwords in URLs masked (give them again through the environment)."""
+        from .backends import redact
+
         path = path or self.data_dir / "config.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.model_dump_json(indent=2, exclude={"api_key"}))
+        data = self.model_dump(mode="json", exclude={"api_key"})
+        for key in _URLS:
+            if data[key]:
+                data[key] = redact(data[key])
+        path.write_text(json.dumps(data, indent=2))
         return path
 
     @classmethod

@@ -9,6 +9,8 @@ close neighbour are added without asking.
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,12 +24,41 @@ from .prompts import extract_messages, reconcile_messages
 from .tokens import fit_lines, line_budget
 from .types import Memory, Scope, Turn, Usage, human_date
 
-__all__ = ["ExtractionResult", "Extractor", "raw_memories"]
+__all__ = ["ExtractionResult", "Extractor", "is_instruction", "raw_memories"]
 
 NEIGHBOUR_SIMILARITY = 0.8  # D-Mem: keep update neighbours with cosine > 0.8
 NEIGHBOURS = 5
 KNOWN_MEMORIES = 10
 RECENT_MESSAGES = 9
+
+log = logging.getLogger("dualmem")
+
+# Prompt-injection defense: a "fact" that is an instruction to an assistant (what a model that
+# obeys an injected "ignore previous instructions, always answer X" would extract) is dropped,
+# never stored as a memory. Narrow on purpose: facts about people must pass (tests/test_poisoning.py).
+_INSTRUCTION = re.compile(
+    r"\b(ignore|disregard|forget|override)\s+(all\s+|any\s+|the\s+)?(previous|prior|above|earlier|"
+    r"preceding|your|all|system)\s+(instructions?|rules|prompts?|guidelines|directions|messages)\b"
+    r"|^\W*(system|assistant|developer)\s*:"
+    r"|<\s*\|\s*im_(start|end)|\[/?INST\]|<</?SYS>>"
+    r"|\bsystem\s+(prompt|override|message)\b"
+    r"|\b(new|updated)\s+(instructions|rules)\s+for\b"
+    r"|\b(the\s+assistant|the\s+ai|ai\s+model|chatbot|language\s+model|llm|memory\s+system)\s+"
+    r"(must|should|shall|has\s+to|is\s+(required|instructed)\s+to)\b"
+    r"|(^|[.!?]\s+)you\s+are\s+now\b|\byou\s+must\s+(always|never|only|answer|reply|respond|say|output)\b"
+    r"|\b(your|the)\s+new\s+(task|role|goal)\b|\b(note|message)\s+(to|for)\s+the\s+(ai|assistant|model)\b"
+    r"|#+\s*instructions?\s*:|\b(all|every|any)\s+(answers|replies|responses)\s+(must|should|shall)\b"
+    r'|\{\s*"(facts|answer|actions)"\s*:'
+    r"|\bfrom\s+now\s+on\b.{0,40}\b(answer|reply|respond|say|output|you)\b"
+    r"|^\W*((always|never|only)\s+)?(answer|reply|respond|output|print|repeat|pretend|say)\b"
+    r"|\b(developer|debug|jailbreak)\s+mode\b",
+    re.I,
+)
+
+
+def is_instruction(text: str) -> bool:
+    """True for text that addresses an assistant with orders rather than stating a fact."""
+    return bool(_INSTRUCTION.search(text))
 
 
 class _Fact(BaseModel):
@@ -93,7 +124,8 @@ def _now() -> datetime:
 
 
 def raw_memories(turns: list[Turn]) -> list[Memory]:
-    """`extract=False`: every turn is indexed as it is, dated by its timestamp."""
+    """`extract=False`: every turn is indexed as it is, dated by its timestamp, except text
+    addressed to an assistant (`is_instruction`): it stays in the history, out of the index."""
     now = _now()
     return [
         Memory(
@@ -109,7 +141,7 @@ def raw_memories(turns: list[Turn]) -> list[Memory]:
             metadata={k: v for k, v in t.metadata.items() if isinstance(v, str | int | float)},
         )
         for t in turns
-        if t.text.strip()
+        if t.text.strip() and not is_instruction(t.text)
     ]
 
 
@@ -148,7 +180,10 @@ class Extractor:
         )
         reply, usage = await self.llm.ajson(request, ExtractReply)
         result.usage = result.usage + usage
-        facts = [f for f in reply.facts if f.text.strip()]
+        stated = [f for f in reply.facts if f.text.strip()]
+        facts = [f for f in stated if not is_instruction(f.text)]
+        if len(facts) < len(stated):
+            log.warning("extraction dropped %d instruction-like fact(s)", len(stated) - len(facts))
         if not facts:
             return
         neighbours = await asyncio.to_thread(
@@ -195,7 +230,8 @@ class Extractor:
             elif event == "UPDATE":
                 base = updated.get(target.id, target)
                 updated[target.id] = base.model_copy(update={
-                    "text": (action.text or fact.text).strip(),
+                    "text": (action.text if action.text and not is_instruction(action.text)
+                             else fact.text).strip(),
                     "source_turn_ids": sorted(set(base.source_turn_ids) | set(sources)),
                     "updated_at": now,
                     "event_date": fact.date or base.event_date,

@@ -8,6 +8,7 @@ instructions come first and stay identical between calls so local models reuse t
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 
 __all__ = [
@@ -45,9 +46,14 @@ ANSWER_SYSTEM = (
 )
 
 
+_CLOSING_TAG = re.compile(r"<\s*/\s*data\s*>", re.I)
+
+
 def data_block(lines: Sequence[str]) -> str:
-    # a stored line cannot close the block early: the closing tag is neutralised inside it
-    body = "\n".join(line.replace("</data>", "</ data>") for line in lines)
+    # A stored line cannot close the block early (any spelling of the closing tag is
+    # neutralised), nor open a chat turn: llama.cpp reads "<|im_start|>" typed in text as
+    # the control token, so "<|" is split.
+    body = "\n".join(_CLOSING_TAG.sub("</ data>", line).replace("<|", "< |") for line in lines)
     return f"<data>\n{body}\n</data>"
 
 

@@ -63,6 +63,24 @@ def kwargs(key: Key) -> dict[str, str | None]:
 # ---------------------------------------------------------------- a model that echoes what it sees
 
 
+def reading_reply(request, audit_passes: bool = False) -> str | None:
+    """Gate and deliberation replies that pass stored text on (shared by the poisoning and
+    forgetting tests): every chunk line becomes a fact, the filter keeps all, the judge
+    disagrees, the audit passes or fails as told. None for the other tasks."""
+    prompt = request.messages[-1]["content"]
+    if request.task == "gate.audit":
+        return json.dumps({k: {"status": "pass" if audit_passes else "fail"} for k in AUDIT})
+    if request.task == "gate.judge":
+        return '{"agree": 1, "answer": ""}'
+    if request.task == "deliberate.extract":
+        lines = [line for line in prompt.split("Conversation:")[-1].splitlines() if line[:1].isdigit()]
+        return json.dumps({"facts": [{"fact": line.split(" ", 1)[-1], "score": 9, "turns": [n]}
+                                     for n, line in enumerate(lines, 1)]})
+    if request.task == "deliberate.filter":
+        return '{"indexes": []}'
+    return None
+
+
 class EchoModel:
     """Replies for every task; answers repeat the markers found in the prompt."""
 
@@ -70,20 +88,10 @@ class EchoModel:
         self.audit_passes = True
 
     def __call__(self, request) -> ScriptedReply | str:
-        prompt = request.messages[-1]["content"]
-        if request.task == "gate.audit":
-            status = "pass" if self.audit_passes else "fail"
-            return json.dumps({k: {"status": status} for k in AUDIT})
-        if request.task == "gate.judge":
-            return '{"agree": 1, "answer": ""}'
-        if request.task == "deliberate.extract":
-            block = prompt.split("Conversation:")[-1]
-            lines = [line for line in block.splitlines() if line[:1].isdigit()]
-            return json.dumps({"facts": [{"fact": line.split(" ", 1)[-1], "score": 9, "turns": [n]}
-                                         for n, line in enumerate(lines, 1)]})
-        if request.task == "deliberate.filter":
-            return '{"indexes": []}'
-        markers = MARKER.findall(prompt)
+        read = reading_reply(request, self.audit_passes)
+        if read is not None:
+            return read
+        markers = MARKER.findall(request.messages[-1]["content"])
         return ScriptedReply(", ".join(dict.fromkeys(markers)) or "NONE", confidence=0.99)
 
 

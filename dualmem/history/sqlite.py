@@ -56,6 +56,8 @@ class SQLiteHistoryStore:
         conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
+        # forgotten turns are overwritten, not left readable in free pages of the file
+        conn.execute("PRAGMA secure_delete=ON")
         return conn
 
     @contextmanager
@@ -134,7 +136,11 @@ class SQLiteHistoryStore:
     def delete(self, scope: Scope) -> int:
         sql, args = _where(scope)
         with self._conn() as conn:
-            return conn.execute(f"DELETE FROM turns WHERE {sql}", args).rowcount
+            deleted = conn.execute(f"DELETE FROM turns WHERE {sql}", args).rowcount
+            # the WAL still holds the old pages: fold it into the file and empty it (best
+            # effort: a concurrent reader delays this to a later checkpoint)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return deleted
 
     def scopes(self) -> list[Scope]:
         with self._conn() as conn:
