@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 
 import pytest
@@ -166,12 +167,12 @@ async def test_signals_any_vs_weighted() -> None:
     assert weighted.report.reason.startswith("weighted signal score")
 
 
-async def test_signals_weighted_score_is_the_weighted_mean() -> None:
+async def test_signals_weighted_score_is_the_weighted_geometric_mean() -> None:
     llm = ScriptedLLM(by_task={"answer": [confident_right()]})
     weights = {"entropy": 1, "coverage": 3, "consistency": 0}
     report = (await gate(llm, STRONG, policy="signals", weights=weights)).report
     s = {r.name: r.score for r in report.signals}
-    assert report.score == pytest.approx((s["entropy"] + 3 * s["coverage"]) / 4)
+    assert report.score == pytest.approx(math.exp((math.log(s["entropy"]) + 3 * math.log(s["coverage"])) / 4))
 
 
 async def test_signals_weighted_below_threshold_escalates_and_names_the_weakest() -> None:
@@ -224,9 +225,9 @@ async def test_cascade_clear_pass_skips_the_audit() -> None:
 async def test_cascade_clear_escalation_skips_the_audit() -> None:
     llm = ScriptedLLM(by_task={"answer": [guessing_wrong()], "gate.audit": [AUDIT_PASS]})
     out = await gate(llm, WEAK, policy="cascade")
-    assert out.report.score < 0.4 and out.report.escalate
+    assert out.report.score < 0.5 and out.report.escalate
     assert llm.calls_for("gate.audit") == []
-    assert out.report.reason.startswith(f"signal score {out.report.score:.2f} < 0.4")
+    assert out.report.reason.startswith(f"signal score {out.report.score:.2f} < 0.5")
 
 
 @pytest.mark.parametrize(
@@ -234,8 +235,8 @@ async def test_cascade_clear_escalation_skips_the_audit() -> None:
 )
 async def test_cascade_uncertain_band_asks_the_audit_once(audit: str, escalate: bool) -> None:
     llm = ScriptedLLM(by_task={"answer": [confident_ungrounded()], "gate.audit": [audit, AUDIT_PASS]})
-    out = await gate(llm, STRONG, policy="cascade")
-    assert 0.4 <= out.report.score < 0.7
+    out = await gate(llm, STRONG, policy="cascade", band_low=0.0, band_high=0.99)
+    assert 0.0 <= out.report.score < 0.99
     assert len(llm.calls_for("gate.audit")) == 1
     assert out.report.escalate is escalate
     assert out.report.audit is not None
@@ -246,7 +247,7 @@ async def test_cascade_uncertain_band_asks_the_audit_once(audit: str, escalate: 
 async def test_cascade_band_edges_are_configurable() -> None:
     # the same uncertain answer is a clear pass with a low band, a clear escalation with a high one
     low = ScriptedLLM(by_task={"answer": [confident_ungrounded()]})
-    assert (await gate(low, STRONG, policy="cascade", band_low=0.1, band_high=0.2)).report.passed
+    assert (await gate(low, STRONG, policy="cascade", band_low=0.01, band_high=0.02)).report.passed
     high = ScriptedLLM(by_task={"answer": [confident_ungrounded()]})
     assert (await gate(high, STRONG, policy="cascade", band_low=0.9, band_high=0.95)).report.escalate
     assert low.calls_for("gate.audit") == [] and high.calls_for("gate.audit") == []
@@ -329,9 +330,10 @@ async def test_unavailable_logprobs_ignored_decides_on_other_signals(policy: str
     assert out.report.passed
     assert "entropy unavailable" in out.report.reason
     assert "decided on the other signals" in out.report.reason
-    # the score is the weighted mean of the two available signals only
+    # the score is the weighted geometric mean of the two available signals only
     s = {r.name: r.score for r in out.report.signals}
-    assert out.report.score == pytest.approx((0.45 * s["coverage"] + 0.35 * s["consistency"]) / 0.8)
+    expected = math.exp((0.6 * math.log(s["coverage"]) + 0.25 * math.log(s["consistency"])) / 0.85)
+    assert out.report.score == pytest.approx(expected)
 
 
 async def test_unavailable_logprobs_ignored_still_escalates_a_bad_answer() -> None:

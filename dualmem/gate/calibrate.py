@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .policy import GateConfig
+from .signals import combined
 
 __all__ = ["Calibration", "CalibrationRecord", "calibrate", "format_table", "load_records"]
 
@@ -44,9 +45,7 @@ class Calibration:
 
 
 def _score(cfg: GateConfig, r: CalibrationRecord) -> float:
-    avail = {k: v for k, v in r.signals.items() if v is not None and k in cfg.weights}
-    total = sum(cfg.weights[k] for k in avail) or 1.0
-    return sum(cfg.weights[k] * v for k, v in avail.items()) / total
+    return combined(r.signals, cfg.weights)
 
 
 def _quantile(values: Sequence[float], q: float) -> float:

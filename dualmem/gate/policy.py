@@ -41,10 +41,10 @@ class GateConfig(BaseModel):
     coverage_threshold: float = 0.5
     consistency_threshold: float = 0.5
     weights: dict[str, float] = Field(
-        default_factory=lambda: {"entropy": 0.2, "coverage": 0.45, "consistency": 0.35}
+        default_factory=lambda: {"entropy": 0.15, "coverage": 0.6, "consistency": 0.25}
     )
     score_threshold: float = 0.55
-    band_low: float = 0.4
+    band_low: float = 0.5
     band_high: float = 0.7
     samples: int = 0
     sample_temperature: float = 0.7
@@ -82,8 +82,7 @@ def _signals(
     k = sig.consistency(answer, memories, c.score or 0.0, cfg.consistency_threshold, samples=samples)
     results = [e, c, k]
     available = [r for r in results if r.available and r.score is not None]
-    total = sum(cfg.weights.get(r.name, 0.0) for r in available) or 1.0
-    score = sum(cfg.weights.get(r.name, 0.0) * (r.score or 0.0) for r in available) / total
+    score = sig.combined({r.name: r.score for r in available}, cfg.weights)
     return results, score
 
 

@@ -29,6 +29,19 @@ _TEMPORAL = re.compile(
 _ENTITY = re.compile(r"(?<![.?!]\s)(?<!^)\b[A-Z][a-zA-Z'\-]+|\b\d[\d,./:-]*\b")
 
 
+def combined(scores: dict[str, float | None], weights: dict[str, float]) -> float:
+    """Weighted geometric mean of the available signal scores.
+
+    Geometric, not arithmetic: one clearly failing signal (evidence that does not cover the
+    question) must pull the whole score down even when the others look confident.
+    """
+    avail = {k: v for k, v in scores.items() if v is not None and weights.get(k, 0.0) > 0}
+    total = sum(weights[k] for k in avail)
+    if not total:
+        return 0.0
+    return math.exp(sum(weights[k] * math.log(max(v, 1e-3)) for k, v in avail.items()) / total)
+
+
 def is_refusal(answer: str) -> bool:
     return not answer.strip() or bool(_REFUSAL.match(answer.strip()))
 
@@ -124,7 +137,8 @@ def coverage(question: str, memories: Sequence[Memory], threshold: float) -> Sig
     terms = _informative(question_terms(question), top)
     evidence = _evidence_terms(top)
     term_cov = len(terms & evidence) / len(terms) if terms else 1.0
-    entities = _informative({_stem(e.lower()) for e in _ENTITY.findall(question)}, top)
+    names = {re.sub(r"'s$", "", e.lower()) for e in _ENTITY.findall(question)}  # "Ines's" -> "ines"
+    entities = _informative({_stem(n) for n in names}, top)
     entity_cov = len(entities & _evidence_terms(memories)) / len(entities) if entities else 1.0
     sims = sorted((m.score or 0.0 for m in memories), reverse=True)[:5]
     mean_sim = sum(sims) / len(sims) if sims else 0.0

@@ -1,0 +1,52 @@
+"""Calibration: thresholds and cascade band from labelled questions."""
+
+from __future__ import annotations
+
+import pytest
+
+from dualmem.gate import GateConfig
+from dualmem.gate.calibrate import CalibrationRecord, calibrate, format_table
+from dualmem.gate.signals import combined
+
+
+def records(n: int = 100) -> list[CalibrationRecord]:
+    """Coverage predicts correctness: low coverage -> wrong fast answer, which full deliberation fixes."""
+    out = []
+    for i in range(n):
+        cov = i / (n - 1)
+        out.append(CalibrationRecord(signals={"coverage": cov, "consistency": 0.9, "entropy": 0.7},
+                                     fast_f1=1.0 if cov >= 0.3 else 0.0, full_f1=0.9))
+    return out
+
+
+def test_target_escalation_picks_the_matching_threshold() -> None:
+    cal = calibrate(records(), target_escalation=0.3)
+    assert cal.chosen is not None and abs(cal.chosen.escalation - 0.3) <= 0.02
+    scores = sorted(combined(r.signals, cal.config.weights) for r in records())
+    escalated = sum(s < cal.config.score_threshold for s in scores) / len(scores)
+    assert escalated == pytest.approx(cal.chosen.escalation)
+    assert cal.config.band_low <= cal.config.score_threshold <= cal.config.band_high
+
+
+def test_target_quality_escalates_just_enough() -> None:
+    cal = calibrate(records(), target_quality=1.0)
+    # 70 fast answers score 1.0 and 30 score 0; deliberation scores 0.9 everywhere. Matching
+    # always-deliberate F1 (0.9) needs 23 of the 30 wrong ones escalated: the lowest-coverage 23
+    assert cal.full_f1 == pytest.approx(0.9)
+    assert cal.chosen is not None and cal.chosen.f1 >= 0.9
+    assert cal.chosen.escalation == pytest.approx(0.23)
+    assert cal.chosen.caught == pytest.approx(23 / 30)
+
+
+def test_each_signal_gets_its_own_threshold_and_the_table_prints() -> None:
+    cal = calibrate(records(), base=GateConfig(coverage_threshold=0.99), target_escalation=0.3)
+    assert cal.config.coverage_threshold == pytest.approx(0.3, abs=0.02)
+    text = format_table(cal)
+    assert "<- chosen" in text and "expected F1" in text
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError):
+        calibrate([], target_escalation=0.3)
+    with pytest.raises(ValueError):
+        calibrate(records(), target_escalation=0.3, target_quality=0.9)
