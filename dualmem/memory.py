@@ -345,9 +345,18 @@ class DualMemory:
         self, *, user_id: str | None = None, agent_id: str | None = None,
         session_id: str | None = None,
     ) -> dict[str, int]:
-        """Forget a scope: its turns from the history and its memories from the index."""
+        """Forget a scope: its turns from the history and its memories from the index, with
+        the memories of other sessions that extraction merged its turns into."""
         scope = make_scope(user_id, agent_id, session_id)
         memories = await asyncio.to_thread(self.index.delete_scope, scope)
+        if session_id is not None and (user_id is not None or agent_id is not None):
+            # reconciliation updates memories across the sessions of a user (or agent)
+            wide = Scope(user_id=user_id, agent_id=agent_id)
+            gone = {t.id for t in await asyncio.to_thread(self.history_store.list, TurnQuery(scope=scope))}
+            merged = [m.id for m in await asyncio.to_thread(self.index.list, wide)
+                      if gone & set(m.source_turn_ids)]
+            if merged:
+                memories += await asyncio.to_thread(self.index.delete, merged, wide)
         turns = await asyncio.to_thread(self.history_store.delete, scope)
         return {"turns": turns, "memories": memories}
 

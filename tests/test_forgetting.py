@@ -166,3 +166,25 @@ def test_the_llm_layer_keeps_no_answer_cache(memory) -> None:
                for u in llm.usage.values())
     assert not [name for name, value in vars(llm).items()
                 if name not in ("calls", "_by_task", "_default", "_queue") and MARKS["bob"] in repr(value)]
+
+
+def test_forgetting_a_session_also_forgets_what_it_merged_into_older_memories(tmp_path) -> None:
+    # s2 brings a correction of a memory made in s1: the merged memory carries s2's text
+    def reconcile(request) -> str:
+        target = re.search(r'"id": "([^"]+)"', request.messages[-1]["content"]).group(1)
+        merged = f"Alice's locker code is {MARKS['alice-s2']}."
+        return json.dumps({"actions": [{"fact": 1, "event": "UPDATE", "id": target, "text": merged}]})
+
+    def fact(mark: str) -> str:
+        return json.dumps({"facts": [{"text": f"Alice's locker code is {mark}.", "turns": [1]}]})
+
+    llm = ScriptedLLM(by_task={"extract": [fact(MARKS["alice-s1"]), fact(MARKS["alice-s2"])],
+                               "reconcile": reconcile})
+    memory = DualMemory(path=tmp_path, llm=llm, extract=True)
+    memory.add(f"My locker code is {MARKS['alice-s1']}.", user_id="alice", session_id="s1")
+    result = memory.add(f"New locker code: {MARKS['alice-s2']}.", user_id="alice", session_id="s2")
+    assert len(result.updated) == 1 and result.updated[0].session_id == "s1"
+    memory.delete_all(user_id="alice", session_id="s2")
+    texts = [m.text for m in memory.get_all(user_id="alice")]
+    memory.close()
+    assert not any(MARKS["alice-s2"] in t for t in texts), texts

@@ -295,3 +295,27 @@ async def test_concurrent_answers_do_not_mix(world: World) -> None:
         world.memory.delete_all(**kwargs(key))
         for t in [t for t, k in world.turns.items() if k == key]:
             del world.turns[t]
+
+
+def test_extraction_reconciles_only_within_the_scope(tmp_path) -> None:
+    # alice and bob state the same fact; bob's reconcile call sees only bob's memory, and a
+    # model that names alice's memory id (or invents one) cannot touch it
+    fact = json.dumps({"facts": [{"text": "Rex the dog drinks green tea.", "turns": [1]}]})
+    alice_id: list[str] = []
+
+    def reconcile(request) -> str:
+        seen = re.findall(r'"id": "([^"]+)"', request.messages[-1]["content"])
+        assert alice_id[0] not in seen
+        return json.dumps({"actions": [{"fact": 1, "event": "DELETE", "id": alice_id[0]},
+                                       {"fact": 1, "event": "UPDATE", "id": "made-up", "text": "x"}]})
+
+    llm = ScriptedLLM(by_task={"extract": [fact, fact, fact], "reconcile": reconcile})
+    memory = DualMemory(path=tmp_path, llm=llm, extract=True)
+    memory.add("Rex drinks green tea.", user_id="alice", session_id="s1")
+    alice_id.append(memory.get_all(user_id="alice")[0].id)
+    memory.add("Rex drinks green tea.", user_id="bob", session_id="s1")
+    result = memory.add("Rex drinks green tea!", user_id="bob", session_id="s2")
+    assert llm.calls_for("reconcile") and result.deleted == []
+    assert [m.id for m in memory.get_all(user_id="alice")] == alice_id
+    assert all(m.user_id == "bob" for m in memory.get_all(user_id="bob"))
+    memory.close()
