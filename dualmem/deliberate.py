@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, Field, field_validator
 
 from .errors import ConfigError, LLMReplyError
+from .extract import is_instruction
 from .fast import answer_from
 from .index.lexical import tokenize
 from .llm.base import BaseLLM, ChatRequest
@@ -29,6 +30,22 @@ from .tokens import count_messages, count_tokens, truncate_tokens
 from .types import Fact, Memory, Turn, Usage, human_date
 
 __all__ = ["Chunk", "Deliberation", "Deliberator"]
+
+
+_WITHHELD = "[message withheld: it gives orders to an assistant]"
+
+
+def _shown(turn: Turn, *, dated: bool = True) -> str:
+    """How a raw turn appears in a deliberation prompt. Instruction-like turns stay in the
+    history but are not quoted: a small model obeys some injections even inside <data>."""
+    if not is_instruction(turn.text):
+        return turn.render() if dated else f"{turn.speaker or turn.role}: {turn.text}"
+    who = turn.speaker or turn.role
+    return (
+        f"[{human_date(turn.timestamp.date().isoformat())}] {who}: {_WITHHELD}"
+        if dated
+        else f"{who}: {_WITHHELD}"
+    )
 
 
 class _ChunkFact(BaseModel):
@@ -67,9 +84,9 @@ class Chunk:
     truncated: bool = False
 
     def lines(self, budget: int) -> tuple[list[str], list[str]]:
-        history = [t.render() for t in self.history]
+        history = [_shown(t) for t in self.history]
         room = budget - sum(count_tokens(h) + 4 for h in history) - 4
-        return history, [truncate_tokens(t.render(), room) for t in self.turns]
+        return history, [truncate_tokens(_shown(t), room) for t in self.turns]
 
 
 @dataclass
@@ -129,7 +146,7 @@ class Deliberator:
                 f"a model context of {self.llm.context_tokens} tokens is too small to deliberate; "
                 "use a model with at least 1K tokens of context"
             )
-        cost = [count_tokens(t.render()) + 4 for t in turns]  # +4: numbering and newline
+        cost = [count_tokens(_shown(t)) + 4 for t in turns]  # +4: numbering and newline
         out: list[Chunk] = []
         i = 0
         while i < len(turns):
@@ -253,7 +270,7 @@ class Deliberator:
                     picked.update(j for j in range(lo, hi) if turns[j].session_id == turns[i].session_id)
         facts = [
             Fact(
-                text=f"{turns[j].speaker or turns[j].role}: {turns[j].text}",
+                text=_shown(turns[j], dated=False),
                 score=10,
                 turn_ids=[turns[j].id],
                 timestamp=human_date(turns[j].timestamp.date().isoformat()),
