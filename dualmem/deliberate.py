@@ -24,7 +24,7 @@ from .errors import ConfigError, LLMReplyError
 from .extract import is_instruction
 from .fast import answer_from
 from .index.lexical import tokenize
-from .llm.base import BaseLLM, ChatRequest
+from .llm.base import BaseLLM, ChatRequest, Numbers
 from .prompts import facts_messages, filter_messages
 from .tokens import count_messages, count_tokens, truncate_tokens
 from .types import Fact, Memory, Turn, Usage, human_date
@@ -51,7 +51,7 @@ def _shown(turn: Turn, *, dated: bool = True) -> str:
 class _ChunkFact(BaseModel):
     fact: str = Field(min_length=1)
     score: float = 0
-    turns: list[int] = Field(default_factory=list)
+    turns: Numbers = Field(default_factory=list)
 
     @field_validator("score", mode="before")
     @classmethod
@@ -61,12 +61,6 @@ class _ChunkFact(BaseModel):
         except (TypeError, ValueError):
             return 0.0
 
-    @field_validator("turns", mode="before")
-    @classmethod
-    def _turns(cls, v: object) -> list[int]:
-        if not isinstance(v, list):
-            return []
-        return [int(x) for x in v if isinstance(x, int | float) or (isinstance(x, str) and x.isdigit())]
 
 
 class _FactsReply(BaseModel):

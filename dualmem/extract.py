@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from .index.base import MemoryIndex
-from .llm.base import BaseLLM, ChatRequest
+from .llm.base import BaseLLM, ChatRequest, Numbers
 from .prompts import extract_messages, reconcile_messages
 from .tokens import fit_lines, line_budget
 from .types import Memory, Scope, Turn, Usage, human_date
@@ -64,7 +64,7 @@ def is_instruction(text: str) -> bool:
 class _Fact(BaseModel):
     text: str = Field(min_length=1)
     date: str | None = None
-    turns: list[int] = Field(default_factory=list)
+    turns: Numbers = Field(default_factory=list)
 
     @field_validator("date", mode="before")
     @classmethod
@@ -77,12 +77,6 @@ class _Fact(BaseModel):
         except ValueError:
             return None
 
-    @field_validator("turns", mode="before")
-    @classmethod
-    def _turns(cls, v: object) -> list[int]:
-        if not isinstance(v, list):
-            return []
-        return [int(x) for x in v if isinstance(x, int | float) or (isinstance(x, str) and x.isdigit())]
 
 
     def render(self) -> str:

@@ -205,29 +205,11 @@ async def run_gate(
     failed = [r for r in results if r.available and r.passed is False]
     note = "; ".join(f"{r.name} {r.reason}" for r in unavailable)
     if unavailable and cfg.on_unavailable == "escalate":
-        return GateOutcome(
-            GateReport(
-                policy=policy,
-                passed=False,
-                escalate=True,
-                score=score,
-                signals=results,
-                reason=f"escalated because {note}",
-            ),
-            usage,
-        )
+        return _escalate(policy, score, results, f"escalated because {note}", usage)
     if sig.is_refusal(answer):
         # D-Mem's auditor fails every "NONE"/"I don't know" answer: no need to pay for the call
-        return GateOutcome(
-            GateReport(
-                policy=policy,
-                passed=False,
-                escalate=True,
-                score=score,
-                signals=results,
-                reason="the fast answer is a refusal; deliberation may find the evidence",
-            ),
-            usage,
+        return _escalate(
+            policy, score, results, "the fast answer is a refusal; deliberation may find the evidence", usage
         )
     if policy == "cascade":
         if cfg.band_low <= score < cfg.band_high:
@@ -281,6 +263,15 @@ async def _audit_or_fail(llm, question, answer, memories) -> tuple[AuditLabels, 
             malformed=True,
             raw=f"audit call failed: {e}",
         ), Usage()
+
+
+def _escalate(
+    policy: str, score: float, results: list[SignalResult], reason: str, usage: Usage
+) -> GateOutcome:
+    report = GateReport(
+        policy=policy, passed=False, escalate=True, score=score, signals=results, reason=reason
+    )
+    return GateOutcome(report, usage)
 
 
 def _why(failed: list[SignalResult], results: list[SignalResult]) -> str:

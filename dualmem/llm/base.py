@@ -13,9 +13,9 @@ import json
 import re
 import threading
 from collections import defaultdict
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from .._sync import run_sync
@@ -23,7 +23,7 @@ from ..errors import LLMError, LLMReplyError
 from ..tokens import count_messages, count_tokens
 from ..types import TokenLogprob, Usage
 
-__all__ = ["BaseLLM", "ChatRequest", "Completion", "parse_json_reply"]
+__all__ = ["BaseLLM", "ChatRequest", "Completion", "Numbers", "parse_json_reply"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -81,9 +81,7 @@ class BaseLLM(abc.ABC):
                 try:
                     result = await asyncio.wait_for(self._acomplete(request), self.timeout)
                 except TimeoutError as e:
-                    raise LLMError(
-                        f"{self.name}: no reply within {self.timeout:.0f}s", retryable=True
-                    ) from e
+                    raise LLMError(f"{self.name}: no reply within {self.timeout:.0f}s", retryable=True) from e
         result = self._fill_usage(request, result)
         with self._usage_lock:
             self._usage[request.task] = self._usage[request.task] + result.usage
@@ -92,9 +90,7 @@ class BaseLLM(abc.ABC):
     def complete(self, request: ChatRequest) -> Completion:
         return run_sync(self.acomplete(request))
 
-    async def ajson(
-        self, request: ChatRequest, schema: type[M], *, retries: int = 2
-    ) -> tuple[M, Usage]:
+    async def ajson(self, request: ChatRequest, schema: type[M], *, retries: int = 2) -> tuple[M, Usage]:
         """A reply parsed as JSON and validated; malformed replies are retried, then raised."""
         request = request.model_copy(update={"json_mode": True})
         usage = Usage()
@@ -108,8 +104,7 @@ class BaseLLM(abc.ABC):
                 last = e
         assert last is not None
         raise LLMReplyError(
-            f"{self.name} gave no valid JSON for task {request.task!r} after "
-            f"{retries + 1} tries: {last}",
+            f"{self.name} gave no valid JSON for task {request.task!r} after {retries + 1} tries: {last}",
             raw=last.raw,
             usage=usage,
         )
@@ -130,6 +125,17 @@ class BaseLLM(abc.ABC):
             )
         return result.model_copy(update={"usage": usage.model_copy(update={"calls": 1})})
 
+
+def _numbers(value: Any) -> list[int]:
+    # models write [1, "2", 3.0] or a bare 2: keep what reads as a number, drop the rest
+    items = value if isinstance(value, list) else [value]
+    return [
+        int(x) for x in items if isinstance(x, int | float) or (isinstance(x, str) and x.strip().isdigit())
+    ]
+
+
+#: a list of message numbers in a model's JSON reply, read leniently
+Numbers = Annotated[list[int], BeforeValidator(_numbers)]
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 
