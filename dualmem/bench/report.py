@@ -234,7 +234,18 @@ def markdown(summary: dict[str, Any]) -> str:
         + [f"cat {c} {CATEGORY_NAMES.get(c, '')}" for c in f1_cats]
         + ["F1 cats 1-4", "Mem0 F1 1-4"]
         + (["cat 5 refusal (official)", "cat 5 refusal (NONE ok)"] if 5 in cats else [])
-        + ["R@5", "R@10", "R@30", "escalation", "prompt tok/q", "compl tok/q", "calls/q", "p50 s", "p95 s"]
+        + [
+            "R@5",
+            "R@10",
+            "R@30",
+            "escalation",
+            "prompt tok/q",
+            "compl tok/q",
+            "calls/q",
+            "cache hits/q",
+            "p50 s",
+            "p95 s",
+        ]
     )
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, v in systems.items():
@@ -254,6 +265,7 @@ def markdown(summary: dict[str, Any]) -> str:
             _f(v.get("prompt_tokens"), 0),
             _f(v.get("completion_tokens"), 1),
             _f(v.get("calls"), 2),
+            _f(v.get("cache_hits"), 2),  # a cached call costs its tokens but ~0 s: read latency with it
             _f(lat.get("p50"), 2),
             _f(lat.get("p95"), 2),
         ]
