@@ -301,6 +301,8 @@ def markdown(summary: dict[str, Any]) -> str:
         for phase in sorted(set(v.get("phases", {})) | set(v.get("latency", {}))):
             u = v.get("phases", {}).get(phase, {})
             lat = v.get("latency", {}).get(phase) or {}
+            if not u and not lat:
+                continue
             lines.append(
                 f"| {name} | {phase} | {_f(u.get('prompt_tokens'), 0)} | {_f(u.get('completion_tokens'), 1)}"
                 f" | {_f(u.get('calls'), 2)} | {_f(lat.get('p50'), 2)} | {_f(lat.get('p95'), 2)} |"
