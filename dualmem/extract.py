@@ -30,6 +30,8 @@ NEIGHBOUR_SIMILARITY = 0.8  # D-Mem: keep update neighbours with cosine > 0.8
 NEIGHBOURS = 5
 KNOWN_MEMORIES = 10
 RECENT_MESSAGES = 9
+# one retry: a malformed reply is rarely fixed by a third try, and each try can cost 384 tokens
+REPLY_RETRIES = 1
 
 log = logging.getLogger("dualmem")
 
@@ -170,9 +172,9 @@ class Extractor:
             task="extract",
             messages=extract_messages(lines[: len(new)], lines[len(new) : len(new) + len(old)],
                                       lines[len(new) + len(old) :]),
-            max_tokens=512,
+            max_tokens=384,
         )
-        reply, usage = await self.llm.ajson(request, ExtractReply)
+        reply, usage = await self.llm.ajson(request, ExtractReply, retries=REPLY_RETRIES)
         result.usage = result.usage + usage
         stated = [f for f in reply.facts if f.text.strip()]
         facts = [f for f in stated if not is_instruction(f.text)]
@@ -192,9 +194,9 @@ class Extractor:
                 messages=reconcile_messages(
                     [(facts[i].text, [(m.id, m.text) for m in close[i]]) for i in contested]
                 ),
-                max_tokens=512,
+                max_tokens=384,
             )
-            reply_r, usage = await self.llm.ajson(request, ReconcileReply)
+            reply_r, usage = await self.llm.ajson(request, ReconcileReply, retries=REPLY_RETRIES)
             result.usage = result.usage + usage
             for a in reply_r.actions:
                 if 1 <= a.fact <= len(contested):
