@@ -25,6 +25,24 @@ __all__ = ["ChromaMemoryIndex"]
 _PREFIX = "dualmem_"
 
 
+_PAGE = 5000  # rows per get/delete: Chroma's SQLite refuses statements with too many variables
+
+
+def _paged(col: Any, where: dict[str, Any] | None, limit: int | None) -> tuple[list, list, list]:
+    ids: list[str] = []
+    docs: list[str] = []
+    metas: list[dict] = []
+    while limit is None or len(ids) < limit:
+        size = _PAGE if limit is None else min(_PAGE, limit - len(ids))
+        got = col.get(where=where, limit=size, offset=len(ids), include=["documents", "metadatas"])
+        ids += got["ids"]
+        docs += got["documents"]
+        metas += got["metadatas"]
+        if len(got["ids"]) < size:
+            break
+    return ids, docs, metas
+
+
 def _collection_name(partition: str) -> str:
     return _PREFIX + hashlib.sha256(partition.encode()).hexdigest()[:32]
 
@@ -169,9 +187,11 @@ class ChromaMemoryIndex:
             self._lexical.invalidate(scope.partition)
 
     def _rows(self, col: Any, scope: Scope, ids: list[str] | None = None, limit: int | None = None):
-        got = col.get(ids=ids, where=_scope_where(scope), limit=limit,
-                      include=["documents", "metadatas"])
-        return list(zip(got["ids"], got["documents"], got["metadatas"], strict=True))
+        if ids is not None:
+            got = col.get(ids=ids, where=_scope_where(scope), include=["documents", "metadatas"])
+            return list(zip(got["ids"], got["documents"], got["metadatas"], strict=True))
+        ids_, docs, metas = _paged(col, _scope_where(scope), limit)
+        return list(zip(ids_, docs, metas, strict=True))
 
     @_refreshing
     def search(self, query: str, scope: Scope, k: int) -> list[Memory]:
@@ -206,12 +226,12 @@ class ChromaMemoryIndex:
         return [_from_chroma(i, *rows[i]) for i in ranked[:k] if i in rows]
 
     def _load_all(self, col: Any) -> tuple[list[str], list[str], list[dict]]:
-        got = col.get(include=["documents", "metadatas"])
+        ids, documents, metas = _paged(col, None, None)
         docs = [
             f"{human_date(m['event_date'])} {d}" if m.get("event_date") else d
-            for d, m in zip(got["documents"], got["metadatas"], strict=True)
+            for d, m in zip(documents, metas, strict=True)
         ]
-        return got["ids"], docs, got["metadatas"]
+        return ids, docs, metas
 
     @_refreshing
     def nearest(self, texts: list[str], scope: Scope, k: int) -> list[list[Memory]]:
@@ -257,8 +277,8 @@ class ChromaMemoryIndex:
         if col is None:
             return 0
         ids = [row[0] for row in self._rows(col, scope)]
-        if ids:
-            col.delete(ids=ids)
+        for start in range(0, len(ids), _PAGE):
+            col.delete(ids=ids[start : start + _PAGE])
         if col.count() == 0:
             self.client.delete_collection(col.name)
             self._collections.pop(scope.partition, None)
