@@ -10,6 +10,7 @@ import math
 import re
 from collections.abc import Sequence
 
+from ..index.lexical import stem as _stem
 from ..index.lexical import tokenize
 from ..types import Memory, SignalResult, TokenLogprob
 
@@ -44,14 +45,6 @@ def combined(scores: dict[str, float | None], weights: dict[str, float]) -> floa
 
 def is_refusal(answer: str) -> bool:
     return not answer.strip() or bool(_REFUSAL.match(answer.strip()))
-
-
-def _stem(word: str) -> str:
-    # a light suffix strip: "painting"/"paints"/"painted" meet, no nltk needed on the hot path
-    for suffix in ("ing", "ed", "es", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
-    return word
 
 
 def question_terms(question: str) -> set[str]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from rank_bm25 import BM25Okapi
 
-__all__ = ["LexicalCache", "rrf", "tokenize"]
+__all__ = ["LexicalCache", "rrf", "stem", "terms", "tokenize"]
 
 _WORD = re.compile(r"\w+")
 _STOP = frozenset(
@@ -24,8 +24,21 @@ _STOP = frozenset(
 )
 
 
+def stem(word: str) -> str:
+    """A light suffix strip: "painting"/"paints"/"painted" meet (no nltk on the hot path)."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
 def tokenize(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+
+
+def terms(text: str) -> list[str]:
+    """BM25 terms: tokens without stop words, stemmed."""
+    return [stem(w) for w in tokenize(text)]
 
 
 @dataclass
@@ -68,16 +81,16 @@ class LexicalCache:
             fresh = entry and entry.stamp == stamp and time.monotonic() - entry.loaded < self.ttl
         if not fresh:
             ids, docs, metas = load()
-            corpus = [tokenize(d) for d in docs]
+            corpus = [terms(d) for d in docs]
             bm25 = BM25Okapi(corpus) if corpus and any(corpus) else None
             entry = _Entry(stamp, time.monotonic(), ids, metas, bm25)
             with self._lock:
                 self._entries[partition] = entry
         assert entry is not None
-        terms = tokenize(query)
-        if entry.bm25 is None or not terms:
+        wanted = terms(query)
+        if entry.bm25 is None or not wanted:
             return []
-        scores = entry.bm25.get_scores(terms)
+        scores = entry.bm25.get_scores(wanted)
         ranked = sorted(range(len(entry.ids)), key=lambda i: -scores[i])
         out = []
         for i in ranked:
