@@ -105,7 +105,7 @@ def test_coverage_entity_missing_lowers_the_score_by_its_weight() -> None:
     without = coverage(QUESTION, [mem("Caroline: instrument orchestra play", 0.5)], 0.5)
     assert with_name.details["entities"] == 1.0 and without.details["entities"] == 0.0
     # "melanie" is also a question term (1 of 4)
-    assert with_name.score - without.score == pytest.approx(0.2 + 0.4 / 4)
+    assert with_name.score - without.score == pytest.approx(0.15 + 0.5 / 4)
 
 
 def test_coverage_ignores_terms_found_in_most_memories() -> None:

@@ -211,6 +211,10 @@ async def run_gate(
         return _escalate(
             policy, score, results, "the fast answer is a refusal; deliberation may find the evidence", usage
         )
+    coverage = next(r for r in results if r.name == "coverage")
+    if policy == "cascade" and coverage.passed is False:
+        # the clearest case: the evidence does not contain what the question asks for
+        return _escalate(policy, score, results, f"coverage: {coverage.reason}", usage)
     if policy == "cascade":
         if cfg.band_low <= score < cfg.band_high:
             labels, u = await _audit_or_fail(llm, question, answer, memories)

@@ -139,7 +139,8 @@ def coverage(question: str, memories: Sequence[Memory], threshold: float) -> Sig
     temporal = bool(_TEMPORAL.search(question))
     dated = any(m.event_date for m in top[:5])
     time_ok = 1.0 if not temporal or dated else 0.0
-    score = 0.4 * term_cov + 0.2 * entity_cov + 0.3 * sim_mass + 0.1 * time_ok
+    # informative terms weigh most: similarity stays high for any question about the same person
+    score = 0.5 * term_cov + 0.15 * entity_cov + 0.25 * sim_mass + 0.1 * time_ok
     if not memories:
         score = 0.0
     passed = score >= threshold

@@ -26,6 +26,8 @@ _STOP = frozenset(
 
 def stem(word: str) -> str:
     """A light suffix strip: "painting"/"paints"/"painted" meet (no nltk on the hot path)."""
+    if word.endswith("ies") and len(word) > 4:  # hobbies -> hobby
+        return word[:-3] + "y"
     for suffix in ("ing", "ed", "es", "s"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             return word[: -len(suffix)]
