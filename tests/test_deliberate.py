@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dualmem.errors import ConfigError
 from dualmem.deliberate import Deliberator
+from dualmem.errors import ConfigError
 from dualmem.llm.base import ChatRequest
 from dualmem.testing import ScriptedLLM, ScriptedReply
 from dualmem.tokens import count_messages, count_tokens

@@ -8,9 +8,9 @@ import re
 import pytest
 
 from dualmem import DualMemory, Memory
+from dualmem.extract import REPLY_RETRIES
 from dualmem.llm.base import ChatRequest
 from dualmem.testing import ScriptedLLM
-from dualmem.extract import REPLY_RETRIES
 
 TS = "2023-05-08T13:56:00"
 
