@@ -201,7 +201,8 @@ def test_llm_error_in_deliberation_returns_the_fast_answer_degraded(make_memory,
 
 
 def test_context_too_small_to_deliberate_degrades_to_the_fast_answer(make_memory) -> None:
-    llm = ScriptedLLM(by_task={"answer": [confident("cello")], "gate.audit": [AUDIT_FAIL]}, context_tokens=300)
+    script = {"answer": [confident("cello")], "gate.audit": [AUDIT_FAIL]}
+    llm = ScriptedLLM(by_task=script, context_tokens=300)
     a = make_memory(llm).answer(QUESTION, user_id="mel", policy="audit", tiered=False)
     assert a.text == "cello" and a.path == "fast" and a.degraded is True
     assert "too small to deliberate" in a.reason
