@@ -151,7 +151,8 @@ class DualProcess:
         pseudo = [_as_memory(f) for f in result.facts]
         cov = coverage(question, pseudo, self.gate.coverage_threshold)
         con = consistency(result.text, pseudo, cov.score or 0.0, self.gate.consistency_threshold)
-        return bool(con.passed)
+        # the excerpts must contain something the question asks about, not just the answer's words
+        return bool(con.passed and cov.passed and cov.details.get("terms", 0.0) > 0)
 
 
 def _as_memory(fact: Fact) -> Memory:
