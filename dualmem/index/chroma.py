@@ -201,7 +201,8 @@ class ChromaMemoryIndex:
         count = col.count()
         if count == 0:
             return []
-        n = min(count, max(k * 2, 50))
+        # a fixed candidate depth: the top 30 must not depend on how many results were asked for
+        n = min(count, max(k, 60))
         q_emb = np.asarray(self.embedding_function([query])[0], dtype=np.float32)
         res = col.query(query_embeddings=[q_emb], n_results=n, where=_scope_where(scope),
                         include=["documents", "metadatas", "distances"])

@@ -59,7 +59,7 @@ class LexicalCache:
     show up as a changed count, or at the latest after `ttl` seconds.
     """
 
-    def __init__(self, ttl: float = 10.0) -> None:
+    def __init__(self, ttl: float = 300.0) -> None:
         self.ttl = ttl
         self._entries: dict[str, _Entry] = {}
         self._versions: dict[str, int] = {}
