@@ -87,15 +87,13 @@ EXTRACT_SYSTEM = (
 )
 
 
-def extract_messages(
-    new: Sequence[str], recent: Sequence[str], known: Sequence[str]
-) -> list[dict]:
+def extract_messages(new: Sequence[str], recent: Sequence[str], known: Sequence[str]) -> list[dict]:
     parts = []
     if known:
         parts.append(f"Known memories:\n{data_block(known)}")
     if recent:
         parts.append(f"Earlier messages (context only):\n{data_block(recent)}")
-    numbered = [f"{i}. {line}" for i, line in enumerate(new, 1)]
+    numbered = _numbered(new)
     parts.append(f"NEW messages:\n{data_block(numbered)}")
     return [
         {"role": "system", "content": EXTRACT_SYSTEM},
@@ -120,8 +118,7 @@ def reconcile_messages(candidates: Sequence[tuple[str, Sequence[tuple[str, str]]
     """candidates: (new fact, [(memory id, memory text), ...]) pairs."""
     blocks = []
     for i, (fact, neighbours) in enumerate(candidates, 1):
-        existing = [json.dumps({"id": mid, "text": text}, ensure_ascii=False)
-                    for mid, text in neighbours]
+        existing = [json.dumps({"id": mid, "text": text}, ensure_ascii=False) for mid, text in neighbours]
         blocks.append(f"New fact {i}: {data_block([fact])}\nExisting:\n{data_block(existing)}")
     return [
         {"role": "system", "content": RECONCILE_SYSTEM},
@@ -164,12 +161,23 @@ JUDGE_SYSTEM = (
 )
 
 
-def judge_messages(question: str, answers: Sequence[str]) -> list[dict]:
-    numbered = [f"{i}. {a}" for i, a in enumerate(answers, 1)]
+def _numbered(items: Sequence[str]) -> list[str]:
+    return [f"{i}. {item}" for i, item in enumerate(items, 1)]
+
+
+def _list_request(system: str, question: str, label: str, items: Sequence[str]) -> list[dict]:
+    """A question and a numbered list of quoted items, for the judge and the filter."""
     return [
-        {"role": "system", "content": JUDGE_SYSTEM},
-        {"role": "user", "content": f"Question: {question}\nAnswers:\n{data_block(numbered)}\n\nJSON:"},
+        {"role": "system", "content": system},
+        {
+            "role": "user",
+            "content": f"Question: {question}\n{label}:\n{data_block(_numbered(items))}\n\nJSON:",
+        },
     ]
+
+
+def judge_messages(question: str, answers: Sequence[str]) -> list[dict]:
+    return _list_request(JUDGE_SYSTEM, question, "Answers", answers)
 
 
 # ---------------------------------------------------------------- deliberation (D-Mem A.3, A.4)
@@ -188,7 +196,7 @@ FACTS_SYSTEM = (
 
 
 def facts_messages(question: str, history: Sequence[str], chunk: Sequence[str]) -> list[dict]:
-    numbered = [f"{i}. {line}" for i, line in enumerate(chunk, 1)]
+    numbered = _numbered(chunk)
     parts = [f"Question: {question}"]
     if history:
         parts.append(f"History (do not extract from this):\n{data_block(history)}")
@@ -208,8 +216,4 @@ FILTER_SYSTEM = (
 
 
 def filter_messages(question: str, facts: Sequence[str]) -> list[dict]:
-    numbered = [f"{i}. {f}" for i, f in enumerate(facts, 1)]
-    return [
-        {"role": "system", "content": FILTER_SYSTEM},
-        {"role": "user", "content": f"Question: {question}\nItems:\n{data_block(numbered)}\n\nJSON:"},
-    ]
+    return _list_request(FILTER_SYSTEM, question, "Items", facts)
