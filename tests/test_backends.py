@@ -311,7 +311,7 @@ def test_memory_end_to_end(memory):
     assert ids(memory.history(user_id="alice")) == ["m1", "m2"]
     assert ids(memory.search("where does she live", user_id="alice", k=1)) == ["m1"]
     assert len(memory.get_all(user_id="alice")) == 2
-    answer = memory.answer("Where does Alice live?", user_id="alice")
+    answer = memory.answer("Where does Alice live?", user_id="alice", mode="fast")
     assert answer.text == "Lyon" and "m1" in answer.evidence.turn_ids
     memory.index.reset()  # lose the whole index: the history rebuilds it
     assert memory.reindex().turns == 3

@@ -30,8 +30,10 @@ def stem(word: str) -> str:
         return word[:-3] + "y"
     for suffix in ("ing", "ed", "es", "s"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
-    return word
+            word = word[: -len(suffix)]
+            break
+    # a final e goes too, so that move / moved / moving all meet at "mov"
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
 
 
 def tokenize(text: str) -> list[str]:
