@@ -11,12 +11,12 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 from ._sync import run_sync
 from .backends import make_history, make_index
 from .config import Config
-from .dual import DualProcess
+from .dual import DualProcess, Mode
 from .errors import ConfigError, InvalidInputError, LLMError, ScopeError, StorageError
 from .extract import Extractor, raw_memories
 from .gate import GateConfig, Policy
@@ -30,7 +30,6 @@ __all__ = ["AddResult", "DualMemory", "ReindexResult"]
 
 log = logging.getLogger("dualmem")
 
-Mode = Literal["fast", "full", "gated"]
 
 
 @dataclass
@@ -260,7 +259,7 @@ class DualMemory:
         """
         scope = make_scope(user_id, agent_id, session_id)
         question = check_text(question, "question")
-        if mode not in ("fast", "full", "gated"):
+        if mode not in get_args(Mode):
             raise InvalidInputError(f"mode must be 'fast', 'full' or 'gated', got {mode!r}")
         if policy is not None and policy not in get_args(Policy):
             raise InvalidInputError(f"policy must be one of {', '.join(get_args(Policy))}, got {policy!r}")

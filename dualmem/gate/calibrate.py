@@ -44,10 +44,6 @@ class Calibration:
     full_f1: float | None = None
 
 
-def _score(cfg: GateConfig, r: CalibrationRecord) -> float:
-    return combined(r.signals, cfg.weights)
-
-
 def _quantile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -71,7 +67,7 @@ def calibrate(
     if (target_escalation is None) == (target_quality is None):
         raise ValueError("give exactly one of target_escalation or target_quality")
     cfg = (base or GateConfig()).model_copy(deep=True)
-    scores = [_score(cfg, r) for r in records]
+    scores = [combined(r.signals, cfg.weights) for r in records]
     n = len(records)
     wrong = [r.fast_f1 < 0.5 for r in records]
     full = [r.full_f1 if r.full_f1 is not None else r.fast_f1 for r in records]

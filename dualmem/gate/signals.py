@@ -100,7 +100,7 @@ def entropy(logprobs: Sequence[TokenLogprob] | None, threshold: float) -> Signal
         rest = max(0.0, 1.0 - sum(probs))
         dist = [p for p in [*probs, rest] if p > 0]
         h = -sum(p * math.log(p) for p in dist)
-        per_token.append(h / math.log(len(probs) + 1) if len(probs) + 1 > 1 else 0.0)
+        per_token.append(h / math.log(len(probs) + 1))  # >= 1 alternative plus the rest bucket
     mean_h, max_h = sum(per_token) / len(per_token), max(per_token)
     score = max(0.0, min(1.0, 1.0 - (0.7 * mean_h + 0.3 * max_h)))
     passed = score >= threshold
