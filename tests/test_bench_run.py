@@ -195,31 +195,42 @@ def test_limit_spreads_questions_over_the_file():
 
 
 def test_expand_modes():
+    policies = ["gated:audit", "gated:signals", "gated:cascade", "gated:majority", "gated:consensus"]
     assert expand_modes("gated") == ["fast", "gated"]
-    assert expand_modes("all") == ["fast", "gated", "full", "rag", "fullctx"]
-    assert expand_modes("fast,rag") == ["fast", "rag"]
-    with pytest.raises(DualMemError):
-        expand_modes("fastest")
+    assert expand_modes("all") == ["fast", "full", *policies, "rag", "fullctx"]
+    assert expand_modes("policies") == ["fast", "full", *policies]
+    assert expand_modes("fast,rag,gated:audit") == ["fast", "rag", "gated:audit"]
+    for bad in ("fastest", "gated:nope", "full:audit"):
+        with pytest.raises(DualMemError, match="unknown mode"):
+            expand_modes(bad)
 
 
 def test_all_modes_with_gate_quality_and_full_context(data: Path, tmp_path: Path):
     out = tmp_path / "all"
-    llm = _llm()
-    try:
-        summary = run_benchmark("locomo", data, out, mode="all", config=Config(), llm=llm, progress=False)
-    except (NotImplementedError, DualMemError) as e:  # the dual process is built in parallel
-        pytest.xfail(f"gated/full answer modes not available: {e}")
+    summary = run_benchmark("locomo", data, out, mode="all", config=Config(), llm=_llm(), progress=False)
     systems = summary["systems"]
-    assert set(systems) == {"fast", "gated", "full", "rag", "fullctx"}
+    policies = {"audit", "signals", "cascade", "majority", "consensus"}
+    assert set(systems) == {"fast", "full", "rag", "fullctx"} | {f"gated:{p}" for p in policies}
     for name, v in systems.items():
         assert v["errors"] == 0, (name, v["error_examples"])
-    gated = [r for r in _records(out) if r["system"] == "gated"]
-    assert all(r["gate_score"] is not None for r in gated)
-    assert systems["gated"]["escalation_rate"] is not None
-    assert summary["gate"]["n"] == 4 and summary["gate"]["auroc"] is not None
-    assert (
-        summary["gate"]["sweep"][0]["escalation"] == 0.0 and summary["gate"]["sweep"][-1]["escalation"] == 1.0
-    )
+    records = _records(out)
+    for policy in policies:
+        gated = [r for r in records if r["system"] == f"gated:{policy}" and r["category"] != 5]
+        assert len(gated) == 4 and all(r["gate_score"] is not None for r in gated)
+        assert systems[f"gated:{policy}"]["escalation_rate"] is not None
+    # the scripted audit reply "{}" is malformed: counted as a fail, so the audit policy escalates
+    audit = [r for r in records if r["system"] == "gated:audit"]
+    assert all(r["escalated"] and "not valid JSON" in r["reason"] for r in audit)
+    assert not any(r["gate_signals"] for r in records if r["system"] == "gated:majority")
+    gate = summary["gates"]["gated:cascade"]
+    assert gate["n"] == 4 and gate["auroc"] is not None
+    assert gate["sweep"][0]["escalation"] == 0.0 and gate["sweep"][-1]["escalation"] == 1.0
+    # each claim next to its target: one row per policy against full, the best AUROC, recall@30
+    targets = summary["targets"]
+    assert set(targets["gated_vs_full"]["systems"]) == {f"gated:{p}" for p in policies}
+    assert targets["auroc"]["best"] in summary["gates"] and targets["recall@30"]["value"] == 1.0
+    report = (out / "report.md").read_text()
+    assert "## Targets" in report and "| gated:consensus vs full: F1 share" in report
     # labelled questions for `dualmem calibrate`, in the shape it reads
     from dualmem.gate.calibrate import load_records
 
@@ -229,8 +240,17 @@ def test_all_modes_with_gate_quality_and_full_context(data: Path, tmp_path: Path
     # the whole five-turn history fits the scripted model's context: one call per question
     assert systems["fullctx"]["calls"] == 1.0 and not systems["fullctx"]["skipped"]
     # with a raw-turn index, the rag baseline asks exactly what fast asked: all cache hits
-    rag = [r for r in _records(out) if r["system"] == "rag"]
+    rag = [r for r in records if r["system"] == "rag"]
     assert all(r["cache_hits"] == 1 for r in rag)
+
+
+def test_plain_gated_uses_the_policy_option(data: Path, tmp_path: Path):
+    out = tmp_path / "g"
+    run_benchmark(
+        "locomo", data, out, mode="gated", policy="audit", config=Config(), llm=_llm(), progress=False
+    )
+    gated = [r for r in _records(out) if r["system"] == "gated"]
+    assert len(gated) == 5 and all("audit" in r["reason"] for r in gated)
 
 
 def test_full_context_that_does_not_fit_is_reported(data: Path, tmp_path: Path):

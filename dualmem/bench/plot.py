@@ -20,7 +20,10 @@ def frontier(summary: dict[str, Any], path: Path) -> Path | None:
         for name, v in summary["systems"].items()
         if v.get("prompt_tokens") is not None and v.get("overall_f1") is not None
     ]
-    sweep = (summary.get("gate") or {}).get("sweep") or []
+    # the sweep with the most distinct thresholds: a signal score, not the 3-valued vote or audit
+    sweeps = {name: g["sweep"] for name, g in (summary.get("gates") or {}).items() if g.get("sweep")}
+    swept = max(sweeps, key=lambda n: len(sweeps[n]), default=None)
+    sweep = sweeps.get(swept, []) if swept else []
     if not points and not sweep:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
@@ -31,7 +34,7 @@ def frontier(summary: dict[str, Any], path: Path) -> Path | None:
             "-",
             color="0.6",
             lw=1.2,
-            label="gate-score threshold sweep",
+            label=f"threshold sweep of the {swept} score",
         )
     # systems at the same point (e.g. fast and rag on a raw-turn index) share one label
     labels: dict[tuple[float, float], list[tuple[str, float, float]]] = {}

@@ -71,7 +71,7 @@ def _system(records: list[dict[str, Any]], max_k: int) -> dict[str, Any]:
     if not llm:
         out["latency"] = {"total": _pct([r["seconds"] for r in answered])}
         return out
-    if records[0]["system"] == "gated":
+    if _is_gated(records[0]["system"]):
         out["escalation_rate"] = _mean([float(r["escalated"]) for r in llm])
     phases: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     latency: dict[str, list[float]] = defaultdict(list)
@@ -110,13 +110,22 @@ def _recall(records: list[dict[str, Any]], max_k: int) -> dict[str, Any] | None:
     return out
 
 
-def _gate(records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """AUROC of the gate score for "fast answer wrong", and a threshold sweep over it."""
-    by = defaultdict(dict)
+def _is_gated(system: str) -> bool:
+    return system == "gated" or system.startswith("gated:")
+
+
+def _scored(records: list[dict[str, Any]]) -> dict[str, dict[tuple[str, int], dict[str, Any]]]:
+    by: dict[str, dict[tuple[str, int], dict[str, Any]]] = defaultdict(dict)
     for r in records:
         if "f1" in r:
             by[r["system"]][(r["conversation"], r["q"])] = r
-    gated = {key: r for key, r in by["gated"].items() if r.get("gate_score") is not None}
+    return by
+
+
+def _gate(records: list[dict[str, Any]], system: str) -> dict[str, Any] | None:
+    """AUROC of one gated system's gate score for "fast answer wrong", and a threshold sweep."""
+    by = _scored(records)
+    gated = {key: r for key, r in by[system].items() if r.get("gate_score") is not None}
     keys = [key for key in gated if key in by["fast"]]
     if not keys:
         return None
@@ -199,12 +208,59 @@ def summarise(
             "completion_tokens": sum(s["completion_tokens"] for s in ingest.values()),
             "calls": sum(s["calls"] for s in ingest.values()),
         },
-        "gate": _gate(records) if "gated" in systems else None,
+        "gates": {s: g for s in systems if _is_gated(s) and (g := _gate(records, s))},
         "notes": [MEM0_NOTE],
     }
+    summary["targets"] = _targets(summary)
     if cache is not None:
         summary["cache"] = {"hits": cache.hits, "misses": cache.misses}
     return summary
+
+
+# the claims of issue #7, each printed next to the measured value
+TARGET_F1_SHARE, TARGET_TOKEN_SHARE, TARGET_AUROC, TARGET_RECALL = 0.98, 0.25, 0.75, 0.80
+
+
+def _targets(summary: dict[str, Any]) -> dict[str, Any]:
+    """Each gated system against full deliberation (F1 share, token share), the best gate AUROC
+    and the fast path's evidence recall@30, with the targets and whether each is met."""
+    systems = summary["systems"]
+    out: dict[str, Any] = {}
+    full = systems.get("full") or {}
+    full_f1, full_tokens = full.get("overall_f1"), _system_tokens(full)
+    if full_f1 is not None and full_tokens:
+        rows = {}
+        for name, v in systems.items():
+            if _is_gated(name) and v.get("overall_f1") is not None and _system_tokens(v):
+                # no share of a full F1 of 0, and any gated F1 is "at least 98%" of it
+                f1_share = v["overall_f1"] / full_f1 if full_f1 else None
+                token_share = _system_tokens(v) / full_tokens
+                rows[name] = {
+                    "f1_share": f1_share,
+                    "token_share": token_share,
+                    "met": (f1_share is None or f1_share >= TARGET_F1_SHARE)
+                    and token_share <= TARGET_TOKEN_SHARE,
+                }
+        out["gated_vs_full"] = {"target": [TARGET_F1_SHARE, TARGET_TOKEN_SHARE], "systems": rows}
+    aurocs = {s: g["auroc"] for s, g in summary.get("gates", {}).items() if g.get("auroc") is not None}
+    if aurocs:
+        best = max(aurocs, key=aurocs.__getitem__)
+        out["auroc"] = {
+            "target": TARGET_AUROC,
+            "best": best,
+            "value": aurocs[best],
+            "met": aurocs[best] >= TARGET_AUROC,
+        }
+    recall = ((systems.get("fast") or systems.get("retrieval") or {}).get("recall") or {}).get("r@30")
+    if recall is not None:
+        out["recall@30"] = {"target": TARGET_RECALL, "value": recall, "met": recall >= TARGET_RECALL}
+    return out
+
+
+def _system_tokens(v: dict[str, Any]) -> float | None:
+    if v.get("prompt_tokens") is None:
+        return None
+    return v["prompt_tokens"] + v["completion_tokens"]
 
 
 def _f(value: Any, digits: int = 3) -> str:
@@ -316,23 +372,31 @@ def markdown(summary: dict[str, Any]) -> str:
         f"{'with' if ing['extract'] else 'without'} LLM extraction; {ing['calls']} LLM calls, "
         f"{ing['prompt_tokens']} prompt + {ing['completion_tokens']} completion tokens.",
     ]
-    gate = summary.get("gate")
-    if gate:
+    gates = summary.get("gates") or {}
+    if gates:
         lines += [
             "",
             "## Gate quality",
             "",
-            f"AUROC of the gate score for 'fast answer wrong' (F1 < {WRONG_BELOW}): **{_f(gate['auroc'])}** "
-            f"over {gate['n']} questions ({gate['fast_wrong']} wrong). Of the escalated questions "
-            f"{_f(gate['escalation_precision'])} had a wrong fast answer; of the wrong fast answers "
-            f"{_f(gate['escalation_recall'])} were escalated.",
+            f"AUROC of each gate's score for 'fast answer wrong' (F1 < {WRONG_BELOW}); precision: "
+            "share of escalated questions whose fast answer was wrong; recall: share of wrong fast "
+            "answers that were escalated.",
+            "",
+            "| system | n | fast wrong | AUROC | escalation precision | escalation recall |",
+            "|---|---|---|---|---|---|",
         ]
-        lines.append("`calibration.jsonl` holds these questions labelled for `dualmem calibrate`.")
-        if gate.get("sweep"):
+        for name, g in gates.items():
             lines.append(
-                "Threshold sweep (signals score only, System 2 = full mode): see `frontier.png` "
+                f"| {name} | {g['n']} | {g['fast_wrong']} | {_f(g['auroc'])} | "
+                f"{_f(g['escalation_precision'])} | {_f(g['escalation_recall'])} |"
+            )
+        lines += ["", "`calibration.jsonl` holds these questions labelled for `dualmem calibrate`."]
+        if any(g.get("sweep") for g in gates.values()):
+            lines.append(
+                "Threshold sweep (signal score only, System 2 = full mode): see `frontier.png` "
                 "and `summary.json`."
             )
+    lines += _target_lines(summary.get("targets") or {})
     notes = [f"- `{k}`: {v}" for k, v in summary.get("unavailable", {}).items()]
     for name, v in systems.items():
         notes += [f"- `{name}`: {n} question(s) skipped: {reason}" for reason, n in v["skipped"].items()]
@@ -354,17 +418,56 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _target_lines(targets: dict[str, Any]) -> list[str]:
+    if not targets:
+        return []
+    yes = {True: "met", False: "**not met**"}
+    lines = ["", "## Targets", "", "| claim | target | measured | |", "|---|---|---|---|"]
+    vs = targets.get("gated_vs_full")
+    if vs:
+        f1, tok = vs["target"]
+        for name, row in vs["systems"].items():
+            lines.append(
+                f"| {name} vs full: F1 share at token share | >= {f1:.0%} at <= {tok:.0%} | "
+                f"{_share(row['f1_share'])} at {_share(row['token_share'])} | {yes[row['met']]} |"
+            )
+    if "auroc" in targets:
+        a = targets["auroc"]
+        lines.append(
+            f"| gate AUROC for 'fast answer wrong' (best: {a['best']}) | >= {a['target']} | "
+            f"{a['value']:.3f} | {yes[a['met']]} |"
+        )
+    if "recall@30" in targets:
+        r = targets["recall@30"]
+        lines.append(
+            f"| fast-path evidence recall@30 | >= {r['target']} | {r['value']:.3f} | {yes[r['met']]} |"
+        )
+    return lines
+
+
+def _signal_system(by: dict[str, dict[tuple[str, int], dict[str, Any]]]) -> str | None:
+    """The gated system whose records carry signal scores (plain `gated` first)."""
+    for name in sorted((n for n in by if _is_gated(n)), key=lambda n: n != "gated"):
+        if any(r.get("gate_signals") for r in by[name].values()):
+            return name
+    return None
+
+
 def calibration_lines(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Labelled questions for `dualmem calibrate`: the gated run's signal scores with the fast
+    """Labelled questions for `dualmem calibrate`: a gated run's signal scores with the fast
     answer's F1 and, when the full mode ran, the deliberate answer's F1 (categories 1-4)."""
     from ..gate.signals import is_refusal
 
-    by = defaultdict(dict)
-    for r in records:
-        if "f1" in r:
-            by[r["system"]][(r["conversation"], r["q"])] = r
+    by = _scored(records)
+    system = _signal_system(by)
+    if system is None:
+        return []
     lines = []
-    for key, g in by["gated"].items():
+    for key, g in by[system].items():
         fast = by["fast"].get(key)
         if not g.get("gate_signals") or fast is None:
             continue

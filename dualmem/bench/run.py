@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 
@@ -26,6 +26,7 @@ from .._sync import run_sync
 from ..config import Config
 from ..errors import DualMemError, InvalidInputError, LLMError
 from ..fast import ANSWER_MAX_TOKENS, answer_from
+from ..gate.policy import Policy
 from ..llm import make_llm
 from ..llm.base import BaseLLM
 from ..memory import DualMemory
@@ -37,16 +38,20 @@ from .data import Conversation, Dataset, Question, load_dataset
 from .report import RECALL_KS, summarise, write_report
 from .score import is_refusal, is_refusal_or_none, locomo_f1, mem0_f1
 
-__all__ = ["MODES", "SYSTEMS", "register", "run_benchmark"]
+__all__ = ["MODES", "POLICY_SYSTEMS", "SYSTEMS", "register", "run_benchmark"]
 
 SYSTEMS = ("fast", "gated", "full", "rag", "fullctx", "retrieval")
+# `gated:<policy>` is the gated mode with that policy (plain `gated` uses --policy or the config's)
+POLICY_SYSTEMS = tuple(f"gated:{p}" for p in get_args(Policy))
 # gated needs the fast answer's F1 for the gate's AUROC: fast runs first, and the gated run's
-# identical fast-answer call is then a cache hit
+# identical fast-answer call is then a cache hit; full runs before the policies so that their
+# escalations to the full scan are cache hits too
 MODES = {
     "fast": ("fast",),
     "gated": ("fast", "gated"),
     "full": ("full",),
-    "all": ("fast", "gated", "full", "rag", "fullctx"),
+    "policies": ("fast", "full", *POLICY_SYSTEMS),
+    "all": ("fast", "full", *POLICY_SYSTEMS, "rag", "fullctx"),
     "baselines": ("rag", "fullctx"),
 }
 EXTRACT_BATCH = 2  # turns per extraction call, as Mem0 adds a message pair at a time
@@ -57,9 +62,10 @@ def expand_modes(mode: str | Sequence[str]) -> list[str]:
     systems: list[str] = []
     for name in (n.strip() for n in names):
         for s in MODES.get(name, (name,)):
-            if s not in SYSTEMS:
+            if s not in SYSTEMS + POLICY_SYSTEMS:
                 raise InvalidInputError(
-                    f"unknown mode {name!r}: use {', '.join(MODES)} or a system among {', '.join(SYSTEMS)}"
+                    f"unknown mode {name!r}: use {', '.join(MODES)} or a system among "
+                    f"{', '.join(SYSTEMS + POLICY_SYSTEMS)}"
                 )
             if s not in systems:
                 systems.append(s)
@@ -272,8 +278,12 @@ class _Asker:
                 return {"skipped": misfit}
             return _answer_record(await self.fullctx.answer(q.question))
         memory = self.raw if system == "rag" else self.memory
-        mode = "fast" if system == "rag" else system
-        kwargs: dict[str, Any] = {"policy": self.policy} if system == "gated" and self.policy else {}
+        mode, _, policy = system.partition(":")
+        if mode == "rag":
+            mode = "fast"
+        elif mode == "gated":
+            policy = policy or self.policy or ""
+        kwargs: dict[str, Any] = {"policy": policy} if policy else {}
         answer = await memory.aanswer(q.question, user_id=conv.id, k=self.k, mode=mode, **kwargs)
         return _answer_record(answer)
 
@@ -457,8 +467,8 @@ def register(app: Any) -> None:
             mode: Annotated[
                 str,
                 typer.Option(
-                    help="fast | gated | full | all | baselines, or systems "
-                    "comma-separated (fast,gated,full,rag,fullctx)"
+                    help="fast | gated | full | policies | all | baselines, or systems "
+                    "comma-separated (fast,gated,gated:audit,...,full,rag,fullctx)"
                 ),
             ] = "fast",
             extract: Annotated[
@@ -470,7 +480,9 @@ def register(app: Any) -> None:
                 int | None, typer.Option(help="N questions per conversation, evenly spread over the file")
             ] = None,
             k: Annotated[int | None, typer.Option(help="memories retrieved per question")] = None,
-            policy: Annotated[str | None, typer.Option(help="gate policy for the gated run")] = None,
+            policy: Annotated[
+                str | None, typer.Option(help="gate policy of the plain `gated` system")
+            ] = None,
             retrieval_only: Annotated[bool, typer.Option(help="no LLM: evidence recall of search")] = False,
             cache: Annotated[bool, typer.Option(help="SQLite LLM response cache in the output dir")] = True,
             concurrency: Annotated[int, typer.Option(help="questions asked at once (API endpoints)")] = 1,
