@@ -18,7 +18,7 @@ from .backends import make_history, make_index
 from .config import Config
 from .dual import DualProcess, Mode
 from .errors import ConfigError, InvalidInputError, LLMError, ScopeError, StorageError
-from .extract import Extractor, raw_memories
+from .extract import ExtractionResult, Extractor, raw_memories
 from .gate import GateConfig, Policy
 from .history.base import HistoryStore, TurnQuery
 from .index.base import MemoryIndex
@@ -166,21 +166,21 @@ class DualMemory:
                 to_index = inserted + stored
         if not to_index:
             return result
-        await self._index_turns(to_index, scope, result, extract)
+        indexed, result.error = await self._index_turns(to_index, scope, extract)
+        result.added, result.updated, result.deleted = indexed.added, indexed.updated, indexed.deleted
+        result.usage = indexed.usage
         return result
 
     async def _index_turns(
-        self, turns: list[Turn], scope: Scope, result: AddResult | ReindexResult, extract: bool | None
-    ) -> None:
+        self, turns: list[Turn], scope: Scope, extract: bool | None
+    ) -> tuple[ExtractionResult, str | None]:
+        """Index turns (raw, or LLM-extracted facts); an extraction failure is returned as an
+        error message, with the tokens it spent, never raised: the turns are already stored."""
         use_llm = self.config.extract if extract is None else extract
         if not use_llm:
             memories = raw_memories(turns)
             await asyncio.to_thread(self.index.upsert, memories)
-            if isinstance(result, AddResult):
-                result.added.extend(memories)
-            else:
-                result.memories += len(memories)
-            return
+            return ExtractionResult(added=memories), None
         async with self._lock(scope):
             first = turns[0]
             recent = await asyncio.to_thread(
@@ -191,25 +191,12 @@ class DualMemory:
             known = {t.id for t in turns}
             recent = [t for t in recent if t.id not in known][-9:]
             try:
-                extracted = await Extractor(self.llm, self.index).run(turns, recent, scope)
+                return await Extractor(self.llm, self.index).run(turns, recent, scope), None
             except LLMError as e:
-                spent = getattr(e, "usage", None)
-                if isinstance(spent, Usage):  # a malformed reply still cost tokens
-                    result.usage = result.usage + spent
+                spent = getattr(e, "usage", None)  # a malformed reply still cost tokens
                 message = f"extraction failed, {len(turns)} turn(s) kept in history: {e}"
                 log.warning(message)
-                if isinstance(result, AddResult):
-                    result.error = message
-                else:
-                    result.errors.append(message)
-                return
-        if isinstance(result, AddResult):
-            result.added, result.updated, result.deleted = (
-                extracted.added, extracted.updated, extracted.deleted
-            )
-        else:
-            result.memories += len(extracted.added)
-        result.usage = result.usage + extracted.usage
+                return ExtractionResult(usage=spent if isinstance(spent, Usage) else Usage()), message
 
     def add(self, messages: Any, **kwargs: Any) -> AddResult:
         return run_sync(self.aadd(messages, **kwargs))
@@ -396,7 +383,10 @@ class DualMemory:
                 first = sub[0]
                 sub_scope = Scope(user_id=first.user_id, agent_id=first.agent_id,
                                   session_id=first.session_id)
-                await self._index_turns(sub, sub_scope, result, extract)
+                indexed, error = await self._index_turns(sub, sub_scope, extract)
+                result.memories += len(indexed.added)
+                result.usage = result.usage + indexed.usage
+                result.errors += [error] if error else []
         return result
 
     def reindex(self, **kwargs: Any) -> ReindexResult:

@@ -23,10 +23,13 @@ RECALL_KS = (5, 10, 30, 50)
 INDEX_KIND = {True: "LLM-extracted memories", False: "raw turns (no extraction)"}
 WRONG_BELOW = 0.5  # a fast answer with F1 < 0.5 counts as wrong for the gate's AUROC
 MEM0_NOTE = (
-    "mem0ai was not run as a peer: it needs its own venv (mem0ai requires protobuf<7; ours has 7.x) "
-    "and, for its LLM extraction (add(infer=True)), an OpenAI-compatible server for the same local "
-    "model (python -m llama_cpp.server, the llama-cpp-python [server] extra), which is not installed "
-    "here; with infer=False it would only be another raw-turn RAG (the `rag` row)."
+    "mem0ai was not run as a peer, for cost: mem0ai 2.2.1 installs (it pins protobuf<7, which "
+    "would downgrade ours; nothing here needs 7.x) and could use the same local model in-process "
+    "(LlmFactory.register_provider), but every add(infer=True) sends its 7,671-token extraction "
+    "system prompt, more than the local model's 4,096-token context. Raising the context, the "
+    "Mem0 harness's message-pair adds make ~210 calls of ~8K prompt tokens for conv-26 alone "
+    "(~1.7M tokens); at the ~75-97 prompt tokens/s measured here for full deliberation that is "
+    "about 5 hours of ingestion. With infer=False it would only be another raw-turn RAG (the `rag` row)."
 )
 
 
