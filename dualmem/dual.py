@@ -114,7 +114,7 @@ class DualProcess:
         if tiered and memories:
             result = await self.deliberator.neighbours(question, turns, memories)
             self._merge(trace, result)
-            if self._neighbours_suffice(question, result):
+            if self._neighbours_suffice(question, result, memories):
                 notes.append("neighbour turns answered it")
             else:
                 notes.append(f"neighbour turns gave {result.text!r}, not supported: full scan")
@@ -145,17 +145,24 @@ class DualProcess:
             trace.usage[phase] = trace.usage.get(phase, Usage()) + usage
         trace.latency.update(result.latency)
 
-    def _neighbours_suffice(self, question: str, result: Deliberation) -> bool:
+    def _neighbours_suffice(self, question: str, result: Deliberation, memories: list[Memory]) -> bool:
         if is_refusal(result.text):
             return False
-        pseudo = [_as_memory(f) for f in result.facts]
+        # a fact carries the similarity of the retrieved memory it was read next to: coverage
+        # then weighs it as the search did, not as a perfect match
+        similarity = {t: m.score or 0.0 for m in memories for t in m.source_turn_ids}
+        floor = min((m.score or 0.0 for m in memories), default=0.0)
+        pseudo = [
+            _as_memory(f, max((similarity[t] for t in f.turn_ids if t in similarity), default=floor))
+            for f in result.facts
+        ]
         cov = coverage(question, pseudo, self.gate.coverage_threshold)
         con = consistency(result.text, pseudo, cov.score or 0.0, self.gate.consistency_threshold)
         # the excerpts must contain something the question asks about, not just the answer's words
         return bool(con.passed and cov.passed and cov.details.get("terms", 0.0) > 0)
 
 
-def _as_memory(fact: Fact) -> Memory:
+def _as_memory(fact: Fact, score: float) -> Memory:
     from datetime import datetime
 
     now = datetime.now(UTC)
@@ -165,6 +172,6 @@ def _as_memory(fact: Fact) -> Memory:
         created_at=now,
         updated_at=now,
         event_date=None,
-        score=1.0,
+        score=score,
         source_turn_ids=fact.turn_ids,
     )

@@ -299,3 +299,25 @@ def test_a_misspelt_gate_setting_fails_at_construction(tmp_path) -> None:
 
     with pytest.raises(ConfigError, match="polcy"):
         DualMemory(path=tmp_path, llm=ScriptedLLM(), gate={"polcy": "audit"})
+
+
+@pytest.mark.parametrize(("similarity", "suffices"), [(0.9, True), (0.05, False)])
+def test_neighbour_facts_keep_the_similarity_of_the_memory_they_were_read_next_to(
+    similarity: float, suffices: bool
+) -> None:
+    from datetime import UTC, datetime
+
+    from dualmem.deliberate import Deliberation
+    from dualmem.dual import DualProcess
+    from dualmem.gate import GateConfig
+    from dualmem.types import Fact, Memory
+
+    now = datetime.now(UTC)
+    memory = Memory(id="t2", text="Melanie: concert night", created_at=now, updated_at=now,
+                    score=similarity, source_turn_ids=["t2"])
+    # the fact names Melanie but neither "instrument" nor "play": a third of the question's terms,
+    # so whether the neighbour answer stands turns on how similar its source memory was
+    fact = Fact(text="Melanie performed with her violin at the concert.", score=8, turn_ids=["t2"])
+    result = Deliberation(text="violin", tier="neighbours", facts=[fact])
+    dual = DualProcess(ScriptedLLM(), None, None, GateConfig())  # type: ignore[arg-type]
+    assert dual._neighbours_suffice(QUESTION, result, [memory]) is suffices
