@@ -239,6 +239,9 @@ def test_all_modes_with_gate_quality_and_full_context(data: Path, tmp_path: Path
     assert all(r.full_f1 is not None and "coverage" in r.signals for r in labelled)
     # the whole five-turn history fits the scripted model's context: one call per question
     assert systems["fullctx"]["calls"] == 1.0 and not systems["fullctx"]["skipped"]
+    # evidence recall belongs to the systems that search, not to those that read the history
+    assert systems["full"]["recall"] is None and systems["fullctx"]["recall"] is None
+    assert systems["gated:audit"]["recall"]["r@5"] == 1.0
     # with a raw-turn index, the rag baseline asks exactly what fast asked: all cache hits
     rag = [r for r in records if r["system"] == "rag"]
     assert all(r["cache_hits"] == 1 for r in rag)

@@ -21,6 +21,7 @@ __all__ = ["summarise", "write_report"]
 
 RECALL_KS = (5, 10, 30, 50)
 INDEX_KIND = {True: "LLM-extracted memories", False: "raw turns (no extraction)"}
+NO_SEARCH = ("full", "fullctx")
 WRONG_BELOW = 0.5  # a fast answer with F1 < 0.5 counts as wrong for the gate's AUROC
 MEM0_NOTE = (
     "mem0ai was not run as a peer, for cost: mem0ai 2.2.1 installs (it pins protobuf<7, which "
@@ -99,7 +100,8 @@ def _system(records: list[dict[str, Any]], max_k: int) -> dict[str, Any]:
 def _recall(records: list[dict[str, Any]], max_k: int) -> dict[str, Any] | None:
     """Evidence recall@k over records with evidence; k above the answer's top-k comes from the
     deeper search that retrieval-only runs also make."""
-    rs = [r for r in records if r.get("evidence") and "retrieved" in r]
+    # full deliberation and the full-context baseline read the history, not a search
+    rs = [r for r in records if r.get("evidence") and "retrieved" in r and r["system"] not in NO_SEARCH]
     if not rs:
         return None
     out: dict[str, Any] = {"n": len(rs)}
