@@ -39,6 +39,7 @@ class DualProcess:
         mode: Mode = "gated",
         policy: Policy | None = None,
         tiered: bool | None = None,
+        deliberate: bool = True,
     ) -> Answer:
         trace = Answer(question=question, text="", mode=mode)
         tiered = self.gate.tiered if tiered is None else tiered
@@ -67,6 +68,9 @@ class DualProcess:
         if not outcome.report.escalate:
             trace.text = outcome.answer or trace.text
             trace.reason = f"fast answer kept: {outcome.report.reason}"
+            return trace
+        if not deliberate:
+            trace.reason = f"would escalate ({outcome.report.reason}); deliberation off: fast answer kept"
             return trace
         fast_text = trace.text
         try:

@@ -237,12 +237,15 @@ class DualMemory:
         mode: Mode = "gated",
         policy: Policy | None = None,
         tiered: bool | None = None,
+        deliberate: bool = True,
     ) -> Answer:
         """Answer from memory, explaining the path taken.
 
         `mode="fast"`: top-k memories -> one LLM call. `"gated"` (default): the fast answer is
         judged by the quality gate (`policy`: audit, signals, cascade, majority, consensus) and
         replaced by deliberation over the raw history when it fails. `"full"`: always deliberate.
+        `deliberate=False` (gated mode) runs the gate but keeps the fast answer; `answer.gate`
+        says whether and why it would have escalated, so a caller can decide what to spend.
         """
         scope = make_scope(user_id, agent_id, session_id)
         question = check_text(question, "question")
@@ -253,7 +256,9 @@ class DualMemory:
         k = self._check_k(k)
         await self._require_history(scope)
         process = DualProcess(self.llm, self.history_store, self.index, self.gate_config)
-        return await process.answer(question, scope, k=k, mode=mode, policy=policy, tiered=tiered)
+        return await process.answer(
+            question, scope, k=k, mode=mode, policy=policy, tiered=tiered, deliberate=deliberate
+        )
 
     def answer(self, question: str, **kwargs: Any) -> Answer:
         return run_sync(self.aanswer(question, **kwargs))

@@ -199,8 +199,9 @@ def test_expand_modes():
     assert expand_modes("gated") == ["fast", "gated"]
     assert expand_modes("all") == ["fast", "full", *policies, "rag", "fullctx"]
     assert expand_modes("policies") == ["fast", "full", *policies]
+    assert expand_modes("gates") == ["fast", *(p.replace("gated:", "gate:") for p in policies)]
     assert expand_modes("fast,rag,gated:audit") == ["fast", "rag", "gated:audit"]
-    for bad in ("fastest", "gated:nope", "full:audit"):
+    for bad in ("fastest", "gated:nope", "gate:nope", "full:audit"):
         with pytest.raises(DualMemError, match="unknown mode"):
             expand_modes(bad)
 
@@ -245,6 +246,24 @@ def test_all_modes_with_gate_quality_and_full_context(data: Path, tmp_path: Path
     # with a raw-turn index, the rag baseline asks exactly what fast asked: all cache hits
     rag = [r for r in records if r["system"] == "rag"]
     assert all(r["cache_hits"] == 1 for r in rag)
+
+
+def test_gate_only_systems_measure_the_gate_without_deliberating(data: Path, tmp_path: Path):
+    out = tmp_path / "gates"
+    llm = _llm()
+    summary = run_benchmark(
+        "locomo", data, out, mode="fast,gate:signals,gate:audit", config=Config(), llm=llm, progress=False
+    )
+    assert not [c for c in llm.calls if c.task.startswith(("deliberate", "neighbours"))]
+    records = [r for r in _records(out) if r["system"] == "gate:audit"]
+    # the malformed scripted audit fails every answer: all would escalate, none did
+    assert all(r["gate_escalate"] and not r["escalated"] and r["path"] == "fast" for r in records)
+    assert summary["systems"]["gate:audit"]["escalation_rate"] == 1.0
+    fast = {r["q"]: r["prediction"] for r in _records(out) if r["system"] == "fast"}
+    assert all(fast[r["q"]] == r["prediction"] for r in records)
+    assert set(summary["gates"]) == {"gate:signals", "gate:audit"}
+    assert summary["gates"]["gate:audit"]["escalation_recall"] == 1.0
+    assert "gated_vs_full" not in summary["targets"]  # nothing deliberated, no full run
 
 
 def test_plain_gated_uses_the_policy_option(data: Path, tmp_path: Path):

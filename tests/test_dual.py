@@ -118,6 +118,15 @@ def test_escalation_answered_by_the_neighbour_tier(make_memory) -> None:
     assert "Melanie: Great! I played the violin" in prompt
 
 
+def test_gate_without_deliberation_keeps_the_fast_answer_and_says_it_would_escalate(make_memory) -> None:
+    llm = ScriptedLLM(by_task={"answer": [confident("NONE")]})
+    a = make_memory(llm).answer(QUESTION, user_id="mel", policy="signals", deliberate=False)
+    assert a.text == "NONE" and a.path == "fast" and a.tier is None
+    assert a.gate is not None and a.gate.escalate and a.gate.score is not None
+    assert a.reason.startswith("would escalate (the fast answer is a refusal")
+    assert tasks(llm) == ["answer"]  # neither tier ran
+
+
 @pytest.mark.parametrize("neighbour_answer", ["NONE", "saxophone quartet"])
 def test_escalation_unsupported_neighbours_runs_the_full_scan(make_memory, neighbour_answer: str) -> None:
     llm = ScriptedLLM(by_task={

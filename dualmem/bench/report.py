@@ -75,8 +75,9 @@ def _system(records: list[dict[str, Any]], max_k: int) -> dict[str, Any]:
     if not llm:
         out["latency"] = {"total": _pct([r["seconds"] for r in answered])}
         return out
-    if _is_gated(records[0]["system"]):
-        out["escalation_rate"] = _mean([float(r["escalated"]) for r in llm])
+    if _has_gate(records[0]["system"]):
+        key = _escalation_key(records[0]["system"])
+        out["escalation_rate"] = _mean([float(bool(r.get(key))) for r in llm])
     phases: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     latency: dict[str, list[float]] = defaultdict(list)
     for r in llm:
@@ -116,7 +117,18 @@ def _recall(records: list[dict[str, Any]], max_k: int) -> dict[str, Any] | None:
 
 
 def _is_gated(system: str) -> bool:
+    """A system that deliberates when its gate fails."""
     return system == "gated" or system.startswith("gated:")
+
+
+def _has_gate(system: str) -> bool:
+    """A gated system, or a `gate:<policy>` one that only records what its gate decided."""
+    return _is_gated(system) or system.startswith("gate:")
+
+
+def _escalation_key(system: str) -> str:
+    # a gate-only system never deliberates: its escalation is the gate's would-be decision
+    return "gate_escalate" if system.startswith("gate:") else "escalated"
 
 
 def _scored(records: list[dict[str, Any]]) -> dict[str, dict[tuple[str, int], dict[str, Any]]]:
@@ -136,7 +148,7 @@ def _gate(records: list[dict[str, Any]], system: str) -> dict[str, Any] | None:
         return None
     scores = [gated[key]["gate_score"] for key in keys]
     wrong = [by["fast"][key]["f1"] < WRONG_BELOW for key in keys]
-    escalated = [gated[key]["escalated"] for key in keys]
+    escalated = [bool(gated[key].get(_escalation_key(system))) for key in keys]
     n_wrong = sum(wrong)
     out: dict[str, Any] = {
         "n": len(keys),
@@ -213,7 +225,7 @@ def summarise(
             "completion_tokens": sum(s["completion_tokens"] for s in ingest.values()),
             "calls": sum(s["calls"] for s in ingest.values()),
         },
-        "gates": {s: g for s in systems if _is_gated(s) and (g := _gate(records, s))},
+        "gates": {s: g for s in systems if _has_gate(s) and (g := _gate(records, s))},
         "notes": [MEM0_NOTE],
     }
     summary["targets"] = _targets(summary)
@@ -385,7 +397,8 @@ def markdown(summary: dict[str, Any]) -> str:
             "",
             f"AUROC of each gate's score for 'fast answer wrong' (F1 < {WRONG_BELOW}); precision: "
             "share of escalated questions whose fast answer was wrong; recall: share of wrong fast "
-            "answers that were escalated.",
+            "answers that were escalated. `gate:<policy>` systems never deliberate: their "
+            "escalation is what the gate would have escalated.",
             "",
             "| system | n | fast wrong | AUROC | escalation precision | escalation recall |",
             "|---|---|---|---|---|---|",
@@ -456,7 +469,7 @@ def _target_lines(targets: dict[str, Any]) -> list[str]:
 
 def _signal_system(by: dict[str, dict[tuple[str, int], dict[str, Any]]]) -> str | None:
     """The gated system whose records carry signal scores (plain `gated` first)."""
-    for name in sorted((n for n in by if _is_gated(n)), key=lambda n: n != "gated"):
+    for name in sorted((n for n in by if _has_gate(n)), key=lambda n: n != "gated"):
         if any(r.get("gate_signals") for r in by[name].values()):
             return name
     return None

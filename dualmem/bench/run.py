@@ -38,11 +38,13 @@ from .data import Conversation, Dataset, Question, load_dataset
 from .report import RECALL_KS, summarise, write_report
 from .score import is_refusal, is_refusal_or_none, locomo_f1, mem0_f1
 
-__all__ = ["MODES", "POLICY_SYSTEMS", "SYSTEMS", "register", "run_benchmark"]
+__all__ = ["GATE_SYSTEMS", "MODES", "POLICY_SYSTEMS", "SYSTEMS", "register", "run_benchmark"]
 
 SYSTEMS = ("fast", "gated", "full", "rag", "fullctx", "retrieval")
-# `gated:<policy>` is the gated mode with that policy (plain `gated` uses --policy or the config's)
+# `gated:<policy>` is the gated mode with that policy (plain `gated` uses --policy or the config's);
+# `gate:<policy>` runs the gate but never deliberates: its AUROC for the price of the fast path
 POLICY_SYSTEMS = tuple(f"gated:{p}" for p in get_args(Policy))
+GATE_SYSTEMS = tuple(f"gate:{p}" for p in get_args(Policy))
 # gated needs the fast answer's F1 for the gate's AUROC: fast runs first, and the gated run's
 # identical fast-answer call is then a cache hit; full runs before the policies so that their
 # escalations to the full scan are cache hits too
@@ -51,6 +53,7 @@ MODES = {
     "gated": ("fast", "gated"),
     "full": ("full",),
     "policies": ("fast", "full", *POLICY_SYSTEMS),
+    "gates": ("fast", *GATE_SYSTEMS),
     "all": ("fast", "full", *POLICY_SYSTEMS, "rag", "fullctx"),
     "baselines": ("rag", "fullctx"),
 }
@@ -62,10 +65,10 @@ def expand_modes(mode: str | Sequence[str]) -> list[str]:
     systems: list[str] = []
     for name in (n.strip() for n in names):
         for s in MODES.get(name, (name,)):
-            if s not in SYSTEMS + POLICY_SYSTEMS:
+            if s not in SYSTEMS + POLICY_SYSTEMS + GATE_SYSTEMS:
                 raise InvalidInputError(
                     f"unknown mode {name!r}: use {', '.join(MODES)} or a system among "
-                    f"{', '.join(SYSTEMS + POLICY_SYSTEMS)}"
+                    f"{', '.join(SYSTEMS)}, gated:<policy>, gate:<policy>"
                 )
             if s not in systems:
                 systems.append(s)
@@ -205,6 +208,7 @@ def _answer_record(answer: Answer) -> dict[str, Any]:
         "gate_passed": gate.passed if gate else None,
         "gate_signals": {sig.name: sig.score for sig in gate.signals} if gate else None,
         "escalated": answer.path == "deliberate",
+        "gate_escalate": gate.escalate if gate else None,
         "usage": {p: u.model_dump() for p, u in answer.usage.items()},
         "prompt_tokens": total.prompt_tokens,
         "completion_tokens": total.completion_tokens,
@@ -279,11 +283,15 @@ class _Asker:
             return _answer_record(await self.fullctx.answer(q.question))
         memory = self.raw if system == "rag" else self.memory
         mode, _, policy = system.partition(":")
+        kwargs: dict[str, Any] = {}
         if mode == "rag":
             mode = "fast"
+        elif mode == "gate":
+            mode, kwargs["deliberate"] = "gated", False
         elif mode == "gated":
             policy = policy or self.policy or ""
-        kwargs: dict[str, Any] = {"policy": policy} if policy else {}
+        if policy:
+            kwargs["policy"] = policy
         answer = await memory.aanswer(q.question, user_id=conv.id, k=self.k, mode=mode, **kwargs)
         return _answer_record(answer)
 
@@ -467,8 +475,8 @@ def register(app: Any) -> None:
             mode: Annotated[
                 str,
                 typer.Option(
-                    help="fast | gated | full | policies | all | baselines, or systems "
-                    "comma-separated (fast,gated,gated:audit,...,full,rag,fullctx)"
+                    help="fast | gated | full | policies | gates | all | baselines, or systems "
+                    "comma-separated (fast,gated,gated:audit,gate:audit,...,full,rag,fullctx)"
                 ),
             ] = "fast",
             extract: Annotated[
