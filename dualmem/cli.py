@@ -157,6 +157,9 @@ def ask(
     policy: Annotated[
         str | None, typer.Option(help="cascade, signals, audit, majority, consensus")
     ] = None,
+    deliberate: Annotated[
+        bool, typer.Option(help="off: gate only, keep the fast answer, say if it would escalate")
+    ] = True,
     explain_: Annotated[bool, typer.Option("--explain", help="print the full trace")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the Answer as JSON")] = False,
 ) -> None:
@@ -165,7 +168,8 @@ def ask(
 
     def go() -> None:
         answer = _memory().answer(
-            question, user_id=user_id, agent_id=agent_id, session_id=session_id, mode=mode, policy=policy
+            question, user_id=user_id, agent_id=agent_id, session_id=session_id, mode=mode, policy=policy,
+            deliberate=deliberate,
         )
         typer.echo(answer.model_dump_json(indent=2) if as_json else explain(answer, verbose=explain_))
 

@@ -42,6 +42,13 @@ def test_add_lines_then_history_memories_and_ask(tmp_path, scripted) -> None:
     r = run(tmp_path, "ask", "What is the dog's name?", "-u", "maya", "--policy", "signals", "--json")
     answer = json.loads(r.output)
     assert answer["text"] == "Biscuit" and answer["gate"]["policy"] == "signals"
+    # the scripted audit reply "Biscuit" is not JSON: the audit fails, and without deliberation
+    # the fast answer stays with the reason it would have escalated
+    r = run(tmp_path, "ask", "What is the dog's name?", "-u", "maya", "--policy", "audit", "--no-deliberate",
+            "--json")
+    answer = json.loads(r.output)
+    assert answer["path"] == "fast" and answer["gate"]["escalate"] and answer["reason"].startswith("would")
+    assert not [c for c in scripted.calls if c.task.startswith(("deliberate", "neighbours"))]
 
 
 def test_add_json_transcript_and_forget(tmp_path, scripted) -> None:
