@@ -188,6 +188,17 @@ def test_consistency_fails_an_answer_not_in_the_evidence() -> None:
     assert result.details["grounding"] == 0.0 and result.passed is False
 
 
+@pytest.mark.parametrize("answer", ["Yes", "No.", "Likely yes", "probably not"])
+def test_consistency_judges_a_yes_no_answer_by_coverage_not_by_its_verdict_word(answer: str) -> None:
+    # "yes" never appears in the evidence: counting it as ungrounded failed every yes/no answer
+    relevant = consistency(answer, EVIDENCE, coverage_score=0.8, threshold=0.5)
+    weak = consistency(answer, EVIDENCE, coverage_score=0.35, threshold=0.5)
+    assert relevant.passed is True and relevant.score == pytest.approx(0.8)
+    assert weak.passed is False and "yes/no answer" in weak.reason
+    # a yes/no with a reason is still grounded word by word
+    assert consistency(f"{answer}, the cello", EVIDENCE, 0.8, threshold=0.5).details["grounding"] == 0.0
+
+
 def test_consistency_sampled_answers_agreeing_or_not() -> None:
     agree = consistency(
         "violin", EVIDENCE, 0.8, threshold=0.6, samples=["violin", "the violin", "Violin."]

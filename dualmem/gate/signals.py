@@ -27,6 +27,8 @@ _TEMPORAL = re.compile(
     r"before|after|since|until)\b",
     re.I,
 )
+# the verdict words of a yes/no answer: never in the evidence, so they say nothing about grounding
+_POLAR = frozenset("yes no not likely unlikely probably maybe perhaps".split())
 _ENTITY = re.compile(r"(?<![.?!]\s)(?<!^)\b[A-Z][a-zA-Z'\-]+|\b\d[\d,./:-]*\b")
 
 
@@ -192,11 +194,17 @@ def consistency(
             else "refused; evidence is weak, deliberation may find more"
         )
     else:
-        words = {_stem(w) for w in tokenize(answer)}
-        grounded = len(words & _evidence_terms(memories)) / len(words) if words else 0.0
+        tokens = tokenize(answer)
+        words = {_stem(w) for w in tokens if w not in _POLAR}
+        if not words and tokens:
+            # a bare yes/no stands or falls with the evidence it was drawn from
+            grounded = coverage_score
+            reason = f"a yes/no answer: judged by the question's coverage ({coverage_score:.2f})"
+        else:
+            grounded = len(words & _evidence_terms(memories)) / len(words) if words else 0.0
+            reason = f"{grounded:.0%} of the answer's words appear in the evidence"
         details["grounding"] = grounded
         score = grounded
-        reason = f"{grounded:.0%} of the answer's words appear in the evidence"
         if coverage_score < weak:
             score = min(score, 0.2)
             reason = "a concrete answer from weak evidence; " + reason
