@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -36,28 +35,19 @@ def frontier(summary: dict[str, Any], path: Path) -> Path | None:
             lw=1.2,
             label=f"threshold sweep of the {swept} score",
         )
-    # systems at the same point (e.g. fast and rag on a raw-turn index) share one label
-    labels: dict[tuple[float, float], list[tuple[str, float, float]]] = {}
-    for name, tokens, f1 in points:
-        labels.setdefault((round(math.log10(max(tokens, 1)), 2), round(f1, 2)), []).append((name, tokens, f1))
-    for group in labels.values():
-        _, tokens, f1 = group[0]
-        ax.scatter([t for _, t, _ in group], [f for _, _, f in group], s=40, zorder=3)
-        ax.annotate(
-            " ~ ".join(n for n, _, _ in group),
-            (tokens, f1),
-            textcoords="offset points",
-            xytext=(5, 4),
-            fontsize=9,
-        )
+    # a legend, not annotations: systems often share a point (fast, rag, a gate that passed all);
+    # shrinking markers keep every one of them visible
+    markers = "osD^vPX*<>"
+    for n, (name, tokens, f1) in enumerate(points):
+        ax.scatter([tokens], [f1], s=110 - 8 * n, marker=markers[n % len(markers)], zorder=3 + n, label=name)
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap
     ax.set_xlabel("tokens per question (prompt + completion, log scale)")
     ax.set_ylabel("F1, categories 1-4 (LoCoMo official)")
     s = summary["settings"]
     ax.set_title(f"{s['dataset']}: cost vs quality ({s['model']})", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    if sweep:
-        ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
