@@ -45,8 +45,20 @@ def test_each_signal_gets_its_own_threshold_and_the_table_prints() -> None:
     assert "<- chosen" in text and "expected F1" in text
 
 
-def test_bad_arguments() -> None:
-    with pytest.raises(ValueError):
+def test_bad_arguments(tmp_path) -> None:
+    from dualmem.errors import InvalidInputError
+    from dualmem.gate.calibrate import load_records
+
+    with pytest.raises(InvalidInputError, match="at least one"):
         calibrate([], target_escalation=0.3)
-    with pytest.raises(ValueError):
-        calibrate(records(), target_escalation=0.3, target_quality=0.9)
+    for kwargs in ({"target_escalation": 0.3, "target_quality": 0.9}, {}):
+        with pytest.raises(InvalidInputError, match="exactly one target"):
+            calibrate(records(), **kwargs)
+    with pytest.raises(InvalidInputError, match="between 0 and 1"):
+        calibrate(records(), target_quality=98)
+    with pytest.raises(InvalidInputError, match="cannot read"):
+        load_records(tmp_path / "missing.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"calibration": {"signals": {}, "fast_f1": 1}}\n{not json\n')
+    with pytest.raises(InvalidInputError, match="bad.jsonl:2 is not a JSON line"):
+        load_records(bad)

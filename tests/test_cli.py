@@ -94,6 +94,10 @@ def test_calibrate_fits_and_saves_the_gate(tmp_path) -> None:
     assert "<- chosen" in r.output and "| 50% |" in r.output
     saved = json.loads((tmp_path / "config.json").read_text())
     assert 0.2 < saved["gate"]["score_threshold"] <= 0.9
+    # no target: a clear error, not a traceback, and the saved gate is untouched
+    r = run(tmp_path, "calibrate", str(results))
+    assert r.exit_code == 2 and "error: give exactly one target" in r.output
+    assert json.loads((tmp_path / "config.json").read_text()) == saved
 
 
 def test_demo_runs_and_reports(tmp_path, scripted) -> None:

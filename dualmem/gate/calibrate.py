@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import InvalidInputError
 from .policy import GateConfig
 from .signals import combined
 
@@ -63,9 +64,15 @@ def calibrate(
     smallest escalation whose expected F1 reaches this share of always-deliberate F1.
     """
     if not records:
-        raise ValueError("calibration needs at least one labelled record")
+        raise InvalidInputError("calibration needs at least one labelled record")
     if (target_escalation is None) == (target_quality is None):
-        raise ValueError("give exactly one of target_escalation or target_quality")
+        raise InvalidInputError(
+            "give exactly one target: an escalation share (e.g. 0.3) or a quality share of "
+            "always-deliberate F1 (e.g. 0.98)"
+        )
+    target = target_escalation if target_escalation is not None else target_quality
+    if not 0.0 <= target <= 1.0:  # type: ignore[operator]
+        raise InvalidInputError(f"a calibration target is a share between 0 and 1, got {target}")
     cfg = (base or GateConfig()).model_copy(deep=True)
     scores = [combined(r.signals, cfg.weights) for r in records]
     n = len(records)
@@ -122,11 +129,18 @@ def load_records(path: str | Path) -> list[CalibrationRecord]:
     A bench result line nests them under a "calibration" key; both shapes are accepted, and
     lines without labels (e.g. a fast-only run with no score) are skipped.
     """
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as e:
+        raise InvalidInputError(f"cannot read labelled questions from {path}: {e}") from e
     records = []
-    for line in Path(path).read_text().splitlines():
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        data = json.loads(line)
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InvalidInputError(f"{path}:{n} is not a JSON line: {e}") from e
         data = data.get("calibration", data)
         if not isinstance(data, dict) or "signals" not in data or data.get("fast_f1") is None:
             continue
@@ -139,5 +153,7 @@ def load_records(path: str | Path) -> list[CalibrationRecord]:
             )
         )
     if not records:
-        raise ValueError(f"{path} holds no labelled records (need 'signals' and 'fast_f1' per line)")
+        raise InvalidInputError(
+            f"{path} holds no labelled records (need 'signals' and 'fast_f1' per line)"
+        )
     return records
