@@ -42,7 +42,11 @@ def test_each_signal_gets_its_own_threshold_and_the_table_prints() -> None:
     cal = calibrate(records(), base=GateConfig(coverage_threshold=0.99), target_escalation=0.3)
     assert cal.config.coverage_threshold == pytest.approx(0.3, abs=0.02)
     text = format_table(cal)
-    assert "<- chosen" in text and "expected F1" in text
+    assert "<- chosen" in text and "expected F1" in text and "| 0.970 |" in text
+    # no full-deliberation labels: escalation and catches are known, an expected F1 is not
+    unlabelled = [CalibrationRecord(r.signals, r.fast_f1) for r in records()]
+    text = format_table(calibrate(unlabelled, target_escalation=0.3))
+    assert "| - |" in text and "always-deliberate F1 n/a" in text
 
 
 def test_bad_arguments(tmp_path) -> None:

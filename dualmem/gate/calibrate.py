@@ -117,7 +117,9 @@ def format_table(cal: Calibration, rows: int = 12) -> str:
     out = ["| threshold | escalation | expected F1 | wrong fast answers caught |", "|---|---|---|---|"]
     for r in shown:
         mark = " <- chosen" if r is cal.chosen else ""
-        out.append(f"| {r.threshold:.3f} | {r.escalation:.0%} | {r.f1:.3f} | {r.caught:.0%}{mark} |")
+        # without deliberate answers to swap in, an expected F1 would only repeat the fast one
+        f1 = f"{r.f1:.3f}" if cal.full_f1 is not None else "-"
+        out.append(f"| {r.threshold:.3f} | {r.escalation:.0%} | {f1} | {r.caught:.0%}{mark} |")
     full = f"{cal.full_f1:.3f}" if cal.full_f1 is not None else "n/a"
     out.append(f"\nfast-only F1 {cal.fast_f1:.3f}, always-deliberate F1 {full}")
     return "\n".join(out)
