@@ -41,7 +41,12 @@ def frontier(summary: dict[str, Any], path: Path) -> Path | None:
     for n, (name, tokens, f1) in enumerate(points):
         ax.scatter([tokens], [f1], s=110 - 8 * n, marker=markers[n % len(markers)], zorder=3 + n, label=name)
     ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap
+    # readable 1-2-5 ticks ("2K", "10K") instead of overlapping 2x10^3 minor labels
+    ticks = [m * 10**e for e in range(1, 8) for m in (1, 2, 5)]
+    ax.set_xticks(ticks, [f"{t // 1000}K" if t >= 1000 else str(t) for t in ticks])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    xs = [t for _, t, _ in points] + [p["tokens"] for p in sweep]
+    ax.set_xlim(min(xs) / 1.3, max(xs) * 1.3)
     ax.set_xlabel("tokens per question (prompt + completion, log scale)")
     ax.set_ylabel("F1, categories 1-4 (LoCoMo official)")
     s = summary["settings"]
