@@ -37,6 +37,28 @@ def test_deterministic_and_independent_of_batching(embed):
     np.testing.assert_array_equal(embed(texts)[1], together[1])
 
 
+def test_batches_bound_texts_and_padded_tokens():
+    from dualmem.embed import BATCH_TOKENS
+
+    lengths = [10] * 100 + [60] * 30 + [300]
+    batches = MiniLMEmbedding(batch_size=64)._batches(lengths)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # each text once
+    for b in batches:
+        widest = max(lengths[i] for i in b)
+        assert len(b) <= 64 and (len(b) == 1 or len(b) * widest <= BATCH_TOKENS)
+        assert [lengths[i] for i in b] == sorted(lengths[i] for i in b)
+    # short texts fill whole batches; long chat turns go a few at a time; an overlong one alone
+    assert [len(b) for b in batches][:2] == [BATCH_TOKENS // 10, 100 - BATCH_TOKENS // 10]
+    assert max(len(b) for b in batches if lengths[b[0]] == 60) == BATCH_TOKENS // 60
+    assert batches[-1] == [130]
+
+
+def test_mixed_lengths_embed_as_they_do_alone(embed):
+    texts = ["ok", "a medium length sentence about cats and dogs " * 3, "hi there", "word " * 200]
+    for a, t in zip(embed(texts), texts, strict=True):
+        np.testing.assert_allclose(a, embed([t])[0], atol=1e-5)
+
+
 def test_similar_sentences_are_closer(embed):
     a, b, c = embed([
         "Caroline adopted a puppy last week.",
