@@ -48,10 +48,18 @@ def _collection_name(partition: str) -> str:
 
 
 def _scope_where(scope: Scope) -> dict[str, Any] | None:
+    """Chroma filter for the ids that narrow the scope inside its partition's collection.
+
+    The partition's own id is left out: its collection holds nothing else, and any `where`
+    makes Chroma filter before the vector search (83 ms instead of 4 ms at 30K memories).
+    """
+    partition_key = {"user": "user_id", "agent": "agent_id", "session": "session_id"}[
+        scope.partition.split(":", 1)[0]
+    ]
     clauses = [
         {key: {"$eq": value}}
         for key in ("user_id", "agent_id", "session_id")
-        if (value := getattr(scope, key)) is not None
+        if key != partition_key and (value := getattr(scope, key)) is not None
     ]
     if not clauses:
         return None

@@ -12,9 +12,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from rank_bm25 import BM25Okapi
 
-__all__ = ["LexicalCache", "rrf", "stem", "terms", "tokenize"]
+__all__ = ["LexicalCache", "Postings", "rrf", "stem", "terms", "tokenize"]
 
 _WORD = re.compile(r"\w+")
 _STOP = frozenset(
@@ -45,13 +46,42 @@ def terms(text: str) -> list[str]:
     return [stem(w) for w in tokenize(text)]
 
 
+class Postings:
+    """rank_bm25's Okapi scores from an inverted index: `BM25Okapi.get_scores` walks every
+    document in Python for every query term (~300 ms at 100K memories); here only the
+    documents holding a term are touched, with numpy. Same idf, same formula, same order of
+    operations, so the same floats."""
+
+    def __init__(self, bm25: BM25Okapi) -> None:
+        self.idf, self.k1, self.n = bm25.idf, bm25.k1, len(bm25.doc_freqs)
+        doc_len = np.array(bm25.doc_len)
+        norm = bm25.k1 * (1 - bm25.b + bm25.b * doc_len / bm25.avgdl)
+        rows: dict[str, tuple[list[int], list[int]]] = {}
+        for i, freqs in enumerate(bm25.doc_freqs):
+            for term, freq in freqs.items():
+                docs, tfs = rows.setdefault(term, ([], []))
+                docs.append(i)
+                tfs.append(freq)
+        self.postings = {
+            t: (np.array(d), np.array(f, dtype=np.float64), norm[d]) for t, (d, f) in rows.items()
+        }
+
+    def scores(self, query: Sequence[str]) -> np.ndarray:
+        score = np.zeros(self.n)
+        for q in query:  # a repeated term counts twice, as in rank_bm25
+            if q in self.postings:
+                docs, tf, norm = self.postings[q]
+                score[docs] += (self.idf.get(q) or 0) * (tf * (self.k1 + 1) / (tf + norm))
+        return score
+
+
 @dataclass
 class _Entry:
     stamp: tuple[int, int]
     loaded: float
     ids: list[str]
     metas: list[dict]
-    bm25: BM25Okapi | None
+    bm25: Postings | None
 
 
 class LexicalCache:
@@ -86,7 +116,7 @@ class LexicalCache:
         if not fresh:
             ids, docs, metas = load()
             corpus = [terms(d) for d in docs]
-            bm25 = BM25Okapi(corpus) if corpus and any(corpus) else None
+            bm25 = Postings(BM25Okapi(corpus)) if corpus and any(corpus) else None
             entry = _Entry(stamp, time.monotonic(), ids, metas, bm25)
             with self._lock:
                 self._entries[partition] = entry
@@ -94,11 +124,11 @@ class LexicalCache:
         wanted = terms(query)
         if entry.bm25 is None or not wanted:
             return []
-        scores = entry.bm25.get_scores(wanted)
-        ranked = sorted(range(len(entry.ids)), key=lambda i: -scores[i])
+        scores = entry.bm25.scores(wanted)
+        hits = np.flatnonzero(scores > 0)
         out = []
-        for i in ranked:
-            if scores[i] <= 0 or len(out) >= k:
+        for i in hits[np.argsort(-scores[hits], kind="stable")]:  # ties keep document order
+            if len(out) >= k:
                 break
             if allowed(entry.metas[i]):
                 out.append(entry.ids[i])
