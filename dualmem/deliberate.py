@@ -38,14 +38,9 @@ _WITHHELD = "[message withheld: it gives orders to an assistant]"
 def _shown(turn: Turn, *, dated: bool = True) -> str:
     """How a raw turn appears in a deliberation prompt. Instruction-like turns stay in the
     history but are not quoted: a small model obeys some injections even inside <data>."""
-    if not is_instruction(turn.text):
-        return turn.render() if dated else f"{turn.speaker or turn.role}: {turn.text}"
-    who = turn.speaker or turn.role
-    return (
-        f"[{human_date(turn.timestamp.date().isoformat())}] {who}: {_WITHHELD}"
-        if dated
-        else f"{who}: {_WITHHELD}"
-    )
+    if is_instruction(turn.text):
+        turn = turn.model_copy(update={"text": _WITHHELD})
+    return turn.render() if dated else f"{turn.speaker or turn.role}: {turn.text}"
 
 
 class _ChunkFact(BaseModel):

@@ -69,8 +69,9 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
         texts = list(input)
         enc = tok.encode_batch(texts)
         vectors: list[np.ndarray] = [np.empty(0)] * len(texts)
-        for idx in self._batches([sum(e.attention_mask) for e in enc]):
-            width = max(sum(enc[i].attention_mask) for i in idx)
+        lengths = [sum(e.attention_mask) for e in enc]
+        for idx in self._batches(lengths):
+            width = lengths[idx[-1]]  # a batch is sorted by length: its last text is the longest
             ids = np.array([enc[i].ids[:width] for i in idx], dtype=np.int64)
             mask = np.array([enc[i].attention_mask[:width] for i in idx], dtype=np.int64)
             hidden = session.run(

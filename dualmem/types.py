@@ -45,17 +45,22 @@ class Scope(_Model):
     session_id: str | None = None
 
     @property
+    def partition_key(self) -> str:
+        """The id field that partitions this scope: the user when given, else the agent, else
+        the session."""
+        if self.user_id is not None:
+            return "user_id"
+        return "agent_id" if self.agent_id is not None else "session_id"
+
+    @property
     def partition(self) -> str:
-        """The hard partition: the user when given, else the agent, else the session.
+        """The hard partition, e.g. "user:maya".
 
         Stores keep partitions physically apart (own Chroma collection, own row key), so a
         wrong filter value can narrow a result but never reach into another partition.
         """
-        if self.user_id is not None:
-            return f"user:{self.user_id}"
-        if self.agent_id is not None:
-            return f"agent:{self.agent_id}"
-        return f"session:{self.session_id}"
+        key = self.partition_key
+        return f"{key.removesuffix('_id')}:{getattr(self, key)}"
 
 
 class Turn(_Model):

@@ -139,9 +139,9 @@ def _scored(records: list[dict[str, Any]]) -> dict[str, dict[tuple[str, int], di
     return by
 
 
-def _gate(records: list[dict[str, Any]], system: str) -> dict[str, Any] | None:
-    """AUROC of one gated system's gate score for "fast answer wrong", and a threshold sweep."""
-    by = _scored(records)
+def _gate(by: dict[str, dict[tuple[str, int], dict[str, Any]]], system: str) -> dict[str, Any] | None:
+    """AUROC of one gated system's gate score for "fast answer wrong", and a threshold sweep
+    (`by`: the scored records of every system, from `_scored`)."""
     gated = {key: r for key, r in by[system].items() if r.get("gate_score") is not None}
     keys = [key for key in gated if key in by["fast"]]
     if not keys:
@@ -208,6 +208,7 @@ def summarise(
     by_system: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         by_system[r["system"]].append(r)
+    scored = _scored(records)
     k = settings.get("k") or 30
     turns = sum(s["turns"] for s in ingest.values())
     seconds = sum(s["seconds"] for s in ingest.values())
@@ -225,7 +226,7 @@ def summarise(
             "completion_tokens": sum(s["completion_tokens"] for s in ingest.values()),
             "calls": sum(s["calls"] for s in ingest.values()),
         },
-        "gates": {s: g for s in systems if _has_gate(s) and (g := _gate(records, s))},
+        "gates": {s: g for s in systems if _has_gate(s) and (g := _gate(scored, s))},
         "notes": [MEM0_NOTE],
     }
     summary["targets"] = _targets(summary)

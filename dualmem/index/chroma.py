@@ -47,27 +47,26 @@ def _collection_name(partition: str) -> str:
     return _PREFIX + hashlib.sha256(partition.encode()).hexdigest()[:32]
 
 
-def _scope_where(scope: Scope) -> dict[str, Any] | None:
-    """Chroma filter for the ids that narrow the scope inside its partition's collection.
-
-    The partition's own id is left out: its collection holds nothing else, and any `where`
-    makes Chroma filter before the vector search (83 ms instead of 4 ms at 30K memories).
-    """
-    partition_key = {"user": "user_id", "agent": "agent_id", "session": "session_id"}[
-        scope.partition.split(":", 1)[0]
-    ]
-    clauses = [
-        {key: {"$eq": value}}
+def _narrowing(scope: Scope) -> dict[str, str]:
+    """The ids that narrow a scope inside its partition's collection. The partition's own id
+    is not one: its collection holds nothing else, and any Chroma `where` makes Chroma filter
+    before the vector search (83 ms instead of 4 ms at 30K memories)."""
+    return {
+        key: value
         for key in ("user_id", "agent_id", "session_id")
-        if key != partition_key and (value := getattr(scope, key)) is not None
-    ]
+        if key != scope.partition_key and (value := getattr(scope, key)) is not None
+    }
+
+
+def _scope_where(scope: Scope) -> dict[str, Any] | None:
+    clauses = [{key: {"$eq": value}} for key, value in _narrowing(scope).items()]
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
 def _allowed(scope: Scope):
-    wanted = {k: v for k in ("user_id", "agent_id", "session_id") if (v := getattr(scope, k))}
+    wanted = _narrowing(scope)
     return lambda meta: all(meta.get(k) == v for k, v in wanted.items())
 
 
