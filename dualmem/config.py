@@ -45,6 +45,8 @@ class Config(BaseModel):
     embedding_model: str | None = None
     extract: bool = True
     top_k: int = 30
+    #: System 2's strategy: "evidence" (built for small readers) or "scan" (D-Mem's chunk scan)
+    deliberation: Literal["evidence", "scan"] = "evidence"
     history_url: str | None = None
     index_url: str | None = None
     gate: dict[str, Any] = Field(default_factory=dict)
@@ -66,6 +68,7 @@ class Config(BaseModel):
             ("base_url", "OPENAI_BASE_URL"), ("embedder", "DUALMEM_EMBEDDER"),
             ("embedding_model", "DUALMEM_EMBEDDING_MODEL"), ("history_url", "DUALMEM_HISTORY_URL"),
             ("index_url", "DUALMEM_INDEX_URL"), ("n_ctx", "DUALMEM_N_CTX"),
+            ("deliberation", "DUALMEM_DELIBERATION"),
         ]:
             if env.get(var):
                 values[field] = env[var]

@@ -89,6 +89,11 @@ class Deliberation:
     chunks: int = 0
     errors: list[str] = field(default_factory=list)
     logprobs: list | None = None
+    #: what the trace says about this run beyond the counts ("12 lines selected", ...)
+    notes: list[str] = field(default_factory=list)
+    #: the raw turns that System 2 judged relevant: the arbiter weighs answers against them
+    #: (empty: the turns of the answer's context)
+    support_turn_ids: list[str] = field(default_factory=list)
 
     def add_usage(self, phase: str, usage: Usage) -> None:
         self.usage[phase] = self.usage[phase] + usage

@@ -7,28 +7,38 @@ import time
 from datetime import UTC
 from typing import Literal
 
+from .arbiter import arbitrate
 from .deliberate import Deliberation, Deliberator
 from .errors import DualMemError
+from .evidence import EvidenceSelector, TurnSearch
 from .fast import FastResult, answer_from, context_lines
 from .gate import GateConfig, Policy, run_gate
 from .gate.signals import consistency, coverage, is_refusal
 from .history.base import HistoryStore, TurnQuery
 from .index.base import MemoryIndex
 from .llm.base import BaseLLM
-from .types import Answer, Evidence, Fact, Memory, Scope, Turn, Usage
+from .types import Answer, Candidate, Evidence, Fact, Memory, Scope, Turn, Usage
 
-__all__ = ["DualProcess", "Mode"]
+__all__ = ["DualProcess", "Mode", "Strategy"]
 
 Mode = Literal["fast", "full", "gated"]
+#: System 2: `evidence` (search, select lines, read them; built for small readers) or `scan`
+#: (D-Mem's chunked fact extraction, after the neighbour tier)
+Strategy = Literal["evidence", "scan"]
 
 
 class DualProcess:
-    def __init__(self, llm: BaseLLM, history: HistoryStore, index: MemoryIndex, gate: GateConfig) -> None:
+    def __init__(
+        self, llm: BaseLLM, history: HistoryStore, index: MemoryIndex, gate: GateConfig,
+        strategy: Strategy = "evidence",
+    ) -> None:
         self.llm = llm
         self.history = history
         self.index = index
         self.gate = gate
+        self.strategy = strategy
         self.deliberator = Deliberator(llm)
+        self.evidence = EvidenceSelector(llm)
 
     async def answer(
         self,
@@ -40,52 +50,48 @@ class DualProcess:
         policy: Policy | None = None,
         tiered: bool | None = None,
         deliberate: bool = True,
+        strategy: Strategy | None = None,
     ) -> Answer:
+        strategy = strategy or self.strategy
         trace = Answer(question=question, text="", mode=mode)
         tiered = self.gate.tiered if tiered is None else tiered
-        if mode == "full":
-            # D-Mem's always-deliberate baseline: no retrieval, no fast answer
-            try:
-                return await self._deliberate(
-                    trace, question, scope, [], tiered=False, reason="full mode: always deliberate"
-                )
-            except DualMemError as e:
-                trace.reason = f"deliberation failed ({e}); fell back to the fast path"
-                trace.degraded = True
-                return await self._fast(trace, question, scope, k)
         await self._fast(trace, question, scope, k)
         if mode == "fast":
             trace.reason = "fast mode: no gate"
             return trace
-        start = time.perf_counter()
-        outcome = await run_gate(
-            self.llm, self.gate, question, trace.text, trace.logprobs, trace.memories, policy
-        )
-        trace.latency["gate"] = time.perf_counter() - start
-        if outcome.usage.calls:
-            trace.usage["gate"] = outcome.usage
-        trace.gate = outcome.report
-        if not outcome.report.escalate:
-            trace.text = outcome.answer or trace.text
-            trace.reason = f"fast answer kept: {outcome.report.reason}"
-            return trace
-        if not deliberate:
-            trace.reason = f"would escalate ({outcome.report.reason}); deliberation off: fast answer kept"
-            return trace
-        fast_text = trace.text
+        if mode == "full":
+            # always deliberate; the fast answer is still computed, so that the arbiter can
+            # keep it when System 2 finds less
+            reason = "full mode: always deliberate"
+            tiered = False
+        else:
+            start = time.perf_counter()
+            outcome = await run_gate(
+                self.llm, self.gate, question, trace.text, trace.logprobs, trace.memories, policy
+            )
+            trace.latency["gate"] = time.perf_counter() - start
+            if outcome.usage.calls:
+                trace.usage["gate"] = outcome.usage
+            trace.gate = outcome.report
+            if not outcome.report.escalate:
+                trace.text = outcome.answer or trace.text
+                trace.reason = f"fast answer kept: {outcome.report.reason}"
+                return trace
+            if not deliberate:
+                trace.reason = f"would escalate ({outcome.report.reason}); deliberation off: fast answer kept"
+                return trace
+            reason = f"escalated: {outcome.report.reason}"
+        fast_text, fast_turns = trace.text, list(trace.evidence.turn_ids)
         try:
             return await self._deliberate(
-                trace,
-                question,
-                scope,
-                trace.memories,
-                tiered=tiered,
-                reason=f"escalated: {outcome.report.reason}",
+                trace, question, scope, strategy=strategy, tiered=tiered, reason=reason
             )
         except DualMemError as e:
             # never nothing: the fast answer stands, marked as degraded
             trace.text, trace.path, trace.tier, trace.degraded = fast_text, "fast", None, True
-            trace.reason = f"escalated: {outcome.report.reason}; deliberation failed ({e}), fast answer kept"
+            trace.evidence = Evidence(memory_ids=trace.evidence.memory_ids, turn_ids=fast_turns)
+            trace.candidates, trace.arbitration = [], ""
+            trace.reason = f"{reason}; deliberation ({strategy}) failed ({e}), fast answer kept"
             return trace
 
     async def _fast(self, trace: Answer, question: str, scope: Scope, k: int) -> Answer:
@@ -108,41 +114,63 @@ class DualProcess:
         return trace
 
     async def _deliberate(
-        self, trace: Answer, question: str, scope: Scope, memories: list[Memory], *, tiered: bool, reason: str
+        self, trace: Answer, question: str, scope: Scope, *, strategy: Strategy, tiered: bool, reason: str
     ) -> Answer:
         start = time.perf_counter()
         turns: list[Turn] = await asyncio.to_thread(self.history.list, TurnQuery(scope=scope))
         trace.latency["history"] = time.perf_counter() - start
-        result: Deliberation | None = None
-        notes = []
-        if tiered and memories:
-            result = await self.deliberator.neighbours(question, turns, memories)
+        if strategy == "evidence":
+            results = [await self.evidence.run(question, turns, self._turn_search(scope))]
+        else:
+            results = await self._scan(question, turns, trace.memories, tiered=tiered)
+        notes: list[str] = []
+        for result in results:
             self._merge(trace, result)
-            if self._neighbours_suffice(question, result, memories):
-                notes.append("neighbour turns answered it")
-            else:
-                notes.append(f"neighbour turns gave {result.text!r}, not supported: full scan")
-                result = None
-        if result is None:
-            result = await self.deliberator.run(question, turns)
-            self._merge(trace, result)
-            notes.append(
-                f"scanned {len(turns)} turns in {result.chunks} chunks, kept {len(result.facts)} facts"
+            notes += result.notes
+            if result.errors:
+                notes.append(f"{len(result.errors)} chunk(s) unreadable and skipped")
+                trace.degraded = True
+        # every answer is weighed against the raw turns System 2 judged relevant
+        by_id = {t.id: t for t in turns}
+        support = dict.fromkeys(t for r in results for t in (r.support_turn_ids or r.turn_ids))
+        evidence = [by_id[t] for t in support if t in by_id]
+        candidates = [Candidate(source="fast", text=trace.text, turn_ids=trace.evidence.turn_ids)]
+        candidates += [Candidate(source=r.tier, text=r.text, turn_ids=r.turn_ids) for r in results]
+        winner, why = arbitrate(question, candidates, evidence)
+        chosen = None if winner.source == "fast" else results[candidates.index(winner) - 1]
+        trace.path, trace.tier, trace.strategy = "deliberate", winner.source, strategy
+        trace.candidates, trace.arbitration = candidates, why
+        if chosen is not None:
+            trace.text, trace.logprobs = chosen.text, chosen.logprobs
+            trace.evidence = Evidence(
+                memory_ids=trace.evidence.memory_ids, turn_ids=chosen.turn_ids, facts=list(chosen.facts)
             )
-        if result.errors:
-            notes.append(f"{len(result.errors)} chunk(s) unreadable and skipped")
-            trace.degraded = True
-        trace.text, trace.path, trace.tier, trace.logprobs = (
-            result.text,
-            "deliberate",
-            result.tier,
-            result.logprobs,
-        )
-        trace.evidence = Evidence(
-            memory_ids=trace.evidence.memory_ids, turn_ids=result.turn_ids, facts=list(result.facts)
-        )
-        trace.reason = f"{reason} -> {'; '.join(notes)}"
+        trace.reason = f"{reason} -> {'; '.join(notes)}; {why}: {winner.source} answer kept"
         return trace
+
+    def _turn_search(self, scope: Scope) -> TurnSearch:
+        async def search(query: str) -> list[str]:
+            memories = await asyncio.to_thread(self.index.search, query, scope, self.evidence.per_query)
+            return [t for m in memories for t in m.source_turn_ids]
+
+        return search
+
+    async def _scan(
+        self, question: str, turns: list[Turn], memories: list[Memory], *, tiered: bool
+    ) -> list[Deliberation]:
+        """D-Mem's chunk scan, after the neighbour tier when `tiered`; the scan runs only when
+        the neighbours' answer looks unsupported."""
+        results: list[Deliberation] = []
+        if tiered and memories:
+            near = await self.deliberator.neighbours(question, turns, memories)
+            results.append(near)
+            if self._neighbours_suffice(question, near, memories):
+                near.notes.append("neighbour turns answered it")
+                return results
+            near.notes.append(f"neighbour turns gave {near.text!r}, not supported: full scan")
+        full = await self.deliberator.run(question, turns)
+        full.notes.append(f"scanned {len(turns)} turns in {full.chunks} chunks, kept {len(full.facts)} facts")
+        return [*results, full]
 
     def _merge(self, trace: Answer, result: Deliberation) -> None:
         for phase, usage in result.usage.items():

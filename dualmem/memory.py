@@ -16,7 +16,7 @@ from typing import Any, get_args
 from ._sync import run_sync
 from .backends import make_history, make_index
 from .config import Config
-from .dual import DualProcess, Mode
+from .dual import DualProcess, Mode, Strategy
 from .errors import ConfigError, InvalidInputError, LLMError, ScopeError, StorageError
 from .extract import ExtractionResult, Extractor, raw_memories
 from .gate import GateConfig, Policy
@@ -238,6 +238,7 @@ class DualMemory:
         policy: Policy | None = None,
         tiered: bool | None = None,
         deliberate: bool = True,
+        strategy: Strategy | None = None,
     ) -> Answer:
         """Answer from memory, explaining the path taken.
 
@@ -246,6 +247,9 @@ class DualMemory:
         replaced by deliberation over the raw history when it fails. `"full"`: always deliberate.
         `deliberate=False` (gated mode) runs the gate but keeps the fast answer; `answer.gate`
         says whether and why it would have escalated, so a caller can decide what to spend.
+        `strategy` picks System 2 for this call (`evidence` or `scan`; default: the memory's
+        `deliberation` setting). System 2's answer replaces the fast one only when the raw
+        evidence supports it better; `answer.candidates` and `answer.arbitration` say which won.
         """
         scope = make_scope(user_id, agent_id, session_id)
         question = check_text(question, "question")
@@ -253,11 +257,18 @@ class DualMemory:
             raise InvalidInputError(f"mode must be 'fast', 'full' or 'gated', got {mode!r}")
         if policy is not None and policy not in get_args(Policy):
             raise InvalidInputError(f"policy must be one of {', '.join(get_args(Policy))}, got {policy!r}")
+        if strategy is not None and strategy not in get_args(Strategy):
+            raise InvalidInputError(
+                f"strategy must be one of {', '.join(get_args(Strategy))}, got {strategy!r}"
+            )
         k = self._check_k(k)
         await self._require_history(scope)
-        process = DualProcess(self.llm, self.history_store, self.index, self.gate_config)
+        process = DualProcess(
+            self.llm, self.history_store, self.index, self.gate_config, self.config.deliberation
+        )
         return await process.answer(
-            question, scope, k=k, mode=mode, policy=policy, tiered=tiered, deliberate=deliberate
+            question, scope, k=k, mode=mode, policy=policy, tiered=tiered, deliberate=deliberate,
+            strategy=strategy,
         )
 
     def answer(self, question: str, **kwargs: Any) -> Answer:

@@ -17,10 +17,14 @@ __all__ = [
     "FACTS_SYSTEM",
     "FILTER_SYSTEM",
     "JUDGE_SYSTEM",
+    "PLAN_SYSTEM",
+    "SELECT_SYSTEM",
     "audit_messages",
     "facts_messages",
     "filter_messages",
     "judge_messages",
+    "plan_messages",
+    "select_messages",
     "EXTRACT_SYSTEM",
     "RECONCILE_SYSTEM",
     "answer_messages",
@@ -217,3 +221,33 @@ FILTER_SYSTEM = (
 
 def filter_messages(question: str, facts: Sequence[str]) -> list[dict]:
     return _list_request(FILTER_SYSTEM, question, "Items", facts)
+
+
+# ---------------------------------------------------------------- evidence-first deliberation
+
+SELECT_SYSTEM = (
+    "You find the conversation lines that answer a question. " + DATA_RULE + "\nRules:\n"
+    "- Pick every line that states something the answer needs: a name, place, thing, date or "
+    "event the question asks about.\n"
+    "- Skip greetings and lines about other topics.\n"
+    "- Do not answer the question and do not copy any text: give line numbers only.\n"
+    'Reply with JSON only: {"lines": [2, 5]} or {"lines": []}'
+)
+
+
+def select_messages(question: str, lines: Sequence[str]) -> list[dict]:
+    return _list_request(SELECT_SYSTEM, question, "Lines", lines)
+
+
+PLAN_SYSTEM = (
+    "You help search a long conversation. Break the question into at most 3 short search "
+    "queries, one for each fact the answer needs (each person, event, item or date). "
+    'Reply with JSON only: {"queries": ["...", "..."]}'
+)
+
+
+def plan_messages(question: str) -> list[dict]:
+    return [
+        {"role": "system", "content": PLAN_SYSTEM},
+        {"role": "user", "content": f"Question: {question}\n\nJSON:"},
+    ]

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "Answer",
     "AuditLabels",
+    "Candidate",
     "Evidence",
     "Fact",
     "GateReport",
@@ -179,6 +180,21 @@ class Evidence(_Model):
     facts: list[Fact] = Field(default_factory=list)
 
 
+class Candidate(_Model):
+    """One answer the arbiter weighed: which phase gave it, and how well System 2's raw
+    evidence supports it."""
+
+    source: str
+    text: str
+    #: share of the answer's words found in System 2's evidence lines (None: a bare yes/no,
+    #: which words cannot ground)
+    support: float | None = None
+    #: date of the newest evidence line holding the answer (what "now" questions go by)
+    newest: datetime | None = None
+    turn_ids: list[str] = Field(default_factory=list)
+    won: bool = False
+
+
 Path = Literal["fast", "deliberate"]
 
 
@@ -190,10 +206,14 @@ class Answer(_Model):
     path: Path = "fast"
     tier: str | None = None
     mode: str = "fast"
+    strategy: str | None = None
     reason: str = ""
     degraded: bool = False
     gate: GateReport | None = None
     evidence: Evidence = Field(default_factory=Evidence)
+    #: every answer weighed after an escalation, the winner marked; `arbitration` says why
+    candidates: list[Candidate] = Field(default_factory=list)
+    arbitration: str = ""
     memories: list[Memory] = Field(default_factory=list)
     usage: dict[str, Usage] = Field(default_factory=dict)
     latency: dict[str, float] = Field(default_factory=dict)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .data import CATEGORY_NAMES
+from .paired import paired, paired_lines
 from .score import auroc, recall_at_k
 
 __all__ = ["summarise", "write_report"]
@@ -227,6 +228,7 @@ def summarise(
             "calls": sum(s["calls"] for s in ingest.values()),
         },
         "gates": {s: g for s in systems if _has_gate(s) and (g := _gate(scored, s))},
+        "paired": paired(records),
         "notes": [MEM0_NOTE],
     }
     summary["targets"] = _targets(summary)
@@ -417,6 +419,7 @@ def markdown(summary: dict[str, Any]) -> str:
                 "Threshold sweep (signal score only, System 2 = full mode): see `frontier.png` "
                 "and `summary.json`."
             )
+    lines += paired_lines(summary.get("paired") or {})
     lines += _target_lines(summary.get("targets") or {})
     notes = [f"- `{k}`: {v}" for k, v in summary.get("unavailable", {}).items()]
     for name, v in systems.items():

@@ -24,6 +24,7 @@ import typer
 
 from .._sync import run_sync
 from ..config import Config
+from ..dual import Strategy
 from ..errors import DualMemError, InvalidInputError, LLMError
 from ..fast import ANSWER_MAX_TOKENS, answer_from
 from ..gate.policy import Policy
@@ -38,13 +39,17 @@ from .data import Conversation, Dataset, Question, load_dataset
 from .report import RECALL_KS, summarise, write_report
 from .score import is_refusal, is_refusal_or_none, locomo_f1, mem0_f1
 
-__all__ = ["GATE_SYSTEMS", "MODES", "POLICY_SYSTEMS", "SYSTEMS", "register", "run_benchmark"]
+__all__ = [
+    "GATE_SYSTEMS", "MODES", "POLICY_SYSTEMS", "STRATEGY_SYSTEMS", "SYSTEMS", "register", "run_benchmark",
+]
 
 SYSTEMS = ("fast", "gated", "full", "rag", "fullctx", "retrieval")
 # `gated:<policy>` is the gated mode with that policy (plain `gated` uses --policy or the config's);
 # `gate:<policy>` runs the gate but never deliberates: its AUROC for the price of the fast path
 POLICY_SYSTEMS = tuple(f"gated:{p}" for p in get_args(Policy))
 GATE_SYSTEMS = tuple(f"gate:{p}" for p in get_args(Policy))
+# `full:<strategy>` always deliberates with that System 2 strategy (plain `full` uses --strategy)
+STRATEGY_SYSTEMS = tuple(f"full:{s}" for s in get_args(Strategy))
 # gated needs the fast answer's F1 for the gate's AUROC: fast runs first, and the gated run's
 # identical fast-answer call is then a cache hit; full runs before the policies so that their
 # escalations to the full scan are cache hits too
@@ -65,10 +70,10 @@ def expand_modes(mode: str | Sequence[str]) -> list[str]:
     systems: list[str] = []
     for name in (n.strip() for n in names):
         for s in MODES.get(name, (name,)):
-            if s not in SYSTEMS + POLICY_SYSTEMS + GATE_SYSTEMS:
+            if s not in SYSTEMS + POLICY_SYSTEMS + GATE_SYSTEMS + STRATEGY_SYSTEMS:
                 raise InvalidInputError(
                     f"unknown mode {name!r}: use {', '.join(MODES)} or a system among "
-                    f"{', '.join(SYSTEMS)}, gated:<policy>, gate:<policy>"
+                    f"{', '.join(SYSTEMS)}, gated:<policy>, gate:<policy>, full:<strategy>"
                 )
             if s not in systems:
                 systems.append(s)
@@ -192,6 +197,8 @@ def score_record(record: dict[str, Any], q: Question) -> dict[str, Any]:
         record.update(refusal=is_refusal(prediction), refusal_or_none=is_refusal_or_none(prediction))
     elif q.answer is not None:
         record.update(f1=locomo_f1(prediction, q.answer, q.category), f1_mem0=mem0_f1(prediction, q.answer))
+        for c in record.get("candidates") or []:  # what each answer the arbiter weighed scores
+            c["f1"] = locomo_f1(c["text"], q.answer, q.category)
     return record
 
 
@@ -215,6 +222,12 @@ def _answer_record(answer: Answer) -> dict[str, Any]:
         "calls": total.calls,
         "latency": answer.latency,
         "retrieved": _ranked_turns(answer.memories),
+        # the turns of the context that produced the final answer (fast: the top-k memories')
+        "context": answer.evidence.turn_ids,
+        "strategy": answer.strategy,
+        "candidates": [c.model_dump(mode="json", include={"source", "text", "support", "newest", "won"})
+                       for c in answer.candidates],
+        "arbitration": answer.arbitration,
     }
 
 
@@ -229,6 +242,7 @@ class _Asker:
         k: int | None,
         policy: str | None,
         llm: BaseLLM | None,
+        strategy: str | None = None,
     ) -> None:
         self.memory, self.raw, self.fullctx, self.k, self.policy, self.llm = (
             memory,
@@ -238,6 +252,7 @@ class _Asker:
             policy,
             llm,
         )
+        self.strategy = strategy
         self.unavailable: dict[str, str] = {}
 
     async def ask(self, system: str, conv: Conversation, q: Question) -> dict[str, Any]:
@@ -290,6 +305,12 @@ class _Asker:
             mode, kwargs["deliberate"] = "gated", False
         elif mode == "gated":
             policy = policy or self.policy or ""
+        if mode == "full":
+            policy, strategy = "", policy or self.strategy
+            if strategy:
+                kwargs["strategy"] = strategy
+        elif self.strategy:
+            kwargs["strategy"] = self.strategy
         if policy:
             kwargs["policy"] = policy
         answer = await memory.aanswer(q.question, user_id=conv.id, k=self.k, mode=mode, **kwargs)
@@ -332,7 +353,7 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
     path = out / "run.json"
     if path.exists():
         old = json.loads(path.read_text())
-        keys = ("dataset", "model", "extract", "k", "policy")
+        keys = ("dataset", "model", "extract", "k", "policy", "strategy")
         diff = {k: (old.get(k), settings.get(k)) for k in keys if old.get(k) != settings.get(k)}
         if diff:
             raise InvalidInputError(f"{out} holds a run with other settings {diff}: use another --out")
@@ -355,6 +376,7 @@ def run_benchmark(
     limit: int | None = None,
     k: int | None = None,
     policy: str | None = None,
+    strategy: str | None = None,
     retrieval_only: bool = False,
     config: Config | None = None,
     llm: BaseLLM | None = None,
@@ -389,6 +411,7 @@ def run_benchmark(
         "model": llm.name if llm else None,
         "k": k or config.top_k,
         "policy": policy,
+        "strategy": strategy,
         "conversations": [c.id for c, _ in selection],
         "categories": list(categories or []),
         "limit": limit,
@@ -416,7 +439,7 @@ def run_benchmark(
                 raw = _memory(config, store.parent / "raw", False, llm)
                 ingest(conv, raw, extract=False, store=store.parent / "raw")
             fullctx = FullContext(llm, memory, conv) if "fullctx" in systems and llm else None
-            asker = _Asker(memory, raw, fullctx, k or config.top_k, policy, llm)
+            asker = _Asker(memory, raw, fullctx, k or config.top_k, policy, llm, strategy)
 
             def write(record: dict[str, Any]) -> None:
                 sink.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -491,6 +514,10 @@ def register(app: Any) -> None:
             policy: Annotated[
                 str | None, typer.Option(help="gate policy of the plain `gated` system")
             ] = None,
+            strategy: Annotated[
+                str | None,
+                typer.Option(help="System 2 of `full` and `gated`: evidence | scan (default: the config's)"),
+            ] = None,
             retrieval_only: Annotated[bool, typer.Option(help="no LLM: evidence recall of search")] = False,
             cache: Annotated[bool, typer.Option(help="SQLite LLM response cache in the output dir")] = True,
             concurrency: Annotated[int, typer.Option(help="questions asked at once (API endpoints)")] = 1,
@@ -509,6 +536,7 @@ def register(app: Any) -> None:
                     limit=limit,
                     k=k,
                     policy=policy,
+                    strategy=strategy,
                     retrieval_only=retrieval_only,
                     cache=cache,
                     concurrency=concurrency,

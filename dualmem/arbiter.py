@@ -1,0 +1,97 @@
+"""Arbitration: System 2's answer replaces the fast one only when its evidence supports it better.
+
+Escalating must never make an answer worse through a weaker pass, so every answer an
+escalation produced (fast, a middle tier, the full pass) is weighed against the same raw
+evidence: the lines System 2 judged relevant, with relative dates resolved. An answer is
+supported by the share of its words those lines hold. The rules, in order:
+
+- a refusal never replaces a concrete answer that the evidence supports;
+- a concrete, supported answer replaces a refusal;
+- two answers that agree keep the earlier one (nothing changed);
+- an unsupported challenger never wins;
+- for "now / still / latest" questions the answer held by the newest line wins;
+- otherwise the challenger must be supported at least as well as the answer it replaces
+  (System 2 read focused evidence, the fast path a broad top-k list).
+
+Later tiers challenge the current winner in order, so a middle tier's supported answer is
+not thrown away for a weaker full-pass answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from .dates import asks_current
+from .evidence import evidence_line
+from .gate.signals import is_refusal, token_f1
+from .index.lexical import stem, tokenize
+from .types import Candidate, Turn
+
+__all__ = ["SUPPORTED", "arbitrate", "supported_by"]
+
+SUPPORTED = 0.5  # at least half of an answer's words must be in the evidence
+_POLAR = frozenset("yes no not likely unlikely probably maybe perhaps".split())
+
+
+def _words(text: str) -> set[str]:
+    return {stem(w) for w in tokenize(text) if w not in _POLAR}
+
+
+def supported_by(answer: str, evidence: Sequence[Turn]) -> tuple[float | None, datetime | None]:
+    """(share of the answer's words found in the evidence lines, timestamp of the newest line
+    holding at least half of them). The share is None for a bare yes/no answer."""
+    words = _words(answer)
+    if not words:
+        return None, None
+    found: set[str] = set()
+    newest: datetime | None = None
+    for turn in evidence:
+        held = words & _words(evidence_line(turn))
+        found |= held
+        if len(held) >= len(words) / 2 and (newest is None or turn.timestamp > newest):
+            newest = turn.timestamp
+    return len(found) / len(words), newest
+
+
+def _beats(challenger: Candidate, holder: Candidate, current: bool) -> tuple[bool, str]:
+    name, held = challenger.source, holder.source
+    c_support, h_support = challenger.support or 0.0, holder.support or 0.0
+    if is_refusal(challenger.text):
+        if is_refusal(holder.text) or h_support >= SUPPORTED:
+            return False, f"{name} found no answer; {held}'s answer stands"
+        return True, f"{name} found no answer and {held}'s answer has no support in its evidence"
+    if is_refusal(holder.text):
+        if c_support >= SUPPORTED:
+            return True, f"{held} found no answer; {name}'s answer is supported ({c_support:.0%})"
+        return False, f"{held} found no answer, and {name}'s is not supported either"
+    if token_f1(challenger.text, holder.text) >= 0.8:
+        return False, f"{name} agrees with {held}"
+    if challenger.support is None:
+        return False, f"{name}'s yes/no answer cannot be checked against the evidence; {held}'s stands"
+    if c_support < SUPPORTED:
+        return False, f"{name}'s answer is not supported by its evidence ({c_support:.0%})"
+    if current and holder.support is not None and h_support >= SUPPORTED:
+        if challenger.newest and holder.newest and challenger.newest != holder.newest:
+            newer = challenger.newest > holder.newest
+            day = (challenger if newer else holder).newest.date().isoformat()  # type: ignore[union-attr]
+            holder_name = name if newer else held
+            return newer, f"a question about now: the newest evidence ({day}) holds {holder_name}'s answer"
+    if c_support >= h_support:
+        return True, f"{name}'s answer is supported {c_support:.0%} against {h_support:.0%} for {held}'s"
+    return False, f"{held}'s answer is better supported ({h_support:.0%} against {c_support:.0%})"
+
+
+def arbitrate(question: str, candidates: list[Candidate], evidence: Sequence[Turn]) -> tuple[Candidate, str]:
+    """Weigh `candidates` (the fast answer first, then each System 2 tier in order) against
+    `evidence`; fills in their support, marks the winner, and says why it won."""
+    for c in candidates:
+        c.support, c.newest = supported_by(c.text, evidence)
+    current = asks_current(question)
+    winner, why = candidates[0], "only one answer"
+    for challenger in candidates[1:]:
+        wins, why = _beats(challenger, winner, current)
+        if wins:
+            winner = challenger
+    winner.won = True
+    return winner, why

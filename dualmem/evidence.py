@@ -1,0 +1,258 @@
+"""System 2, evidence first: find the raw lines that answer the question, then read only them.
+
+With a 0.5B reader, F1 is ~0.52 when every evidence turn is in the context and ~0.13 when
+one is missing, and reading only the evidence turns beats reading the top 30. So this
+strategy spends its calls on finding and focusing evidence, never on rewriting it:
+
+1. search every raw turn of the scope (not the index, which may hold extracted facts that
+   lost something) with several queries: the question, the names and numbers in it, and
+   optionally sub-queries the model proposes for compound questions; BM25 over the raw turns
+   plus the index's hybrid search mapped back to turns, fused by reciprocal rank;
+2. widen the best hits with their session neighbours (an answer often sits in the reply);
+3. the model *selects* supporting lines by number in chunked listwise prompts; it copies no
+   text, so it cannot get a fact wrong in the retelling;
+4. the answer is read from the selected raw lines in chronological order, each with its
+   session date and its relative dates resolved in code (`dates.resolve_relative`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from pydantic import BaseModel, Field
+from rank_bm25 import BM25Okapi
+
+from .dates import resolve_relative
+from .deliberate import Deliberation, _shown
+from .errors import LLMReplyError
+from .fast import answer_from
+from .index.lexical import Postings, rrf, terms
+from .llm.base import BaseLLM, ChatRequest, Numbers, parse_json_reply
+from .prompts import plan_messages, select_messages
+from .tokens import count_messages, count_tokens
+from .types import Fact, Turn, Usage, human_date
+
+__all__ = ["EvidenceSelector", "TurnSearch", "evidence_line", "parse_selection"]
+
+#: the index's hybrid search, as ranked turn ids (see `DualProcess`)
+TurnSearch = Callable[[str], Awaitable[list[str]]]
+
+_NAME = re.compile(r"\b[A-Z][a-zA-Z'\-]+|\b\d[\d,./:-]*\b")
+# questions that need several facts (multi-hop, lists, time): the ones sub-queries may help
+_COMPOUND = re.compile(
+    r"\b(and|both|all|every|how many|how long|when|what year|which|kinds?|types?|"
+    r"activities|things|hobbies|places|ever|before|after)\b",
+    re.I,
+)
+_DIGITS = re.compile(r"\b\d+\b")
+
+
+def evidence_line(turn: Turn) -> str:
+    """A raw turn as System 2 shows it: session date, speaker, text with relative dates
+    resolved against that date."""
+    return resolve_relative(_shown(turn), turn.timestamp.date())
+
+
+class _Selection(BaseModel):
+    lines: Numbers = Field(default_factory=list)
+
+
+class _Plan(BaseModel):
+    queries: list[str] = Field(default_factory=list)
+
+
+def parse_selection(text: str, n: int) -> list[int] | None:
+    """Line numbers (1..n, first mention order) from a selection reply; None if unreadable.
+
+    Small models answer `{"lines": [2, 5]}`, a bare `[2, 5]`, or "Lines 2 and 5": any of them
+    reads. A reply with no number at all and no JSON is unreadable; `{"lines": []}` is a
+    valid "none of these"."""
+    try:
+        numbers = parse_json_reply(text, _Selection).lines
+    except LLMReplyError:
+        numbers = [int(d) for d in _DIGITS.findall(text)]
+        if not numbers:
+            return None
+    return [i for i in dict.fromkeys(numbers) if 1 <= i <= n]
+
+
+class EvidenceSelector:
+    """The `evidence` deliberation strategy (see the module docstring)."""
+
+    name = "evidence"
+
+    def __init__(
+        self,
+        llm: BaseLLM,
+        *,
+        per_query: int = 20,
+        pool: int = 30,
+        widen: int = 8,
+        window: int = 1,
+        chunk_lines: int = 20,
+        keep_top: int = 4,
+        max_lines: int = 30,
+        plan: bool = False,
+    ) -> None:
+        self.llm = llm
+        self.per_query = per_query
+        self.pool = pool
+        self.widen = widen
+        self.window = window
+        self.chunk_lines = chunk_lines
+        self.keep_top = keep_top
+        self.max_lines = max_lines
+        self.plan = plan
+
+    async def run(
+        self, question: str, turns: list[Turn], search: TurnSearch | None = None
+    ) -> Deliberation:
+        result = Deliberation(text="", tier=self.name)
+        if not turns:
+            await self._answer(question, [], [], result)
+            return result
+        start = time.perf_counter()
+        queries = await self._queries(question, turns, result)
+        ranked = await self._rank(queries, turns, search)
+        pool = self._widen(ranked, turns)
+        result.latency["deliberate.search"] = time.perf_counter() - start
+        selected = await self._select(question, pool, ranked, turns, result)
+        # the best search hits stay as insurance: a small selector misses lines, and a missing
+        # evidence line costs far more F1 than an extra one
+        keep = list(dict.fromkeys(selected + ranked[: self.keep_top]))[: self.max_lines]
+        result.support_turn_ids = [turns[i].id for i in selected]
+        result.notes.insert(
+            0, f"{len(queries)} queries, {len(pool)} candidate lines, {len(selected)} selected"
+        )
+        await self._answer(question, sorted(keep), turns, result)
+        return result
+
+    # ---------------------------------------------------------------- search
+
+    async def _queries(
+        self, question: str, turns: list[Turn], result: Deliberation
+    ) -> list[tuple[str, bool]]:
+        """(query, dense?) pairs: the names query is lexical only, an embedding of a bare name
+        list means little."""
+        queries = [(question, True)]
+        speakers = {t.speaker.lower() for t in turns if t.speaker}
+        names = [n for n in _NAME.findall(question) if n.lower().removesuffix("'s") not in speakers]
+        if names[1:] or (names and not question.startswith(names[0])):
+            queries.append((" ".join(names), False))
+        if self.plan and _COMPOUND.search(question):
+            queries += [(q, True) for q in await self._plan(question, result)]
+        return queries
+
+    async def _plan(self, question: str, result: Deliberation) -> list[str]:
+        start = time.perf_counter()
+        request = ChatRequest(task="deliberate.plan", messages=plan_messages(question), max_tokens=96)
+        try:
+            reply, usage = await self.llm.ajson(request, _Plan, retries=0)
+        except LLMReplyError as e:
+            # sub-queries are an extra: without them the question's own queries still run
+            result.add_usage("deliberate.plan", e.usage or Usage())
+            result.notes.append("sub-queries unreadable, skipped")
+            return []
+        result.add_usage("deliberate.plan", usage)
+        result.latency["deliberate.plan"] = time.perf_counter() - start
+        return [q.strip() for q in reply.queries[:3] if q.strip() and q.strip() != question]
+
+    async def _rank(
+        self, queries: list[tuple[str, bool]], turns: list[Turn], search: TurnSearch | None
+    ) -> list[int]:
+        """Turn positions, best first, fused over every query and both searches."""
+        corpus = [terms(f"{t.speaker or t.role}: {t.text}") for t in turns]
+        bm25 = Postings(BM25Okapi(corpus)) if any(corpus) else None
+        position = {t.id: i for i, t in enumerate(turns)}
+        rankings: list[list[int]] = []
+        for query, dense in queries:
+            if bm25 is not None and (wanted := terms(query)):
+                scores = bm25.scores(wanted)
+                hits = [int(i) for i in (-scores).argsort(kind="stable")[: self.per_query] if scores[i] > 0]
+                rankings.append(hits)
+            if dense and search is not None:
+                found = await search(query)
+                rankings.append([position[t] for t in found[: self.per_query] if t in position])
+        return [int(i) for i in rrf([[str(i) for i in r] for r in rankings])]
+
+    def _widen(self, ranked: list[int], turns: list[Turn]) -> list[int]:
+        pool = set(ranked[: self.pool])
+        for i in ranked[: self.widen]:
+            for j in range(i - self.window, i + self.window + 1):
+                if 0 <= j < len(turns) and turns[j].session_id == turns[i].session_id:
+                    pool.add(j)
+        return sorted(pool)
+
+    # ---------------------------------------------------------------- selection
+
+    def _chunks(self, question: str, pool: list[int], turns: list[Turn]) -> list[list[int]]:
+        """Consecutive pieces of the pool, each fitting one selection prompt."""
+        budget = int((self.llm.context_tokens - 64 - count_messages(select_messages(question, []))) * 0.9)
+        chunks: list[list[int]] = [[]]
+        used = 0
+        for i in pool:
+            cost = count_tokens(evidence_line(turns[i])) + 6
+            if chunks[-1] and (len(chunks[-1]) >= self.chunk_lines or used + cost > budget):
+                chunks.append([])
+                used = 0
+            chunks[-1].append(i)
+            used += cost
+        return [c for c in chunks if c]
+
+    async def _select(
+        self, question: str, pool: list[int], ranked: list[int], turns: list[Turn], result: Deliberation
+    ) -> list[int]:
+        """Selected turn positions, best search rank first."""
+        start = time.perf_counter()
+        rank = {i: r for r, i in enumerate(ranked)}
+        chosen: list[int] = []
+        for chunk in self._chunks(question, pool, turns):
+            lines = [evidence_line(turns[i]) for i in chunk]
+            request = ChatRequest(
+                task="deliberate.select", messages=select_messages(question, lines), max_tokens=64
+            )
+            # model failures (LLMError) propagate: the caller keeps the fast answer, degraded
+            completion = await self.llm.acomplete(request)
+            result.add_usage("deliberate.select", completion.usage)
+            picked = parse_selection(completion.text, len(chunk))
+            by_rank = sorted(chunk, key=lambda i: rank.get(i, len(rank)))
+            if picked is None:
+                result.notes.append("a selection reply was unreadable: its lines kept by search rank")
+                picked_ids = by_rank[: self.keep_top]
+            else:
+                picked_ids = [chunk[n - 1] for n in picked]
+                cap = max(3, len(chunk) // 2)
+                if len(picked_ids) > cap:
+                    # a selector that picks most of the lines is not selecting: trust the search
+                    # among its picks
+                    picked_ids = sorted(picked_ids, key=lambda i: rank.get(i, len(rank)))[:cap]
+            chosen += picked_ids
+        result.latency["deliberate.select"] = time.perf_counter() - start
+        return sorted(dict.fromkeys(chosen), key=lambda i: rank.get(i, len(rank)))
+
+    # ---------------------------------------------------------------- answer
+
+    async def _answer(
+        self, question: str, keep: Sequence[int], turns: list[Turn], result: Deliberation
+    ) -> None:
+        lines = [evidence_line(turns[i]) for i in keep]
+        answered = await answer_from(
+            self.llm, question, lines, task="deliberate.answer", label="Conversation excerpts"
+        )
+        result.facts = [
+            Fact(
+                text=line,
+                score=10,
+                turn_ids=[turns[i].id],
+                timestamp=human_date(turns[i].timestamp.date().isoformat()),
+                speaker=turns[i].speaker or turns[i].role,
+            )
+            for i, line in zip(keep, lines, strict=True)
+        ]
+        result.turn_ids = [turns[i].id for i in keep]
+        result.text = answered.text
+        result.logprobs = answered.completion.logprobs
+        result.add_usage("deliberate.answer", answered.completion.usage)
+        result.latency["deliberate.answer"] = answered.seconds
