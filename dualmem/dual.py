@@ -89,9 +89,10 @@ class DualProcess:
         except DualMemError as e:
             # never nothing: the fast answer stands, marked as degraded
             trace.text, trace.path, trace.tier, trace.degraded = fast_text, "fast", None, True
+            trace.strategy = strategy
             trace.evidence = Evidence(memory_ids=trace.evidence.memory_ids, turn_ids=fast_turns)
             trace.candidates, trace.arbitration = [], ""
-            trace.reason = f"{reason}; deliberation ({strategy}) failed ({e}), fast answer kept"
+            trace.reason = f"{reason}; deliberation failed ({e}), fast answer kept"
             return trace
 
     async def _fast(self, trace: Answer, question: str, scope: Scope, k: int) -> Answer:

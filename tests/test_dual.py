@@ -46,6 +46,8 @@ def stored(tmp_path_factory) -> Path:
 @pytest.fixture
 def make_memory(stored: Path) -> Callable[..., DualMemory]:
     def make(llm: ScriptedLLM, **kwargs: Any) -> DualMemory:
+        # this module covers the `scan` strategy and its neighbour tier; test_evidence.py the other
+        kwargs.setdefault("deliberation", "scan")
         return DualMemory(path=stored, llm=llm, extract=False, **kwargs)
 
     return make
@@ -161,7 +163,9 @@ def test_untiered_escalation_goes_straight_to_the_full_scan(make_memory, where: 
 
 
 def test_full_scan_reads_only_the_scope(make_memory) -> None:
-    llm = ScriptedLLM(by_task={"deliberate.extract": [VIOLIN_FACT], "deliberate.answer": ["violin"]})
+    llm = ScriptedLLM(by_task={
+        "answer": ["NONE"], "deliberate.extract": [VIOLIN_FACT], "deliberate.answer": ["violin"]
+    })
     memory = make_memory(llm)
     memory.add("Bob's PIN is BOBSECRET 1234.", user_id="bob", session_id="s1")
     memory.answer(QUESTION, user_id="mel", mode="full")
@@ -173,13 +177,18 @@ def test_full_scan_reads_only_the_scope(make_memory) -> None:
 # ---------------------------------------------------------------- full mode
 
 
-def test_full_mode_skips_retrieval_and_the_fast_answer(make_memory) -> None:
-    llm = ScriptedLLM(by_task={"deliberate.extract": [VIOLIN_FACT], "deliberate.answer": ["violin"]})
+def test_full_mode_skips_the_gate_and_always_deliberates(make_memory) -> None:
+    # the fast answer is still made, so that the arbiter can keep it if the scan finds less
+    llm = ScriptedLLM(by_task={
+        "answer": [confident("NONE")], "deliberate.extract": [VIOLIN_FACT], "deliberate.answer": ["violin"],
+    })
     a = make_memory(llm).answer(QUESTION, user_id="mel", mode="full")
     assert a.text == "violin" and a.path == "deliberate" and a.tier == "full" and a.mode == "full"
-    assert tasks(llm) == ["deliberate.extract", "deliberate.answer"]
-    assert a.gate is None and a.memories == [] and a.evidence.memory_ids == []
-    assert "retrieve" not in a.latency and "answer" not in a.usage
+    assert tasks(llm) == ["answer", "deliberate.extract", "deliberate.answer"]
+    assert a.gate is None and a.strategy == "scan"
+    assert [(c.source, c.text, c.won) for c in a.candidates] == [
+        ("fast", "NONE", False), ("full", "violin", True)
+    ]
     assert a.reason.startswith("full mode: always deliberate")
 
 
@@ -221,8 +230,8 @@ def test_llm_error_in_full_mode_falls_back_to_the_fast_path(make_memory) -> None
     llm = ScriptedLLM(by_task={"deliberate.extract": [LLMError("out of memory")], "answer": ["violin"]})
     a = make_memory(llm).answer(QUESTION, user_id="mel", mode="full")
     assert a.text == "violin" and a.path == "fast" and a.degraded is True
-    assert a.reason.startswith("deliberation failed (out of memory)")
-    assert a.memories  # the fallback retrieved
+    assert a.reason == "full mode: always deliberate; deliberation failed (out of memory), fast answer kept"
+    assert a.memories and a.candidates == []
 
 
 def test_malformed_chunk_degrades_but_still_deliberates(make_memory) -> None:
@@ -232,7 +241,9 @@ def test_malformed_chunk_degrades_but_still_deliberates(make_memory) -> None:
         "deliberate.answer": ["NONE"],
     })
     a = make_memory(llm).answer(QUESTION, user_id="mel", tiered=False)
-    assert a.path == "deliberate" and a.tier == "full" and a.text == "NONE"
+    # both refused: nothing to replace the fast answer with
+    assert a.path == "deliberate" and a.tier == "fast" and a.text == "NONE"
+    assert a.arbitration == "full found no answer; fast's answer stands"
     assert a.degraded is True
     assert "1 chunk(s) unreadable and skipped" in a.reason
 

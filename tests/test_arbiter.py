@@ -1,0 +1,107 @@
+"""Arbitration: System 2's answer replaces the fast one only when the raw evidence supports it
+better; refusals, middle tiers and "now" questions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from dualmem.arbiter import arbitrate, supported_by
+from dualmem.types import Candidate, Turn
+
+MARCH, JUNE = datetime(2025, 3, 3, tzinfo=UTC), datetime(2025, 6, 2, tzinfo=UTC)
+LISBON = Turn(id="t1", speaker="Maya", text="I still live in Lisbon for now.", timestamp=MARCH)
+PORTO = Turn(id="t2", speaker="Maya", text="I moved to Porto last week!", timestamp=JUNE)
+RINGS = Turn(id="t3", speaker="Maya", text="Biscuit carried the rings in a little basket.", timestamp=JUNE)
+EVIDENCE = [LISBON, PORTO, RINGS]
+
+
+def pick(
+    question: str, *answers: tuple[str, str], evidence=EVIDENCE
+) -> tuple[Candidate, str, list[Candidate]]:
+    candidates = [Candidate(source=s, text=t) for s, t in answers]
+    winner, why = arbitrate(question, candidates, evidence)
+    assert [c.won for c in candidates] == [c is winner for c in candidates]  # exactly one marked
+    return winner, why, candidates
+
+
+def test_support_is_the_share_of_answer_words_in_the_evidence() -> None:
+    assert supported_by("Porto", EVIDENCE) == (1.0, JUNE)
+    assert supported_by("Porto and Madrid", EVIDENCE)[0] == 0.5
+    assert supported_by("Madrid", EVIDENCE) == (0.0, None)
+    assert supported_by("yes", EVIDENCE) == (None, None)  # a bare yes/no cannot be grounded
+
+
+def test_support_reads_relative_dates_resolved_against_the_session_date() -> None:
+    # "last week" said on 2 June 2025 is the week before 2 June 2025
+    share, newest = supported_by("the week before 2 June 2025", [PORTO])
+    assert share == 1.0 and newest == JUNE
+
+
+def test_a_refusal_never_replaces_a_supported_answer() -> None:
+    winner, why, _ = pick("Who carried the rings?", ("fast", "Biscuit"), ("evidence", "NONE"))
+    assert winner.source == "fast" and why == "evidence found no answer; fast's answer stands"
+
+
+def test_a_refusal_replaces_an_answer_the_evidence_does_not_hold() -> None:
+    winner, why, _ = pick("What is Maya's favourite film?", ("fast", "Biscuit"), ("evidence", "NONE"),
+                          evidence=[LISBON, PORTO])
+    assert winner.source == "evidence"
+    assert why == "evidence found no answer and fast's answer has no support in its evidence"
+
+
+def test_a_supported_answer_replaces_a_refusal_and_an_unsupported_one_does_not() -> None:
+    winner, why, cands = pick("Who carried the rings?", ("fast", "NONE"), ("evidence", "Biscuit"))
+    assert winner.source == "evidence" and cands[1].support == 1.0
+    assert why == "fast found no answer; evidence's answer is supported (100%)"
+    winner, why, _ = pick("Who carried the rings?", ("fast", "NONE"), ("evidence", "Ines"))
+    assert winner.source == "fast" and why == "fast found no answer, and evidence's is not supported either"
+
+
+def test_agreeing_answers_change_nothing() -> None:
+    winner, why, _ = pick("Who carried the rings?", ("fast", "Biscuit"), ("evidence", "biscuit"))
+    assert winner.source == "fast" and why == "evidence agrees with fast"
+
+
+def test_an_unsupported_challenger_never_wins() -> None:
+    winner, why, cands = pick("Who carried the rings?", ("fast", "Ines"), ("evidence", "Tomas the potter"))
+    assert winner.source == "fast" and cands[1].support == 0.0
+    assert why == "evidence's answer is not supported by its evidence (0%)"
+
+
+def test_the_better_supported_answer_wins() -> None:
+    winner, _, _ = pick("Who carried the rings?", ("fast", "Ines and Maya"), ("evidence", "Biscuit"))
+    assert winner.source == "evidence"
+    winner, why, _ = pick("Who carried the rings?", ("fast", "Biscuit"), ("evidence", "Biscuit and Ines"))
+    assert winner.source == "fast" and why.startswith("fast's answer is better supported")
+
+
+@pytest.mark.parametrize("order", [("Lisbon", "Porto"), ("Porto", "Lisbon")])
+def test_for_a_now_question_the_newest_evidence_wins(order: tuple[str, str]) -> None:
+    winner, why, _ = pick("Which city does Maya live in now?", ("fast", order[0]), ("evidence", order[1]))
+    assert winner.text == "Porto"
+    assert why.startswith("a question about now: the newest evidence (2025-06-02) holds")
+
+
+def test_without_now_both_supported_answers_tie_and_system_2_wins() -> None:
+    # System 2 read focused evidence; the fast path a broad top-k list
+    winner, why, _ = pick("Which city did Maya live in?", ("fast", "Lisbon"), ("evidence", "Porto"))
+    assert winner.source == "evidence"
+    assert why == "evidence's answer is supported 100% against 100% for fast's"
+
+
+def test_a_middle_tier_answer_is_not_thrown_away_for_a_weaker_full_pass() -> None:
+    winner, why, cands = pick(
+        "Which city does Maya live in now?", ("fast", "NONE"), ("neighbours", "Porto"), ("full", "Lisboa")
+    )
+    assert winner.source == "neighbours" and [c.won for c in cands] == [False, True, False]
+    assert why == "full's answer is not supported by its evidence (0%)"
+    winner, _, _ = pick("Which city does Maya live in now?", ("fast", "NONE"), ("neighbours", "Porto"),
+                        ("full", "Lisbon"))
+    assert winner.source == "neighbours"  # supported, but older
+
+
+def test_a_yes_no_challenger_cannot_replace_a_concrete_answer() -> None:
+    winner, why, _ = pick("Does Maya live in Porto?", ("fast", "Porto"), ("evidence", "Yes"))
+    assert winner.source == "fast" and "yes/no answer cannot be checked" in why

@@ -1,0 +1,61 @@
+"""Relative dates resolved against the line's session date, and "now" questions."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from dualmem.dates import asks_current, resolve_relative
+
+FRIDAY = date(2023, 6, 9)
+
+
+@pytest.mark.parametrize(
+    ("text", "resolved"),
+    [
+        ("I went there yesterday.", "I went there yesterday (8 June 2023)."),
+        ("We met last night", "We met last night (8 June 2023)"),
+        ("the day before yesterday", "the day before yesterday (7 June 2023)"),
+        ("I ran a race last week", "I ran a race last week (the week before 9 June 2023)"),
+        ("Last weekend was fun", "Last weekend (the weekend before 9 June 2023) was fun"),
+        ("I painted it last month", "I painted it last month (May 2023)"),
+        ("in January... no, last year", "in January... no, last year (2022)"),
+        ("moving next month", "moving next month (July 2023)"),
+        ("it happened 3 days ago", "it happened 3 days ago (6 June 2023)"),
+        ("two weeks ago", "two weeks ago (the week of 26 May 2023)"),
+        ("a couple of years ago", "a couple of years ago (2021)"),
+        # 9 June 2023 is a Friday: "last Friday" is a week back, "next Friday" a week ahead
+        ("last Friday", "last Friday (2 June 2023)"),
+        ("last Monday", "last Monday (5 June 2023)"),
+        ("next Friday", "next Friday (16 June 2023)"),
+        ("across the year 2020 nothing happened", "across the year 2020 nothing happened"),
+    ],
+)
+def test_relative_dates_resolve_against_the_session_date(text: str, resolved: str) -> None:
+    assert resolve_relative(text, FRIDAY) == resolved
+
+
+def test_month_arithmetic_crosses_years() -> None:
+    assert resolve_relative("last month", date(2024, 1, 15)) == "last month (December 2023)"
+    assert resolve_relative("next month", date(2023, 12, 1)) == "next month (January 2024)"
+    assert resolve_relative("5 months ago", date(2024, 3, 1)) == "5 months ago (October 2023)"
+
+
+def test_words_that_merely_contain_a_phrase_are_left_alone() -> None:
+    assert resolve_relative("the yesterdays of youth; todays", FRIDAY) == "the yesterdays of youth; todays"
+
+
+@pytest.mark.parametrize(
+    ("question", "current"),
+    [
+        ("Which city does Maya live in now?", True),
+        ("Is she still training?", True),
+        ("What is her current job?", True),
+        ("What is the latest book she read?", True),
+        ("Where did Maya live in March?", False),
+        ("When did she move to Porto?", False),
+    ],
+)
+def test_questions_about_the_present(question: str, current: bool) -> None:
+    assert asks_current(question) is current

@@ -1,0 +1,306 @@
+"""The `evidence` deliberation strategy: raw search, neighbours, listwise selection by line
+number, the dated answer context; selection parsing; faults; choosing the strategy."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dualmem import DualMemory
+from dualmem.errors import LLMError
+from dualmem.evidence import EvidenceSelector, parse_selection
+from dualmem.llm.base import ChatRequest
+from dualmem.testing import ScriptedLLM, ScriptedReply
+from dualmem.types import Turn
+
+QUESTION = "Where did Ines take Maya sailing?"
+DAY = datetime(2025, 6, 2, 9, tzinfo=UTC)
+FILLER = [
+    "The weather is lovely today.", "Work was busy with the billing migration.",
+    "Biscuit barked at a seagull.", "I bought a new lamp for the flat.", "Lunch was soup again.",
+]
+
+
+def conversation(sessions: int = 3, per_session: int = 6) -> list[Turn]:
+    """Sessions of filler; the sailing line is the 3rd turn of the 2nd session and its reply
+    (which alone names the place) the 4th."""
+    turns = []
+    for s in range(sessions):
+        for i in range(per_session):
+            text = FILLER[(s + i) % len(FILLER)]
+            if (s, i) == (1, 2):
+                text = "Ines took me sailing yesterday!"
+            if (s, i) == (1, 3):
+                text = "On the Douro, near the old bridge."
+            turns.append(Turn(id=f"s{s}t{i}", speaker="Maya" if i % 2 == 0 else "Assistant", text=text,
+                              timestamp=DAY + timedelta(days=7 * s, minutes=i), session_id=f"s{s}"))
+    return turns
+
+
+def numbered(request: ChatRequest) -> dict[int, str]:
+    """The numbered lines of a selection prompt."""
+    content = request.messages[-1]["content"]
+    return {int(m[1]): m[2] for m in re.finditer(r"^(\d+)\. (.*)$", content, re.M)}
+
+
+def picking(*needles: str) -> Callable[[ChatRequest], str]:
+    """A selector that picks the lines containing any needle."""
+    def reply(request: ChatRequest) -> str:
+        lines = numbered(request)
+        return json.dumps({"lines": [n for n, t in lines.items() if any(x in t for x in needles)]})
+
+    return reply
+
+
+def answer_context(llm: ScriptedLLM) -> list[str]:
+    (call,) = llm.calls_for("deliberate.answer")
+    body = call.messages[-1]["content"].split("<data>\n")[1].split("\n</data>")[0]
+    return body.splitlines()
+
+
+# ---------------------------------------------------------------- the strategy
+
+
+async def test_answer_is_read_from_the_selected_dated_lines_in_chronological_order() -> None:
+    llm = ScriptedLLM(by_task={
+        "deliberate.select": picking("sailing", "Douro"), "deliberate.answer": ["the Douro"]
+    })
+    result = await EvidenceSelector(llm, keep_top=0).run(QUESTION, conversation())
+    assert result.text == "the Douro" and result.tier == "evidence"
+    # only the selected lines, oldest first, with the session date and "yesterday" resolved
+    assert answer_context(llm) == [
+        "[9 June 2025] Maya: Ines took me sailing yesterday (8 June 2025)!",
+        "[9 June 2025] Assistant: On the Douro, near the old bridge.",
+    ]
+    assert result.turn_ids == ["s1t2", "s1t3"] and result.support_turn_ids == ["s1t2", "s1t3"]
+    assert [f.turn_ids for f in result.facts] == [["s1t2"], ["s1t3"]]
+
+
+async def test_session_neighbours_widen_the_hits_within_their_session_only() -> None:
+    # the reply names the place but shares no word with the question: only widening finds it
+    llm = ScriptedLLM(by_task={"deliberate.select": picking("Douro"), "deliberate.answer": ["the Douro"]})
+    strategy = EvidenceSelector(llm, pool=1, widen=1, keep_top=0)
+    await strategy.run(QUESTION, conversation())
+    (call,) = llm.calls_for("deliberate.select")
+    shown = list(numbered(call).values())
+    assert shown == [
+        "[9 June 2025] Assistant: Biscuit barked at a seagull.",
+        "[9 June 2025] Maya: Ines took me sailing yesterday (8 June 2025)!",
+        "[9 June 2025] Assistant: On the Douro, near the old bridge.",
+    ]
+
+
+async def test_raw_turns_are_searched_even_when_the_index_finds_nothing() -> None:
+    # an extracted index may have lost the detail: the raw history is searched lexically too
+    async def empty_index(query: str) -> list[str]:
+        return []
+
+    llm = ScriptedLLM(by_task={"deliberate.select": picking("sailing"), "deliberate.answer": ["sailing"]})
+    result = await EvidenceSelector(llm, keep_top=0).run(QUESTION, conversation(), search=empty_index)
+    assert "s1t2" in result.turn_ids
+
+
+async def test_the_index_search_ranks_turns_the_words_miss() -> None:
+    async def index(query: str) -> list[str]:
+        return ["s2t5"]  # a dense match sharing no word with the question
+
+    llm = ScriptedLLM(by_task={"deliberate.select": ['{"lines": []}'] * 3, "deliberate.answer": ["NONE"]})
+    strategy = EvidenceSelector(llm, keep_top=1)
+    result = await strategy.run("unrelated words xyzzy", conversation(), search=index)
+    assert result.turn_ids == ["s2t5"]  # the best-ranked hit is kept as insurance
+
+
+def everything(turns: list[Turn]):
+    """An index search that ranks every turn (as a dense search does)."""
+    async def search(query: str) -> list[str]:
+        return [t.id for t in turns]
+
+    return search
+
+
+async def test_selection_runs_in_chunks_numbered_from_one_and_maps_back_to_turns() -> None:
+    llm = ScriptedLLM(by_task={"deliberate.select": picking("sailing", "Douro"), "deliberate.answer": ["x"]})
+    turns = conversation(sessions=5)
+    strategy = EvidenceSelector(llm, pool=30, chunk_lines=4, keep_top=0)
+    result = await strategy.run(QUESTION, turns, search=everything(turns))
+    calls = llm.calls_for("deliberate.select")
+    assert len(calls) >= 2 and all(min(numbered(c)) == 1 and len(numbered(c)) <= 4 for c in calls)
+    assert result.turn_ids == ["s1t2", "s1t3"]
+
+
+async def test_a_selector_that_picks_everything_is_capped_to_the_best_ranked() -> None:
+    llm = ScriptedLLM(by_task={"deliberate.select": lambda r: json.dumps({"lines": list(numbered(r))}),
+                               "deliberate.answer": ["x"]})
+    turns = conversation()
+    strategy = EvidenceSelector(llm, pool=10, widen=0, chunk_lines=10, keep_top=0)
+    result = await strategy.run(QUESTION, turns, search=everything(turns))
+    assert len(result.support_turn_ids) == 5  # half of the chunk
+    assert result.support_turn_ids[0] == "s1t2"  # the best search hit comes first
+
+
+async def test_an_unreadable_selection_keeps_the_chunk_by_search_rank() -> None:
+    llm = ScriptedLLM(by_task={"deliberate.select": ["I think the answer is the river."],
+                               "deliberate.answer": ["x"]})
+    result = await EvidenceSelector(llm, keep_top=2).run(QUESTION, conversation())
+    assert "a selection reply was unreadable: its lines kept by search rank" in result.notes
+    assert result.turn_ids and "s1t2" in result.turn_ids
+    assert not result.errors  # recoverable: not a failed deliberation
+
+
+async def test_sub_queries_are_asked_for_compound_questions_and_searched() -> None:
+    question = "When and where did Ines take Maya?"
+    llm = ScriptedLLM(by_task={
+        "deliberate.plan": ['{"queries": ["old bridge on the river"]}'],
+        "deliberate.select": picking("old bridge"),
+        "deliberate.answer": ["the Douro"],
+    })
+    result = await EvidenceSelector(llm, pool=2, widen=0, keep_top=0, plan=True).run(question, conversation())
+    assert result.notes[0].startswith("3 queries")  # the question, its names, one sub-query
+    assert result.turn_ids == ["s1t3"]  # found only through the sub-query
+    assert "deliberate.plan" in result.usage
+
+
+async def test_an_unreadable_plan_is_skipped() -> None:
+    llm = ScriptedLLM(by_task={"deliberate.plan": ["search for the river"],
+                               "deliberate.select": picking("sailing"), "deliberate.answer": ["x"]})
+    result = await EvidenceSelector(llm, plan=True).run("When and where did Ines take Maya?", conversation())
+    assert "sub-queries unreadable, skipped" in result.notes and result.text == "x"
+
+
+async def test_no_plan_call_for_a_simple_question_or_by_default() -> None:
+    llm = ScriptedLLM(by_task={"deliberate.select": picking("sailing"), "deliberate.answer": ["x", "x"]})
+    await EvidenceSelector(llm, plan=True).run("What did Ines do?", conversation())
+    await EvidenceSelector(llm).run("When and where did Ines take Maya?", conversation())
+    assert llm.calls_for("deliberate.plan") == []
+
+
+# ---------------------------------------------------------------- selection parsing
+
+
+@pytest.mark.parametrize(
+    ("reply", "lines"),
+    [
+        ('{"lines": [2, 5]}', [2, 5]),
+        ('```json\n{"lines": [5, 2, 5]}\n```', [5, 2]),  # fenced, duplicate dropped, order kept
+        ('{"lines": ["3", 4.0, "x"]}', [3, 4]),
+        ('{"lines": 4}', [4]),
+        ("[1, 3]", [1, 3]),
+        ("Lines 2 and 7 mention the trip.", [2, 7]),
+        ('{"lines": [0, 3, 99]}', [3]),  # out of range
+        ('{"lines": []}', []),  # a valid "none of these"
+        ('{"lines": "none"}', []),
+        ("I cannot tell.", None),  # unreadable
+        ("", None),
+    ],
+)
+def test_selection_replies_are_read_leniently(reply: str, lines: list[int] | None) -> None:
+    assert parse_selection(reply, 8) == lines
+
+
+# ---------------------------------------------------------------- through DualMemory
+
+
+@pytest.fixture
+def memory_with(tmp_path) -> Callable[..., DualMemory]:
+    def make(llm: ScriptedLLM, **kwargs) -> DualMemory:
+        memory = DualMemory(path=tmp_path, llm=llm, **{"extract": False, **kwargs})
+        for s in range(3):
+            turns = [t for t in conversation() if t.session_id == f"s{s}"]
+            memory.add([{"id": t.id, "speaker": t.speaker, "content": t.text,
+                         "timestamp": t.timestamp.isoformat()} for t in turns],
+                       user_id="maya", session_id=f"s{s}", extract=False)
+        return memory
+
+    return make
+
+
+def confident(text: str) -> ScriptedReply:
+    return ScriptedReply(text, confidence=0.99)
+
+
+def test_evidence_is_the_default_and_scan_can_be_chosen_per_call(memory_with) -> None:
+    llm = ScriptedLLM(by_task={"answer": [confident("NONE")] * 2, "deliberate.select": picking("Douro"),
+                               "deliberate.answer": ["the Douro"], "neighbours.answer": ["NONE"],
+                               "deliberate.extract": ['{"facts": []}']})
+    memory = memory_with(llm)
+    a = memory.answer(QUESTION, user_id="maya", mode="full")
+    assert a.strategy == "evidence" and a.text == "the Douro" and a.tier == "evidence"
+    assert a.evidence.turn_ids == ["s1t3"] or "s1t3" in a.evidence.turn_ids
+    b = memory.answer(QUESTION, user_id="maya", mode="full", strategy="scan")
+    assert b.strategy == "scan" and llm.calls_for("deliberate.extract")
+
+
+def test_the_strategy_is_a_memory_setting(memory_with) -> None:
+    llm = ScriptedLLM(by_task={"answer": [confident("NONE")], "deliberate.extract": ['{"facts": []}'],
+                               "deliberate.answer": ["NONE"]})
+    a = memory_with(llm, deliberation="scan").answer(QUESTION, user_id="maya", mode="full")
+    assert a.strategy == "scan" and llm.calls_for("deliberate.select") == []
+
+
+def test_an_unknown_strategy_is_refused(memory_with) -> None:
+    from dualmem.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="strategy must be one of evidence, scan"):
+        memory_with(ScriptedLLM()).answer(QUESTION, user_id="maya", strategy="think-hard")
+
+
+def test_the_trace_says_what_system_2_changed_and_why(memory_with) -> None:
+    llm = ScriptedLLM(by_task={"answer": [confident("the lamp")],
+                               "deliberate.select": picking("sailing", "Douro"),
+                               "deliberate.answer": [confident("the Douro")]})
+    a = memory_with(llm).answer(QUESTION, user_id="maya", mode="full")
+    assert a.text == "the Douro" and a.path == "deliberate" and a.tier == "evidence"
+    assert [(c.source, c.text, c.won) for c in a.candidates] == [("fast", "the lamp", False),
+                                                                 ("evidence", "the Douro", True)]
+    assert a.arbitration == "evidence's answer is supported 100% against 0% for fast's"
+    assert a.reason.endswith(f"{a.arbitration}: evidence answer kept")
+    assert a.logprobs and a.logprobs[0].token == "the"  # the winner's logprobs
+    assert set(a.usage) >= {"answer", "deliberate.select", "deliberate.answer"}
+
+
+@pytest.mark.parametrize("fail_task", ["deliberate.select", "deliberate.answer"])
+def test_a_model_failure_in_any_step_returns_the_fast_answer_degraded(memory_with, fail_task) -> None:
+    script = {"answer": [confident("the lamp")], "deliberate.select": picking("sailing"),
+              "deliberate.answer": ["the Douro"]}
+    script[fail_task] = [LLMError("model server went away")]
+    llm = ScriptedLLM(by_task=script)
+    a = memory_with(llm).answer(QUESTION, user_id="maya", mode="full")
+    assert llm.calls_for(fail_task)
+    assert a.text == "the lamp" and a.path == "fast" and a.degraded is True and a.strategy == "evidence"
+    assert a.reason == (
+        "full mode: always deliberate; deliberation failed (model server went away), fast answer kept"
+    )
+    assert a.candidates == []
+    assert a.evidence.turn_ids == sorted(t for m in a.memories for t in m.source_turn_ids)
+
+
+async def test_a_model_failure_while_planning_fails_the_deliberation() -> None:
+    # the caller (see above) turns any LLMError into the fast answer, degraded
+    llm = ScriptedLLM(by_task={"deliberate.plan": [LLMError("timeout")]})
+    with pytest.raises(LLMError, match="timeout"):
+        await EvidenceSelector(llm, plan=True).run("When and where did Ines take Maya?", conversation())
+
+
+def test_deliberation_leaves_the_raw_history_untouched(memory_with) -> None:
+    llm = ScriptedLLM(by_task={"answer": [confident("NONE")], "deliberate.select": picking("sailing"),
+                               "deliberate.answer": ["sailing"]})
+    memory = memory_with(llm)
+    before = memory.history(user_id="maya")
+    memory.answer(QUESTION, user_id="maya", mode="full")
+    assert memory.history(user_id="maya") == before
+
+
+def test_an_extracted_index_that_lost_the_detail_still_deliberates_over_raw_turns(tmp_path) -> None:
+    llm = ScriptedLLM(by_task={"extract": lambda r: '{"facts": []}', "answer": [confident("NONE")],
+                               "deliberate.select": picking("Douro"), "deliberate.answer": ["the Douro"]})
+    memory = DualMemory(path=tmp_path, llm=llm, extract=True)
+    turns = conversation()
+    memory.add([{"id": t.id, "speaker": t.speaker, "content": t.text, "timestamp": t.timestamp.isoformat()}
+                for t in turns], user_id="maya", session_id="s1")
+    assert memory.get_all(user_id="maya") == []  # extraction kept nothing
+    a = memory.answer(QUESTION, user_id="maya", mode="full")
+    assert a.text == "the Douro" and "s1t3" in a.evidence.turn_ids
