@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
-__all__ = ["asks_current", "resolve_relative"]
+__all__ = ["asks_current", "asks_when", "event_date", "resolve_relative"]
 
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _NUMBERS = {
@@ -24,6 +24,8 @@ _CURRENT = re.compile(
     r"at the moment|at present|presently|anymore|any more)\b",
     re.I,
 )
+
+_WHEN = re.compile(r"^\s*(when|on what date|what (date|day|month|year)|which (day|month|year))\b", re.I)
 
 _PHRASE = re.compile(
     r"\b(?:(?P<daybefore>the day before yesterday)|(?P<yesterday>yesterday|last night)"
@@ -97,3 +99,15 @@ def asks_current(question: str) -> bool:
     """A question about the present state ("Where does she live now?"): the newest evidence
     answers it, older statements are superseded."""
     return bool(_CURRENT.search(question))
+
+
+def asks_when(question: str) -> bool:
+    """A question whose answer is a date."""
+    return bool(_WHEN.search(question))
+
+
+def event_date(said_on: date, text: str) -> str | None:
+    """The date of the event a line reports, when the line dates it relative to the day it was
+    said ("I went yesterday"); None when it has no relative date."""
+    m = _PHRASE.search(text)
+    return _resolve(m, said_on) if m else None

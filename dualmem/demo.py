@@ -79,6 +79,9 @@ def run_demo(
             for p, v in latency.items()
         },
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        # escalations whose System 2 answer won the arbitration, against all that deliberated
+        "system2_changed": sum(bool(a.candidates) and not a.candidates[0].won for a in answers),
+        "system2_ran": sum(bool(a.candidates) for a in answers),
     }
     echo("summary:")
     for p in ("fast", "deliberate"):
@@ -87,6 +90,9 @@ def run_demo(
                 f"  {p:<10} {summary['paths'][p]} answer(s), mean {summary['mean_latency'][p]:.1f}s, "
                 f"mean {summary['mean_tokens'][p]:.0f} tokens"
             )
+    if summary["system2_ran"]:
+        changed, ran = summary["system2_changed"], summary["system2_ran"]
+        echo(f"  System 2   changed {changed} of {ran} escalated answer(s)")
     echo(f"  ingest     {ingest_s:.1f}s for {n_turns} turns; peak RSS {summary['peak_rss_mb']:.0f} MB")
     echo('\nTry: dualmem ask "..." --user-id maya --explain  (with --data-dir to keep the memory)')
     memory.close()

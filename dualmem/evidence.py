@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pydantic import BaseModel, Field
 from rank_bm25 import BM25Okapi
 
-from .dates import resolve_relative
+from .dates import asks_when, event_date, resolve_relative
 from .deliberate import Deliberation, _shown
 from .errors import LLMReplyError
 from .fast import answer_from
@@ -34,7 +34,7 @@ from .prompts import plan_messages, select_messages
 from .tokens import count_messages, count_tokens
 from .types import Fact, Turn, Usage, human_date
 
-__all__ = ["EvidenceSelector", "TurnSearch", "evidence_line", "parse_selection"]
+__all__ = ["EvidenceSelector", "TurnSearch", "evidence_line", "parse_selection", "repair_date"]
 
 #: the index's hybrid search, as ranked turn ids (see `DualProcess`)
 TurnSearch = Callable[[str], Awaitable[list[str]]]
@@ -47,12 +47,35 @@ _COMPOUND = re.compile(
     re.I,
 )
 _DIGITS = re.compile(r"\b\d+\b")
+_BARE_DATE = re.compile(r"^\W*(?:on\s+)?(\d{1,2} [A-Z][a-z]+ \d{4})\W*$", re.I)
 
 
 def evidence_line(turn: Turn) -> str:
     """A raw turn as System 2 shows it: session date, speaker, text with relative dates
     resolved against that date."""
     return resolve_relative(_shown(turn), turn.timestamp.date())
+
+
+def repair_date(question: str, answer: str, turns: Sequence[Turn]) -> tuple[str, str | None]:
+    """(answer, why it changed or None). A 0.5B reader answers a date question with the date a
+    line was said even when the line dates the event relatively ("I went yesterday"); the
+    event's date is then computed here, from the line that shares most words with the question."""
+    bare = _BARE_DATE.match(answer)
+    if not bare or not asks_when(question):
+        return answer, None
+    wanted = set(terms(question))
+    said = [
+        t for t in turns
+        if human_date(t.timestamp.date().isoformat()).lower() == bare[1].lower()
+        and event_date(t.timestamp.date(), t.text)
+    ]
+    scored = [(len(wanted & set(terms(t.text))), t) for t in said]
+    overlap, line = max(scored, key=lambda p: p[0], default=(0, None))
+    if line is None or overlap == 0:
+        return answer, None
+    fixed = event_date(line.timestamp.date(), line.text)
+    assert fixed is not None
+    return fixed, f"{bare[1]} is the day the line was said; it dates the event {fixed}"
 
 
 class _Selection(BaseModel):
@@ -252,7 +275,9 @@ class EvidenceSelector:
             for i, line in zip(keep, lines, strict=True)
         ]
         result.turn_ids = [turns[i].id for i in keep]
-        result.text = answered.text
+        result.text, repaired = repair_date(question, answered.text, [turns[i] for i in keep])
+        if repaired:
+            result.notes.append(repaired)
         result.logprobs = answered.completion.logprobs
         result.add_usage("deliberate.answer", answered.completion.usage)
         result.latency["deliberate.answer"] = answered.seconds

@@ -11,6 +11,19 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
+def _system2(answer: Answer) -> list[str]:
+    """What System 2 changed, and why (empty when it did not run)."""
+    if not answer.candidates:
+        return []
+    fast, winner = answer.candidates[0], next(c for c in answer.candidates if c.won)
+    others = ", ".join(f"{c.source} {c.text!r}" for c in answer.candidates[1:])
+    if winner is fast:
+        head = f"System 2 ({answer.strategy}) kept the fast answer {fast.text!r} over {others}"
+    else:
+        head = f"System 2 ({answer.strategy}) changed {fast.text!r} -> {winner.text!r}"
+    return [f"   {head}: {answer.arbitration}"]
+
+
 def explain(answer: Answer, *, verbose: bool = True) -> str:
     tier = f" ({answer.tier})" if answer.tier else ""
     flag = "  [degraded]" if answer.degraded else ""
@@ -23,6 +36,7 @@ def explain(answer: Answer, *, verbose: bool = True) -> str:
         f"   cost: {total.prompt_tokens} prompt + {total.completion_tokens} completion tokens, "
         f"{total.calls} LLM call(s), {sum(answer.latency.values()):.1f}s",
     ]
+    lines += _system2(answer)
     if not verbose:
         return "\n".join(lines)
     if answer.gate:
