@@ -257,12 +257,12 @@ def calibrate(
     save: Annotated[bool, typer.Option(help="save the fitted gate into the data dir's config.json")] = True,
 ) -> None:
     """Fit the gate thresholds and cascade band on labelled questions; print the trade-off table."""
-    from .gate.calibrate import calibrate as fit
-    from .gate.calibrate import format_table, load_records
+    from .answering.gate.calibrate import calibrate as fit
+    from .answering.gate.calibrate import format_table, load_records
 
     def go() -> None:
         config = _config()
-        from .gate import GateConfig
+        from .answering.gate import GateConfig
 
         cal = fit(
             load_records(results),

@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 
 from dualmem import DualMemory
-from dualmem.extract import is_instruction
-from dualmem.prompts import DATA_RULE, EXTRACT_SYSTEM, data_block
+from dualmem.prompts import DATA_RULE, EXTRACT_SYSTEM, data_block, is_instruction
 from dualmem.testing import ScriptedLLM, ScriptedReply
 
 from .test_isolation import reading_reply
@@ -207,7 +206,7 @@ def test_injections_do_not_steer_the_local_model(tmp_path, qwen) -> None:
 def test_data_blocks_alone_do_not_stop_the_local_model(qwen) -> None:
     import asyncio
 
-    from dualmem.fast import answer_from
+    from dualmem.answering.reader import answer_from
 
     steered, correct = [], 0
     for i, attack in enumerate(LOCAL_ATTEMPTS):

@@ -481,7 +481,7 @@ def _signal_system(by: dict[str, dict[tuple[str, int], dict[str, Any]]]) -> str 
 def calibration_lines(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Labelled questions for `dualmem calibrate`: a gated run's signal scores with the fast
     answer's F1 and, when the full mode ran, the deliberate answer's F1 (categories 1-4)."""
-    from ..gate.signals import is_refusal
+    from ..answering.gate.signals import looks_like_refusal
 
     by = _scored(records)
     system = _signal_system(by)
@@ -502,7 +502,7 @@ def calibration_lines(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "signals": g["gate_signals"],
                     "fast_f1": fast["f1"],
                     "full_f1": full["f1"] if full else None,
-                    "refusal": is_refusal(fast["prediction"]),
+                    "refusal": looks_like_refusal(fast["prediction"]),
                 },
             }
         )

@@ -23,14 +23,15 @@ from typing import Annotated, Any, get_args
 import typer
 
 from .._sync import run_sync
+from ..answering.gate import Policy
+from ..answering.reader import ANSWER_MAX_TOKENS, answer_from
 from ..config import Config
 from ..errors import DualMemError, InvalidInputError, LLMError
-from ..fast import ANSWER_MAX_TOKENS, answer_from
-from ..gate.policy import Policy
 from ..llm import make_llm
 from ..llm.base import BaseLLM
 from ..memory import DualMemory
 from ..prompts import answer_messages
+from ..tasks import Task
 from ..tokens import count_messages, count_tokens
 from ..types import Answer, Memory
 from .cache import CachedLLM, count_hits
@@ -171,7 +172,7 @@ class FullContext:
 
     async def answer(self, question: str) -> Answer:
         result = await answer_from(
-            self.llm, question, self.lines, task="answer.fullctx", label="Conversation"
+            self.llm, question, self.lines, task=Task.ANSWER_FULLCTX, label="Conversation"
         )
         return Answer(
             question=question,

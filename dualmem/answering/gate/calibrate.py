@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InvalidInputError
-from .policy import GateConfig
+from ...errors import InvalidInputError
+from .config import GateConfig
 from .signals import combined
 
 __all__ = ["Calibration", "CalibrationRecord", "calibrate", "format_table", "load_records"]
