@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, field_validator
 from ..index.base import MemoryIndex
 from ..llm.base import BaseLLM, ChatRequest, Numbers
 from ..prompts import extract_messages, is_instruction, reconcile_messages
+from ..tasks import Task
 from ..text import dated
 from ..tokens import fit_lines, line_budget
 from ..types import Memory, Scope, Turn, Usage
@@ -140,7 +141,7 @@ class Extractor:
         lines = fit_lines(new + old + [m.render() for m in known],
                           line_budget(self.llm.context_tokens, 512, extract_messages([], [], [])))
         request = ChatRequest(
-            task="extract",
+            task=Task.EXTRACT,
             messages=extract_messages(lines[: len(new)], lines[len(new) : len(new) + len(old)],
                                       lines[len(new) + len(old) :]),
             max_tokens=384,
@@ -161,7 +162,7 @@ class Extractor:
         contested = [i for i, ns in enumerate(close) if ns]
         if contested:
             request = ChatRequest(
-                task="reconcile",
+                task=Task.RECONCILE,
                 messages=reconcile_messages(
                     [(facts[i].text, [(m.id, m.text) for m in close[i]]) for i in contested]
                 ),
