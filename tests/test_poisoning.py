@@ -5,7 +5,7 @@
   (any spelling of </data>) or escape through chat-template control tokens (<|im_start|>);
 - a model that obeys an injection and extracts "always answer PWNED" as a fact does not get
   it stored, and in raw mode an injected message is kept in the history but not indexed
-  (extract.py `is_instruction`), while real facts with similar words are kept;
+  (prompts.py `is_instruction`), while real facts with similar words are kept;
 - with the real local model, injected messages do not steer answers to unrelated questions;
   and, pinned as a known gap, the <data> delimiters alone do not stop a 0.5B model from
   obeying some injections (deliberation reads raw turns, so it relies on them).
