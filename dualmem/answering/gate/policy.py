@@ -95,15 +95,10 @@ async def _read_signals(case: GateCase, *, sampled: bool) -> _Signals:
 
 
 def _decide(
-    case: GateCase,
-    signals: _Signals,
-    *,
-    passed: bool,
-    reason: str,
-    score: float | None = None,
-    labels: AuditLabels | None = None,
-    usage: Usage | None = None,
+    case: GateCase, signals: _Signals, *, passed: bool, reason: str, score: float | None = None,
+    labels: AuditLabels | None = None, usage: Usage | None = None,
 ) -> GateOutcome:
+    """The outcome of a signal-reading policy (`score`: the signals' score unless given)."""
     report = GateReport(
         policy=case.policy,
         passed=passed,
