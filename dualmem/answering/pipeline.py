@@ -124,8 +124,6 @@ class Pipeline:
                     break
         except DualMemError as e:
             return Deliberated(None, notes, usage, latency, error=str(e))
-        if result.errors:
-            notes.append(f"{len(result.errors)} chunk(s) unreadable and skipped")
         return Deliberated(result, notes, usage, latency)
 
 

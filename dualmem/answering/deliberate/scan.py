@@ -89,7 +89,10 @@ class Scan(Strategy):
         self.filter_min_facts = filter_min_facts
 
     def note(self, result: Deliberation, turns: list[Turn], accepted: bool) -> str:
-        return f"scanned {len(turns)} turns in {result.chunks} chunks, kept {len(result.facts)} facts"
+        note = f"scanned {len(turns)} turns in {result.chunks} chunks, kept {len(result.facts)} facts"
+        if result.errors:
+            note += f"; {len(result.errors)} chunk(s) unreadable and skipped"
+        return note
 
     # ---------------------------------------------------------------- chunking
 
