@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any, get_args
 
 from ._sync import run_sync
+from .answering.gate import GateConfig, Policy
+from .answering.pipeline import Mode, Pipeline, StrategyName
 from .backends import make_history, make_index
 from .config import Config
-from .dual import DualProcess, Mode, Strategy
 from .errors import ConfigError, InvalidInputError, LLMError, ScopeError, StorageError
-from .extract import ExtractionResult, Extractor, raw_memories
-from .gate import GateConfig, Policy
 from .history.base import HistoryStore, TurnQuery
 from .index.base import MemoryIndex
+from .ingest.extract import ExtractionResult, Extractor, raw_memories
 from .inputs import check_id, check_limit, check_text, make_scope, make_turns, parse_timestamp
 from .llm.base import BaseLLM
 from .types import Answer, Memory, Scope, Turn, Usage
@@ -238,7 +238,7 @@ class DualMemory:
         policy: Policy | None = None,
         tiered: bool | None = None,
         deliberate: bool = True,
-        strategy: Strategy | None = None,
+        strategy: StrategyName | None = None,
     ) -> Answer:
         """Answer from memory, explaining the path taken.
 
@@ -257,16 +257,16 @@ class DualMemory:
             raise InvalidInputError(f"mode must be 'fast', 'full' or 'gated', got {mode!r}")
         if policy is not None and policy not in get_args(Policy):
             raise InvalidInputError(f"policy must be one of {', '.join(get_args(Policy))}, got {policy!r}")
-        if strategy is not None and strategy not in get_args(Strategy):
+        if strategy is not None and strategy not in get_args(StrategyName):
             raise InvalidInputError(
-                f"strategy must be one of {', '.join(get_args(Strategy))}, got {strategy!r}"
+                f"strategy must be one of {', '.join(get_args(StrategyName))}, got {strategy!r}"
             )
         k = self._check_k(k)
         await self._require_history(scope)
-        process = DualProcess(
+        pipeline = Pipeline(
             self.llm, self.history_store, self.index, self.gate_config, self.config.deliberation
         )
-        return await process.answer(
+        return await pipeline.answer(
             question, scope, k=k, mode=mode, policy=policy, tiered=tiered, deliberate=deliberate,
             strategy=strategy,
         )

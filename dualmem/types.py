@@ -7,8 +7,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .text import dated, human_day
+
 __all__ = [
     "Answer",
+    "AnswerPath",
     "AuditLabels",
     "Candidate",
     "Evidence",
@@ -21,15 +24,6 @@ __all__ = [
     "Turn",
     "Usage",
 ]
-
-
-def human_date(value: str) -> str:
-    """'2023-05-07' -> '7 May 2023' (the form LoCoMo answers use); other text unchanged."""
-    try:
-        d = datetime.strptime(value[:10], "%Y-%m-%d")
-    except ValueError:
-        return value
-    return f"{d.day} {d:%B %Y}"
 
 
 class _Model(BaseModel):
@@ -81,7 +75,7 @@ class Turn(_Model):
     def render(self) -> str:
         """The line a prompt shows for this turn."""
         who = self.speaker or self.role
-        return f"[{human_date(self.timestamp.date().isoformat())}] {who}: {self.text}"
+        return f"[{human_day(self.timestamp)}] {who}: {self.text}"
 
 
 class Memory(_Model):
@@ -100,7 +94,7 @@ class Memory(_Model):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     def render(self) -> str:
-        return f"[{human_date(self.event_date)}] {self.text}" if self.event_date else self.text
+        return dated(self.text, self.event_date)
 
 
 class Usage(_Model):
@@ -143,13 +137,28 @@ class SignalResult(_Model):
 
 
 class AuditLabels(_Model):
-    """D-Mem's Quality Gating verdicts (pass = True)."""
+    """D-Mem's Quality Gating verdicts (pass = True).
+
+    `malformed`: no verdict could be read, and all three count as failed. Then `raw` holds the
+    unreadable reply, or `error` says why the audit call itself failed.
+    """
 
     relevance: bool
     faithfulness: bool
     completeness: bool
     malformed: bool = False
     raw: str | None = None
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        """All three dimensions passed: the only way an audit lets a fast answer stand."""
+        return self.relevance and self.faithfulness and self.completeness
+
+    @property
+    def share(self) -> float:
+        """The share of the three dimensions that passed."""
+        return (self.relevance + self.faithfulness + self.completeness) / 3
 
 
 class GateReport(_Model):
@@ -180,32 +189,42 @@ class Evidence(_Model):
     facts: list[Fact] = Field(default_factory=list)
 
 
+# which system produced the answer; not `Path`, which would shadow pathlib.Path for importers
+AnswerPath = Literal["fast", "deliberate"]
+
+
 class Candidate(_Model):
-    """One answer the arbiter weighed: which phase gave it, and how well System 2's raw
-    evidence supports it."""
+    """One answer the arbiter weighed after an escalation: which phase gave it, and how well
+    System 2's raw evidence supports it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     source: str
     text: str
     #: share of the answer's words found in System 2's evidence lines (None: a bare yes/no,
     #: which words cannot ground)
     support: float | None = None
-    #: date of the newest evidence line holding the answer (what "now" questions go by)
+    #: when the newest evidence line holding the answer was said (what "now" questions go by)
     newest: datetime | None = None
+    #: the turns of the context the answer was read from
     turn_ids: list[str] = Field(default_factory=list)
     won: bool = False
 
 
-Path = Literal["fast", "deliberate"]
-
-
 class Answer(_Model):
-    """The result of `DualMemory.answer`: the text plus the full trace of how it was made."""
+    """The result of `DualMemory.answer`: the text plus the full trace of how it was made.
+
+    A value: built once from the results of the phases that ran (`answering.pipeline`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     question: str
     text: str
-    path: Path = "fast"
+    path: AnswerPath = "fast"
     tier: str | None = None
     mode: str = "fast"
+    #: the System 2 strategy that deliberated (None when System 2 did not run)
     strategy: str | None = None
     reason: str = ""
     degraded: bool = False

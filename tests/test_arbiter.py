@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dualmem.arbiter import arbitrate, supported_by
+from dualmem.answering.deliberate import arbitrate, supported_by
 from dualmem.types import Candidate, Turn
 
 MARCH, JUNE = datetime(2025, 3, 3, tzinfo=UTC), datetime(2025, 6, 2, tzinfo=UTC)
@@ -20,9 +20,8 @@ EVIDENCE = [LISBON, PORTO, RINGS]
 def pick(
     question: str, *answers: tuple[str, str], evidence=EVIDENCE
 ) -> tuple[Candidate, str, list[Candidate]]:
-    candidates = [Candidate(source=s, text=t) for s, t in answers]
-    winner, why = arbitrate(question, candidates, evidence)
-    assert [c.won for c in candidates] == [c is winner for c in candidates]  # exactly one marked
+    candidates, why = arbitrate(question, [(s, t, []) for s, t in answers], evidence)
+    (winner,) = [c for c in candidates if c.won]  # exactly one marked
     return winner, why, candidates
 
 

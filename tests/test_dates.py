@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from dualmem.dates import asks_current, resolve_relative
+from dualmem.text import asks_current, resolve_relative
 
 FRIDAY = date(2023, 6, 9)
 

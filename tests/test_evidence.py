@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dualmem import DualMemory
+from dualmem.answering.deliberate import EvidenceFirst
+from dualmem.answering.deliberate.evidence import parse_selection
 from dualmem.errors import LLMError
-from dualmem.evidence import EvidenceSelector, parse_selection
 from dualmem.llm.base import ChatRequest
 from dualmem.testing import ScriptedLLM, ScriptedReply
 from dualmem.types import Turn
@@ -69,7 +70,7 @@ async def test_answer_is_read_from_the_selected_dated_lines_in_chronological_ord
     llm = ScriptedLLM(by_task={
         "deliberate.select": picking("sailing", "Douro"), "deliberate.answer": ["the Douro"]
     })
-    result = await EvidenceSelector(llm, keep_top=0).run(QUESTION, conversation())
+    result = await EvidenceFirst(llm, keep_top=0).run(QUESTION, conversation(), [])
     assert result.text == "the Douro" and result.tier == "evidence"
     # only the selected lines, oldest first, with the session date and "yesterday" resolved
     assert answer_context(llm) == [
@@ -83,8 +84,8 @@ async def test_answer_is_read_from_the_selected_dated_lines_in_chronological_ord
 async def test_session_neighbours_widen_the_hits_within_their_session_only() -> None:
     # the reply names the place but shares no word with the question: only widening finds it
     llm = ScriptedLLM(by_task={"deliberate.select": picking("Douro"), "deliberate.answer": ["the Douro"]})
-    strategy = EvidenceSelector(llm, pool=1, widen=1, keep_top=0)
-    await strategy.run(QUESTION, conversation())
+    strategy = EvidenceFirst(llm, pool=1, widen=1, keep_top=0)
+    await strategy.run(QUESTION, conversation(), [])
     (call,) = llm.calls_for("deliberate.select")
     shown = list(numbered(call).values())
     assert shown == [
@@ -96,27 +97,27 @@ async def test_session_neighbours_widen_the_hits_within_their_session_only() -> 
 
 async def test_raw_turns_are_searched_even_when_the_index_finds_nothing() -> None:
     # an extracted index may have lost the detail: the raw history is searched lexically too
-    async def empty_index(query: str) -> list[str]:
+    async def empty_index(query: str, k: int) -> list[str]:
         return []
 
     llm = ScriptedLLM(by_task={"deliberate.select": picking("sailing"), "deliberate.answer": ["sailing"]})
-    result = await EvidenceSelector(llm, keep_top=0).run(QUESTION, conversation(), search=empty_index)
+    result = await EvidenceFirst(llm, keep_top=0, search=empty_index).run(QUESTION, conversation(), [])
     assert "s1t2" in result.turn_ids
 
 
 async def test_the_index_search_ranks_turns_the_words_miss() -> None:
-    async def index(query: str) -> list[str]:
+    async def index(query: str, k: int) -> list[str]:
         return ["s2t5"]  # a dense match sharing no word with the question
 
     llm = ScriptedLLM(by_task={"deliberate.select": ['{"lines": []}'] * 3, "deliberate.answer": ["NONE"]})
-    strategy = EvidenceSelector(llm, keep_top=1)
-    result = await strategy.run("unrelated words xyzzy", conversation(), search=index)
+    strategy = EvidenceFirst(llm, keep_top=1, search=index)
+    result = await strategy.run("unrelated words xyzzy", conversation(), [])
     assert result.turn_ids == ["s2t5"]  # the best-ranked hit is kept as insurance
 
 
 def everything(turns: list[Turn]):
     """An index search that ranks every turn (as a dense search does)."""
-    async def search(query: str) -> list[str]:
+    async def search(query: str, k: int) -> list[str]:
         return [t.id for t in turns]
 
     return search
@@ -125,8 +126,8 @@ def everything(turns: list[Turn]):
 async def test_selection_runs_in_chunks_numbered_from_one_and_maps_back_to_turns() -> None:
     llm = ScriptedLLM(by_task={"deliberate.select": picking("sailing", "Douro"), "deliberate.answer": ["x"]})
     turns = conversation(sessions=5)
-    strategy = EvidenceSelector(llm, pool=30, chunk_lines=4, keep_top=0)
-    result = await strategy.run(QUESTION, turns, search=everything(turns))
+    strategy = EvidenceFirst(llm, pool=30, chunk_lines=4, keep_top=0, search=everything(turns))
+    result = await strategy.run(QUESTION, turns, [])
     calls = llm.calls_for("deliberate.select")
     assert len(calls) >= 2 and all(min(numbered(c)) == 1 and len(numbered(c)) <= 4 for c in calls)
     assert result.turn_ids == ["s1t2", "s1t3"]
@@ -136,8 +137,8 @@ async def test_a_selector_that_picks_everything_is_capped_to_the_best_ranked() -
     llm = ScriptedLLM(by_task={"deliberate.select": lambda r: json.dumps({"lines": list(numbered(r))}),
                                "deliberate.answer": ["x"]})
     turns = conversation()
-    strategy = EvidenceSelector(llm, pool=10, widen=0, chunk_lines=10, keep_top=0)
-    result = await strategy.run(QUESTION, turns, search=everything(turns))
+    strategy = EvidenceFirst(llm, pool=10, widen=0, chunk_lines=10, keep_top=0, search=everything(turns))
+    result = await strategy.run(QUESTION, turns, [])
     assert len(result.support_turn_ids) == 5  # half of the chunk
     assert result.support_turn_ids[0] == "s1t2"  # the best search hit comes first
 
@@ -145,7 +146,7 @@ async def test_a_selector_that_picks_everything_is_capped_to_the_best_ranked() -
 async def test_an_unreadable_selection_keeps_the_chunk_by_search_rank() -> None:
     llm = ScriptedLLM(by_task={"deliberate.select": ["I think the answer is the river."],
                                "deliberate.answer": ["x"]})
-    result = await EvidenceSelector(llm, keep_top=2).run(QUESTION, conversation())
+    result = await EvidenceFirst(llm, keep_top=2).run(QUESTION, conversation(), [])
     assert "a selection reply was unreadable: its lines kept by search rank" in result.notes
     assert result.turn_ids and "s1t2" in result.turn_ids
     assert not result.errors  # recoverable: not a failed deliberation
@@ -158,7 +159,8 @@ async def test_sub_queries_are_asked_for_compound_questions_and_searched() -> No
         "deliberate.select": picking("old bridge"),
         "deliberate.answer": ["the Douro"],
     })
-    result = await EvidenceSelector(llm, pool=2, widen=0, keep_top=0, plan=True).run(question, conversation())
+    strategy = EvidenceFirst(llm, pool=2, widen=0, keep_top=0, plan=True)
+    result = await strategy.run(question, conversation(), [])
     assert result.notes[0].startswith("3 queries")  # the question, its names, one sub-query
     assert result.turn_ids == ["s1t3"]  # found only through the sub-query
     assert "deliberate.plan" in result.usage
@@ -167,14 +169,14 @@ async def test_sub_queries_are_asked_for_compound_questions_and_searched() -> No
 async def test_an_unreadable_plan_is_skipped() -> None:
     llm = ScriptedLLM(by_task={"deliberate.plan": ["search for the river"],
                                "deliberate.select": picking("sailing"), "deliberate.answer": ["x"]})
-    result = await EvidenceSelector(llm, plan=True).run("When and where did Ines take Maya?", conversation())
+    result = await EvidenceFirst(llm, plan=True).run("When and where did Ines take Maya?", conversation(), [])
     assert "sub-queries unreadable, skipped" in result.notes and result.text == "x"
 
 
 async def test_no_plan_call_for_a_simple_question_or_by_default() -> None:
     llm = ScriptedLLM(by_task={"deliberate.select": picking("sailing"), "deliberate.answer": ["x", "x"]})
-    await EvidenceSelector(llm, plan=True).run("What did Ines do?", conversation())
-    await EvidenceSelector(llm).run("When and where did Ines take Maya?", conversation())
+    await EvidenceFirst(llm, plan=True).run("What did Ines do?", conversation(), [])
+    await EvidenceFirst(llm).run("When and where did Ines take Maya?", conversation(), [])
     assert llm.calls_for("deliberate.plan") == []
 
 
@@ -282,7 +284,7 @@ async def test_a_model_failure_while_planning_fails_the_deliberation() -> None:
     # the caller (see above) turns any LLMError into the fast answer, degraded
     llm = ScriptedLLM(by_task={"deliberate.plan": [LLMError("timeout")]})
     with pytest.raises(LLMError, match="timeout"):
-        await EvidenceSelector(llm, plan=True).run("When and where did Ines take Maya?", conversation())
+        await EvidenceFirst(llm, plan=True).run("When and where did Ines take Maya?", conversation(), [])
 
 
 def test_deliberation_leaves_the_raw_history_untouched(memory_with) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .record import Record
 from .score import recall_at_k
 
 __all__ = ["BOOTSTRAP", "paired", "paired_lines"]
@@ -31,14 +32,14 @@ def _recall(turns: list[str], evidence: list[str]) -> float | None:
     return recall_at_k(turns, evidence, len(turns)) if turns else (0.0 if evidence else None)
 
 
-def paired(records: list[dict[str, Any]], base: str = "fast") -> dict[str, Any]:
+def paired(records: list[Record], base: str = "fast") -> dict[str, Any]:
     """Per system: mean F1 difference to `base` over the questions both answered, with a 95%
     paired-bootstrap interval; for escalated questions, the evidence recall of the fast context
     and of the final answer's context; and the F1 of each arbitrated source alone."""
-    by: dict[str, dict[tuple[str, int], dict[str, Any]]] = defaultdict(dict)
+    by: dict[str, dict[tuple[str, int], Record]] = defaultdict(dict)
     for r in records:
-        if "f1" in r:
-            by[r["system"]][(r["conversation"], r["q"])] = r
+        if r.f1 is not None:
+            by[r.system][(r.conversation, r.q)] = r
     out: dict[str, Any] = {}
     for system, rs in by.items():
         if system == base:
@@ -46,13 +47,13 @@ def paired(records: list[dict[str, Any]], base: str = "fast") -> dict[str, Any]:
         entry: dict[str, Any] = {}
         keys = [k for k in rs if k in by[base]]
         if keys:
-            diffs = [rs[k]["f1"] - by[base][k]["f1"] for k in keys]
+            diffs = [(rs[k].f1 or 0.0) - (by[base][k].f1 or 0.0) for k in keys]
             low, high = _interval(diffs)
             entry["vs_" + base] = {"n": len(keys), "diff": float(np.mean(diffs)), "ci95": [low, high]}
-        escalated = [r for r in rs.values() if r.get("escalated") and r.get("evidence") and "context" in r]
+        escalated = [r for r in rs.values() if r.escalated and r.evidence and r.context is not None]
         if escalated:
-            fast = [_recall(r["retrieved"], r["evidence"]) for r in escalated]
-            final = [_recall(r["context"], r["evidence"]) for r in escalated]
+            fast = [_recall(r.retrieved or [], r.evidence) for r in escalated]
+            final = [_recall(r.context or [], r.evidence) for r in escalated]
             entry["escalated_recall"] = {
                 "n": len(escalated),
                 "fast_context": float(np.mean([x or 0.0 for x in fast])),
@@ -61,10 +62,10 @@ def paired(records: list[dict[str, Any]], base: str = "fast") -> dict[str, Any]:
         sources: dict[str, list[float]] = defaultdict(list)
         wins: dict[str, int] = defaultdict(int)
         for r in rs.values():
-            for c in r.get("candidates") or []:
-                if "f1" in c:
-                    sources[c["source"]].append(c["f1"])
-                    wins[c["source"]] += bool(c.get("won"))
+            for c in r.candidates or []:
+                if c.f1 is not None:
+                    sources[c.source].append(c.f1)
+                    wins[c.source] += c.won
         if sources:
             entry["sources"] = {
                 s: {"n": len(v), "f1_alone": float(np.mean(v)), "won": wins[s]} for s, v in sources.items()

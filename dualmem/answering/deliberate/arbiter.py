@@ -22,19 +22,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from .dates import asks_current
+from ...text import asks_current, stem, tokenize
+from ...types import Candidate, Turn
+from ..gate.signals import _POLAR, agreement, looks_like_refusal
 from .evidence import evidence_line
-from .gate.signals import is_refusal, token_f1
-from .index.lexical import stem, tokenize
-from .types import Candidate, Turn
 
 __all__ = ["SUPPORTED", "arbitrate", "supported_by"]
 
 SUPPORTED = 0.5  # at least half of an answer's words must be in the evidence
-_POLAR = frozenset("yes no not likely unlikely probably maybe perhaps".split())
 
 
 def _words(text: str) -> set[str]:
+    # without the verdict words of a yes/no answer (the gate's list): they ground nothing
     return {stem(w) for w in tokenize(text) if w not in _POLAR}
 
 
@@ -57,15 +56,15 @@ def supported_by(answer: str, evidence: Sequence[Turn]) -> tuple[float | None, d
 def _beats(challenger: Candidate, holder: Candidate, current: bool) -> tuple[bool, str]:
     name, held = challenger.source, holder.source
     c_support, h_support = challenger.support or 0.0, holder.support or 0.0
-    if is_refusal(challenger.text):
-        if is_refusal(holder.text) or h_support >= SUPPORTED:
+    if looks_like_refusal(challenger.text):
+        if looks_like_refusal(holder.text) or h_support >= SUPPORTED:
             return False, f"{name} found no answer; {held}'s answer stands"
         return True, f"{name} found no answer and {held}'s answer has no support in its evidence"
-    if is_refusal(holder.text):
+    if looks_like_refusal(holder.text):
         if c_support >= SUPPORTED:
             return True, f"{held} found no answer; {name}'s answer is supported ({c_support:.0%})"
         return False, f"{held} found no answer, and {name}'s is not supported either"
-    if token_f1(challenger.text, holder.text) >= 0.8:
+    if agreement(challenger.text, holder.text) >= 0.8:
         return False, f"{name} agrees with {held}"
     if challenger.support is None:
         return False, f"{name}'s yes/no answer cannot be checked against the evidence; {held}'s stands"
@@ -82,16 +81,20 @@ def _beats(challenger: Candidate, holder: Candidate, current: bool) -> tuple[boo
     return False, f"{held}'s answer is better supported ({h_support:.0%} against {c_support:.0%})"
 
 
-def arbitrate(question: str, candidates: list[Candidate], evidence: Sequence[Turn]) -> tuple[Candidate, str]:
-    """Weigh `candidates` (the fast answer first, then each System 2 tier in order) against
-    `evidence`; fills in their support, marks the winner, and says why it won."""
-    for c in candidates:
-        c.support, c.newest = supported_by(c.text, evidence)
+def arbitrate(
+    question: str, answers: Sequence[tuple[str, str, list[str]]], evidence: Sequence[Turn]
+) -> tuple[list[Candidate], str]:
+    """Weigh `answers` ((source, text, context turn ids): the fast answer first, then each
+    System 2 tier in order) against `evidence`: the candidates with their support, the winner
+    marked, and why it won."""
+    weighed = []
+    for source, text, turn_ids in answers:
+        support, newest = supported_by(text, evidence)
+        weighed.append(Candidate(source=source, text=text, support=support, newest=newest, turn_ids=turn_ids))
     current = asks_current(question)
-    winner, why = candidates[0], "only one answer"
-    for challenger in candidates[1:]:
-        wins, why = _beats(challenger, winner, current)
+    winner, why = 0, "only one answer"
+    for i, challenger in enumerate(weighed[1:], 1):
+        wins, why = _beats(challenger, weighed[winner], current)
         if wins:
-            winner = challenger
-    winner.won = True
-    return winner, why
+            winner = i
+    return [c.model_copy(update={"won": i == winner}) for i, c in enumerate(weighed)], why

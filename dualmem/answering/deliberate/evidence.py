@@ -4,8 +4,8 @@ With a 0.5B reader, F1 is ~0.52 when every evidence turn is in the context and ~
 one is missing, and reading only the evidence turns beats reading the top 30. So this
 strategy spends its calls on finding and focusing evidence, never on rewriting it:
 
-1. search every raw turn of the scope (not the index, which may hold extracted facts that
-   lost something) with several queries: the question, the names and numbers in it, and
+1. search every raw turn of the scope (not only the index, which may hold extracted facts
+   that lost something) with several queries: the question, the names and numbers in it, and
    optionally sub-queries the model proposes for compound questions; BM25 over the raw turns
    plus the index's hybrid search mapped back to turns, fused by reciprocal rank;
 2. widen the best hits with their session neighbours (an answer often sits in the reply);
@@ -24,20 +24,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from pydantic import BaseModel, Field
 from rank_bm25 import BM25Okapi
 
-from .dates import asks_when, event_date, resolve_relative
-from .deliberate import Deliberation, _shown
-from .errors import LLMReplyError
-from .fast import answer_from
-from .index.lexical import Postings, rrf, terms
-from .llm.base import BaseLLM, ChatRequest, Numbers, parse_json_reply
-from .prompts import plan_messages, select_messages
-from .tokens import count_messages, count_tokens
-from .types import Fact, Turn, Usage, human_date
+from ...errors import LLMReplyError
+from ...index.lexical import Postings, rrf
+from ...llm.base import BaseLLM, ChatRequest, Numbers, parse_json_reply
+from ...prompts import plan_messages, select_messages
+from ...tasks import Task
+from ...text import asks_when, event_date, human_day, resolve_relative, terms
+from ...tokens import count_messages, count_tokens
+from ...types import Fact, Memory, Turn, Usage
+from ..reader import answer_from
+from .base import Deliberation, Strategy, shown
 
-__all__ = ["EvidenceSelector", "TurnSearch", "evidence_line", "parse_selection", "repair_date"]
+__all__ = ["EvidenceFirst", "TurnSearch", "evidence_line", "parse_selection", "repair_date"]
 
-#: the index's hybrid search, as ranked turn ids (see `DualProcess`)
-TurnSearch = Callable[[str], Awaitable[list[str]]]
+#: the index's hybrid search in one scope, as ranked turn ids (built by the pipeline)
+TurnSearch = Callable[[str, int], Awaitable[list[str]]]
 
 _NAME = re.compile(r"\b[A-Z][a-zA-Z'\-]+|\b\d[\d,./:-]*\b")
 # questions that need several facts (multi-hop, lists, time): the ones sub-queries may help
@@ -53,7 +54,7 @@ _BARE_DATE = re.compile(r"^\W*(?:on\s+)?(\d{1,2} [A-Z][a-z]+ \d{4})\W*$", re.I)
 def evidence_line(turn: Turn) -> str:
     """A raw turn as System 2 shows it: session date, speaker, text with relative dates
     resolved against that date."""
-    return resolve_relative(_shown(turn), turn.timestamp.date())
+    return resolve_relative(shown(turn), turn.timestamp.date())
 
 
 def repair_date(question: str, answer: str, turns: Sequence[Turn]) -> tuple[str, str | None]:
@@ -66,7 +67,7 @@ def repair_date(question: str, answer: str, turns: Sequence[Turn]) -> tuple[str,
     wanted = set(terms(question))
     said = [
         t for t in turns
-        if human_date(t.timestamp.date().isoformat()).lower() == bare[1].lower()
+        if human_day(t.timestamp).lower() == bare[1].lower()
         and event_date(t.timestamp.date(), t.text)
     ]
     scored = [(len(wanted & set(terms(t.text))), t) for t in said]
@@ -101,10 +102,12 @@ def parse_selection(text: str, n: int) -> list[int] | None:
     return [i for i in dict.fromkeys(numbers) if 1 <= i <= n]
 
 
-class EvidenceSelector:
+class EvidenceFirst(Strategy):
     """The `evidence` deliberation strategy (see the module docstring)."""
 
-    name = "evidence"
+    tier = "evidence"
+    answer_task = Task.DELIBERATE_ANSWER
+    label = "Conversation excerpts"
 
     def __init__(
         self,
@@ -118,8 +121,10 @@ class EvidenceSelector:
         keep_top: int = 4,
         max_lines: int = 30,
         plan: bool = False,
+        search: TurnSearch | None = None,
     ) -> None:
-        self.llm = llm
+        super().__init__(llm)
+        self.search = search
         self.per_query = per_query
         self.pool = pool
         self.widen = widen
@@ -129,18 +134,20 @@ class EvidenceSelector:
         self.max_lines = max_lines
         self.plan = plan
 
-    async def run(
-        self, question: str, turns: list[Turn], search: TurnSearch | None = None
-    ) -> Deliberation:
-        result = Deliberation(text="", tier=self.name)
+    def note(self, result: Deliberation, turns: list[Turn], accepted: bool) -> str:
+        return "; ".join(result.notes)
+
+    async def run(self, question: str, turns: list[Turn], memories: list[Memory]) -> Deliberation:
+        """`memories` are not used: the index is searched again for each query."""
+        result = Deliberation(text="", tier=self.tier)
         if not turns:
-            await self._answer(question, [], [], result)
+            await self._read(question, [], [], result)
             return result
         start = time.perf_counter()
         queries = await self._queries(question, turns, result)
-        ranked = await self._rank(queries, turns, search)
+        ranked = await self._rank(queries, turns)
         pool = self._widen(ranked, turns)
-        result.latency["deliberate.search"] = time.perf_counter() - start
+        result.latency["deliberate.search"] = time.perf_counter() - start  # no model call
         selected = await self._select(question, pool, ranked, turns, result)
         # the best search hits stay as insurance: a small selector misses lines, and a missing
         # evidence line costs far more F1 than an extra one
@@ -149,7 +156,7 @@ class EvidenceSelector:
         result.notes.insert(
             0, f"{len(queries)} queries, {len(pool)} candidate lines, {len(selected)} selected"
         )
-        await self._answer(question, sorted(keep), turns, result)
+        await self._read(question, sorted(keep), turns, result)
         return result
 
     # ---------------------------------------------------------------- search
@@ -157,8 +164,9 @@ class EvidenceSelector:
     async def _queries(
         self, question: str, turns: list[Turn], result: Deliberation
     ) -> list[tuple[str, bool]]:
-        """(query, dense?) pairs: the names query is lexical only, an embedding of a bare name
-        list means little."""
+        """(query, also search the index?) pairs: the question, the names and numbers in it
+        (without the speakers' names, which every line holds; lexical only, as an embedding of
+        a bare name list means little), and sub-queries when planning is on."""
         queries = [(question, True)]
         speakers = {t.speaker.lower() for t in turns if t.speaker}
         names = [n for n in _NAME.findall(question) if n.lower().removesuffix("'s") not in speakers]
@@ -170,21 +178,19 @@ class EvidenceSelector:
 
     async def _plan(self, question: str, result: Deliberation) -> list[str]:
         start = time.perf_counter()
-        request = ChatRequest(task="deliberate.plan", messages=plan_messages(question), max_tokens=96)
+        request = ChatRequest(task=Task.DELIBERATE_PLAN, messages=plan_messages(question), max_tokens=96)
         try:
             reply, usage = await self.llm.ajson(request, _Plan, retries=0)
         except LLMReplyError as e:
             # sub-queries are an extra: without them the question's own queries still run
-            result.add_usage("deliberate.plan", e.usage or Usage())
+            result.add_usage(Task.DELIBERATE_PLAN, e.usage or Usage())
             result.notes.append("sub-queries unreadable, skipped")
             return []
-        result.add_usage("deliberate.plan", usage)
-        result.latency["deliberate.plan"] = time.perf_counter() - start
+        result.add_usage(Task.DELIBERATE_PLAN, usage)
+        result.latency[Task.DELIBERATE_PLAN] = time.perf_counter() - start
         return [q.strip() for q in reply.queries[:3] if q.strip() and q.strip() != question]
 
-    async def _rank(
-        self, queries: list[tuple[str, bool]], turns: list[Turn], search: TurnSearch | None
-    ) -> list[int]:
+    async def _rank(self, queries: list[tuple[str, bool]], turns: list[Turn]) -> list[int]:
         """Turn positions, best first, fused over every query and both searches."""
         corpus = [terms(f"{t.speaker or t.role}: {t.text}") for t in turns]
         bm25 = Postings(BM25Okapi(corpus)) if any(corpus) else None
@@ -195,8 +201,8 @@ class EvidenceSelector:
                 scores = bm25.scores(wanted)
                 hits = [int(i) for i in (-scores).argsort(kind="stable")[: self.per_query] if scores[i] > 0]
                 rankings.append(hits)
-            if dense and search is not None:
-                found = await search(query)
+            if dense and self.search is not None:
+                found = await self.search(query, self.per_query)
                 rankings.append([position[t] for t in found[: self.per_query] if t in position])
         return [int(i) for i in rrf([[str(i) for i in r] for r in rankings])]
 
@@ -234,11 +240,11 @@ class EvidenceSelector:
         for chunk in self._chunks(question, pool, turns):
             lines = [evidence_line(turns[i]) for i in chunk]
             request = ChatRequest(
-                task="deliberate.select", messages=select_messages(question, lines), max_tokens=64
+                task=Task.DELIBERATE_SELECT, messages=select_messages(question, lines), max_tokens=64
             )
             # model failures (LLMError) propagate: the caller keeps the fast answer, degraded
             completion = await self.llm.acomplete(request)
-            result.add_usage("deliberate.select", completion.usage)
+            result.add_usage(Task.DELIBERATE_SELECT, completion.usage)
             picked = parse_selection(completion.text, len(chunk))
             by_rank = sorted(chunk, key=lambda i: rank.get(i, len(rank)))
             if picked is None:
@@ -252,24 +258,24 @@ class EvidenceSelector:
                     # among its picks
                     picked_ids = sorted(picked_ids, key=lambda i: rank.get(i, len(rank)))[:cap]
             chosen += picked_ids
-        result.latency["deliberate.select"] = time.perf_counter() - start
+        result.latency[Task.DELIBERATE_SELECT] = time.perf_counter() - start
         return sorted(dict.fromkeys(chosen), key=lambda i: rank.get(i, len(rank)))
 
     # ---------------------------------------------------------------- answer
 
-    async def _answer(
+    async def _read(
         self, question: str, keep: Sequence[int], turns: list[Turn], result: Deliberation
     ) -> None:
+        """Answer from the kept raw lines, oldest first (not `Strategy._answer`, which ranks
+        extracted facts by score)."""
         lines = [evidence_line(turns[i]) for i in keep]
-        answered = await answer_from(
-            self.llm, question, lines, task="deliberate.answer", label="Conversation excerpts"
-        )
+        answered = await answer_from(self.llm, question, lines, task=self.answer_task, label=self.label)
         result.facts = [
             Fact(
                 text=line,
                 score=10,
                 turn_ids=[turns[i].id],
-                timestamp=human_date(turns[i].timestamp.date().isoformat()),
+                timestamp=human_day(turns[i].timestamp),
                 speaker=turns[i].speaker or turns[i].role,
             )
             for i, line in zip(keep, lines, strict=True)
@@ -279,5 +285,5 @@ class EvidenceSelector:
         if repaired:
             result.notes.append(repaired)
         result.logprobs = answered.completion.logprobs
-        result.add_usage("deliberate.answer", answered.completion.usage)
-        result.latency["deliberate.answer"] = answered.seconds
+        result.add_usage(self.answer_task, answered.completion.usage)
+        result.latency[self.answer_task] = answered.seconds

@@ -1,17 +1,82 @@
-"""Relative dates resolved against the date a line was said, with no model call.
+"""Text utilities shared by the index, the gate and deliberation: words, stems and dates.
 
-A 0.5B reader cannot do date arithmetic ("yesterday" said on 8 May 2023 is 7 May 2023); code
-can. `resolve_relative` appends the absolute date after each relative phrase, in the form
-LoCoMo answers use ("the week before 9 June 2023"), so the reader only has to copy it.
-`asks_current` spots the questions whose answer is the latest state ("now", "still").
+One light tokenizer for every place that compares words (BM25, gate coverage and
+consistency, citing the turn behind a fact), so that they all agree on what a word is.
+
+Relative dates are resolved in code, never by the model: a 0.5B reader cannot do date
+arithmetic ("yesterday" said on 8 May 2023 is 7 May 2023). `resolve_relative` appends the
+absolute date after each relative phrase, in the form LoCoMo answers use ("the week before
+9 June 2023"), so the reader only has to copy it.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
-__all__ = ["asks_current", "asks_when", "event_date", "resolve_relative"]
+__all__ = [
+    "asks_current",
+    "asks_when",
+    "dated",
+    "event_date",
+    "human_date",
+    "human_day",
+    "resolve_relative",
+    "stem",
+    "terms",
+    "tokenize",
+]
+
+_WORD = re.compile(r"\w+")
+_STOP = frozenset(
+    "a an and are as at be but by did do does for from had has have he her his i if in is it"
+    " its me my of on or our she so than that the their them they this to was we were what"
+    " when where which who whom why will with would you your".split()
+)
+
+
+def stem(word: str) -> str:
+    """A light suffix strip: "painting"/"paints"/"painted" meet (no nltk on the hot path)."""
+    if word.endswith("ies") and len(word) > 4:  # hobbies -> hobby
+        return word[:-3] + "y"
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    # a final e goes too, so that move / moved / moving all meet at "mov"
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased words without stop words."""
+    return [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+
+
+def terms(text: str) -> list[str]:
+    """BM25 terms: tokens without stop words, stemmed."""
+    return [stem(w) for w in tokenize(text)]
+
+
+def human_date(value: str) -> str:
+    """'2023-05-07' -> '7 May 2023' (the form LoCoMo answers use); other text unchanged."""
+    try:
+        d = datetime.strptime(value[:10], "%Y-%m-%d")
+    except ValueError:
+        return value
+    return f"{d.day} {d:%B %Y}"
+
+
+def human_day(timestamp: datetime) -> str:
+    """The day of a timestamp as `human_date` writes it."""
+    return human_date(timestamp.date().isoformat())
+
+
+def dated(text: str, date: str | None) -> str:
+    """'[7 May 2023] text' when a date is known: how memories and facts appear in prompts."""
+    return f"[{human_date(date)}] {text}" if date else text
+
+
+# ---------------------------------------------------------------- relative dates
 
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _NUMBERS = {
@@ -39,8 +104,8 @@ _PHRASE = re.compile(
 )
 
 
-def human(d: date) -> str:
-    return f"{d.day} {d:%B %Y}"
+def _day(d: date) -> str:
+    return human_date(d.isoformat())
 
 
 def _month(d: date, shift: int) -> str:
@@ -50,13 +115,13 @@ def _month(d: date, shift: int) -> str:
 
 def _resolve(m: re.Match[str], on: date) -> str | None:
     if m["daybefore"]:
-        return human(on - timedelta(days=2))
+        return _day(on - timedelta(days=2))
     if m["yesterday"]:
-        return human(on - timedelta(days=1))
+        return _day(on - timedelta(days=1))
     if m["today"]:
-        return human(on)
+        return _day(on)
     if m["tomorrow"]:
-        return human(on + timedelta(days=1))
+        return _day(on + timedelta(days=1))
     if m["unit"]:
         rel, unit = m["rel"].lower(), m["unit"].lower()
         shift = {"last": -1, "past": -1, "this": 0, "next": 1}[rel]
@@ -65,20 +130,20 @@ def _resolve(m: re.Match[str], on: date) -> str | None:
         if unit == "year":
             return str(on.year + shift)
         # LoCoMo's own wording for weeks: "the week before 9 June 2023"
-        return f"the {unit} {('before', 'of', 'after')[shift + 1]} {human(on)}"
+        return f"the {unit} {('before', 'of', 'after')[shift + 1]} {_day(on)}"
     if m["lastday"]:
         back = (on.weekday() - _WEEKDAYS.index(m["lastday"].lower())) % 7 or 7
-        return human(on - timedelta(days=back))
+        return _day(on - timedelta(days=back))
     if m["nextday"]:
         ahead = (_WEEKDAYS.index(m["nextday"].lower()) - on.weekday()) % 7 or 7
-        return human(on + timedelta(days=ahead))
+        return _day(on + timedelta(days=ahead))
     if m["agounit"]:
         n = int(m["n"]) if m["n"].isdigit() else _NUMBERS[m["n"].lower()]
         unit = m["agounit"].lower()
         if unit == "day":
-            return human(on - timedelta(days=n))
+            return _day(on - timedelta(days=n))
         if unit == "week":
-            return f"the week of {human(on - timedelta(weeks=n))}"
+            return f"the week of {_day(on - timedelta(weeks=n))}"
         if unit == "month":
             return _month(on, -n)
         return str(on.year - n)
