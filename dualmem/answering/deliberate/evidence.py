@@ -57,10 +57,11 @@ def evidence_line(turn: Turn) -> str:
     return resolve_relative(shown(turn), turn.timestamp.date())
 
 
-def repair_date(question: str, answer: str, turns: Sequence[Turn]) -> tuple[str, str | None]:
-    """(answer, why it changed or None). A 0.5B reader answers a date question with the date a
-    line was said even when the line dates the event relatively ("I went yesterday"); the
-    event's date is then computed here, from the line that shares most words with the question."""
+def repair_date(question: str, answer: str, turns: Sequence[Turn]) -> tuple[str, Turn | None]:
+    """(answer, the line that changed it, or None). A 0.5B reader answers a date question with
+    the date a line was said even when the line dates the event relatively ("I went
+    yesterday"); the event's date is then computed here, from the line said that day that
+    shares most words with the question."""
     bare = _BARE_DATE.match(answer)
     if not bare or not asks_when(question):
         return answer, None
@@ -76,7 +77,7 @@ def repair_date(question: str, answer: str, turns: Sequence[Turn]) -> tuple[str,
         return answer, None
     fixed = event_date(line.timestamp.date(), line.text)
     assert fixed is not None
-    return fixed, f"{bare[1]} is the day the line was said; it dates the event {fixed}"
+    return fixed, line
 
 
 class _Selection(BaseModel):
@@ -281,9 +282,13 @@ class EvidenceFirst(Strategy):
             for i, line in zip(keep, lines, strict=True)
         ]
         result.turn_ids = [turns[i].id for i in keep]
-        result.text, repaired = repair_date(question, answered.text, [turns[i] for i in keep])
-        if repaired:
-            result.notes.append(repaired)
+        result.text, dating = repair_date(question, answered.text, [turns[i] for i in keep])
+        if dating is not None:
+            result.notes.append(
+                f"{answered.text} is the day a line was said; it dates the event {result.text}"
+            )
+            # the line that dates the answer is evidence for it
+            result.support_turn_ids = list(dict.fromkeys([*result.support_turn_ids, dating.id]))
         result.logprobs = answered.completion.logprobs
         result.add_usage(self.answer_task, answered.completion.usage)
         result.latency[self.answer_task] = answered.seconds
