@@ -19,13 +19,11 @@ __all__ = [
     "FACTS_SYSTEM",
     "FILTER_SYSTEM",
     "JUDGE_SYSTEM",
-    "PLAN_SYSTEM",
     "SELECT_SYSTEM",
     "audit_messages",
     "facts_messages",
     "filter_messages",
     "judge_messages",
-    "plan_messages",
     "select_messages",
     "EXTRACT_SYSTEM",
     "RECONCILE_SYSTEM",
@@ -269,16 +267,3 @@ SELECT_SYSTEM = (
 def select_messages(question: str, lines: Sequence[str]) -> list[dict]:
     return _list_request(SELECT_SYSTEM, question, "Lines", lines)
 
-
-PLAN_SYSTEM = (
-    "You help search a long conversation. Break the question into at most 3 short search "
-    "queries, one for each fact the answer needs (each person, event, item or date). "
-    'Reply with JSON only: {"queries": ["...", "..."]}'
-)
-
-
-def plan_messages(question: str) -> list[dict]:
-    return [
-        {"role": "system", "content": PLAN_SYSTEM},
-        {"role": "user", "content": f"Question: {question}\n\nJSON:"},
-    ]

@@ -38,7 +38,5 @@ class Task(StrEnum):
     DELIBERATE_ANSWER = "deliberate.answer"
     #: System 2, evidence strategy: pick the numbers of the lines that help answer
     DELIBERATE_SELECT = "deliberate.select"
-    #: System 2, evidence strategy: sub-queries for a compound question (off by default)
-    DELIBERATE_PLAN = "deliberate.plan"
     #: benchmark baseline `fullctx`: the answer from the whole history in one call
     ANSWER_FULLCTX = "answer.fullctx"

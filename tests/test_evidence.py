@@ -152,34 +152,6 @@ async def test_an_unreadable_selection_keeps_the_chunk_by_search_rank() -> None:
     assert not result.errors  # recoverable: not a failed deliberation
 
 
-async def test_sub_queries_are_asked_for_compound_questions_and_searched() -> None:
-    question = "When and where did Ines take Maya?"
-    llm = ScriptedLLM(by_task={
-        "deliberate.plan": ['{"queries": ["old bridge on the river"]}'],
-        "deliberate.select": picking("old bridge"),
-        "deliberate.answer": ["the Douro"],
-    })
-    strategy = EvidenceFirst(llm, pool=2, widen=0, keep_top=0, plan=True)
-    result = await strategy.run(question, conversation(), [])
-    assert result.notes[0].startswith("3 queries")  # the question, its names, one sub-query
-    assert result.turn_ids == ["s1t3"]  # found only through the sub-query
-    assert "deliberate.plan" in result.usage
-
-
-async def test_an_unreadable_plan_is_skipped() -> None:
-    llm = ScriptedLLM(by_task={"deliberate.plan": ["search for the river"],
-                               "deliberate.select": picking("sailing"), "deliberate.answer": ["x"]})
-    result = await EvidenceFirst(llm, plan=True).run("When and where did Ines take Maya?", conversation(), [])
-    assert "sub-queries unreadable, skipped" in result.notes and result.text == "x"
-
-
-async def test_no_plan_call_for_a_simple_question_or_by_default() -> None:
-    llm = ScriptedLLM(by_task={"deliberate.select": picking("sailing"), "deliberate.answer": ["x", "x"]})
-    await EvidenceFirst(llm, plan=True).run("What did Ines do?", conversation(), [])
-    await EvidenceFirst(llm).run("When and where did Ines take Maya?", conversation(), [])
-    assert llm.calls_for("deliberate.plan") == []
-
-
 # ---------------------------------------------------------------- selection parsing
 
 
@@ -278,13 +250,6 @@ def test_a_model_failure_in_any_step_returns_the_fast_answer_degraded(memory_wit
     )
     assert a.candidates == []
     assert a.evidence.turn_ids == sorted(t for m in a.memories for t in m.source_turn_ids)
-
-
-async def test_a_model_failure_while_planning_fails_the_deliberation() -> None:
-    # the caller (see above) turns any LLMError into the fast answer, degraded
-    llm = ScriptedLLM(by_task={"deliberate.plan": [LLMError("timeout")]})
-    with pytest.raises(LLMError, match="timeout"):
-        await EvidenceFirst(llm, plan=True).run("When and where did Ines take Maya?", conversation(), [])
 
 
 def test_deliberation_leaves_the_raw_history_untouched(memory_with) -> None:

@@ -5,9 +5,10 @@ one is missing, and reading only the evidence turns beats reading the top 30. So
 strategy spends its calls on finding and focusing evidence, never on rewriting it:
 
 1. search every raw turn of the scope (not only the index, which may hold extracted facts
-   that lost something) with several queries: the question, the names and numbers in it, and
-   optionally sub-queries the model proposes for compound questions; BM25 over the raw turns
-   plus the index's hybrid search mapped back to turns, fused by reciprocal rank;
+   that lost something) with the question and with the names and numbers in it; BM25 over
+   the raw turns plus the index's hybrid search mapped back to turns, fused by reciprocal
+   rank. (Sub-queries proposed by the model were tried and dropped: Qwen2.5-0.5B restated the
+   question as its only sub-query for 7 of 7 LoCoMo questions, so they found nothing new.);
 2. widen the best hits with their session neighbours (an answer often sits in the reply);
 3. the model *selects* supporting lines by number in chunked listwise prompts; it copies no
    text, so it cannot get a fact wrong in the retelling;
@@ -27,11 +28,11 @@ from rank_bm25 import BM25Okapi
 from ...errors import LLMReplyError
 from ...index.lexical import Postings, rrf
 from ...llm.base import BaseLLM, ChatRequest, Numbers, parse_json_reply
-from ...prompts import plan_messages, select_messages
+from ...prompts import select_messages
 from ...tasks import Task
 from ...text import asks_when, event_date, human_day, resolve_relative, terms
 from ...tokens import count_messages, count_tokens
-from ...types import Fact, Memory, Turn, Usage
+from ...types import Fact, Memory, Turn
 from ..reader import answer_from
 from .base import Deliberation, Strategy, shown
 
@@ -41,12 +42,6 @@ __all__ = ["EvidenceFirst", "TurnSearch", "evidence_line", "parse_selection", "r
 TurnSearch = Callable[[str, int], Awaitable[list[str]]]
 
 _NAME = re.compile(r"\b[A-Z][a-zA-Z'\-]+|\b\d[\d,./:-]*\b")
-# questions that need several facts (multi-hop, lists, time): the ones sub-queries may help
-_COMPOUND = re.compile(
-    r"\b(and|both|all|every|how many|how long|when|what year|which|kinds?|types?|"
-    r"activities|things|hobbies|places|ever|before|after)\b",
-    re.I,
-)
 _DIGITS = re.compile(r"\b\d+\b")
 _BARE_DATE = re.compile(r"^\W*(?:on\s+)?(\d{1,2} [A-Z][a-z]+ \d{4})\W*$", re.I)
 
@@ -84,10 +79,6 @@ class _Selection(BaseModel):
     lines: Numbers = Field(default_factory=list)
 
 
-class _Plan(BaseModel):
-    queries: list[str] = Field(default_factory=list)
-
-
 def parse_selection(text: str, n: int) -> list[int] | None:
     """Line numbers (1..n, first mention order) from a selection reply; None if unreadable.
 
@@ -121,7 +112,6 @@ class EvidenceFirst(Strategy):
         chunk_lines: int = 20,
         keep_top: int = 4,
         max_lines: int = 30,
-        plan: bool = False,
         search: TurnSearch | None = None,
     ) -> None:
         super().__init__(llm)
@@ -133,7 +123,6 @@ class EvidenceFirst(Strategy):
         self.chunk_lines = chunk_lines
         self.keep_top = keep_top
         self.max_lines = max_lines
-        self.plan = plan
 
     def note(self, result: Deliberation, turns: list[Turn], accepted: bool) -> str:
         return "; ".join(result.notes)
@@ -145,7 +134,7 @@ class EvidenceFirst(Strategy):
             await self._read(question, [], [], result)
             return result
         start = time.perf_counter()
-        queries = await self._queries(question, turns, result)
+        queries = self._queries(question, turns)
         ranked = await self._rank(queries, turns)
         pool = self._widen(ranked, turns)
         result.latency["deliberate.search"] = time.perf_counter() - start  # no model call
@@ -162,34 +151,16 @@ class EvidenceFirst(Strategy):
 
     # ---------------------------------------------------------------- search
 
-    async def _queries(
-        self, question: str, turns: list[Turn], result: Deliberation
-    ) -> list[tuple[str, bool]]:
-        """(query, also search the index?) pairs: the question, the names and numbers in it
+    def _queries(self, question: str, turns: list[Turn]) -> list[tuple[str, bool]]:
+        """(query, also search the index?) pairs: the question, and the names and numbers in it
         (without the speakers' names, which every line holds; lexical only, as an embedding of
-        a bare name list means little), and sub-queries when planning is on."""
+        a bare name list means little)."""
         queries = [(question, True)]
         speakers = {t.speaker.lower() for t in turns if t.speaker}
         names = [n for n in _NAME.findall(question) if n.lower().removesuffix("'s") not in speakers]
         if names[1:] or (names and not question.startswith(names[0])):
             queries.append((" ".join(names), False))
-        if self.plan and _COMPOUND.search(question):
-            queries += [(q, True) for q in await self._plan(question, result)]
         return queries
-
-    async def _plan(self, question: str, result: Deliberation) -> list[str]:
-        start = time.perf_counter()
-        request = ChatRequest(task=Task.DELIBERATE_PLAN, messages=plan_messages(question), max_tokens=96)
-        try:
-            reply, usage = await self.llm.ajson(request, _Plan, retries=0)
-        except LLMReplyError as e:
-            # sub-queries are an extra: without them the question's own queries still run
-            result.add_usage(Task.DELIBERATE_PLAN, e.usage or Usage())
-            result.notes.append("sub-queries unreadable, skipped")
-            return []
-        result.add_usage(Task.DELIBERATE_PLAN, usage)
-        result.latency[Task.DELIBERATE_PLAN] = time.perf_counter() - start
-        return [q.strip() for q in reply.queries[:3] if q.strip() and q.strip() != question]
 
     async def _rank(self, queries: list[tuple[str, bool]], turns: list[Turn]) -> list[int]:
         """Turn positions, best first, fused over every query and both searches."""
