@@ -117,10 +117,11 @@ def test_a_200k_char_message_is_stored_and_every_prompt_fits_the_context(tmp_pat
                          {"content": big, "speaker": "Alice"}], user_id="alice")
     assert result.error is None
     assert [len(t.text) for t in memory.history(user_id="alice")] == [18, BIG]
-    for mode in ("fast", "gated", "full"):
-        answer = memory.answer("What does Alice drink?", user_id="alice", mode=mode, policy="audit")
+    for mode, strategy in [("fast", None), ("gated", None), ("full", "evidence"), ("full", "scan")]:
+        answer = memory.answer("What does Alice drink?", user_id="alice", mode=mode, policy="audit",
+                               strategy=strategy)
         assert answer.text == "green tea"
-    assert llm.calls_for("deliberate.extract"), "full mode deliberated"
+    assert llm.calls_for("deliberate.select") and llm.calls_for("deliberate.extract"), "both deliberated"
     for call in llm.calls:
         assert count_messages(call.messages) + call.max_tokens <= llm.context_tokens, call.task
     memory.close()

@@ -90,11 +90,15 @@ def test_obeyed_injections_are_not_stored_as_memories(poisoned) -> None:
     assert sum(TOKEN in t.text for t in memory.history(user_id="alice")) == len(ATTACKS)
 
 
-@pytest.mark.parametrize(("mode", "policy"), [("fast", None), ("gated", "audit"), ("full", None)])
-def test_every_prompt_quotes_stored_text_as_data(poisoned, mode, policy) -> None:
+@pytest.mark.parametrize(("mode", "policy", "strategy"), [
+    ("fast", None, None), ("gated", "audit", "evidence"), ("gated", "audit", "scan"),
+    ("full", None, "evidence"), ("full", None, "scan"),
+])
+def test_every_prompt_quotes_stored_text_as_data(poisoned, mode, policy, strategy) -> None:
     memory, llm = poisoned
     before = len(llm.calls)
-    memory.answer("What is the name of Alice's dog?", user_id="alice", mode=mode, policy=policy)
+    memory.answer("What is the name of Alice's dog?", user_id="alice", mode=mode, policy=policy,
+                  strategy=strategy)
     calls = llm.calls[before:]
     assert calls
     for call in llm.calls:  # the extraction and reconcile calls of the fixture included
@@ -104,8 +108,9 @@ def test_every_prompt_quotes_stored_text_as_data(poisoned, mode, policy) -> None
         assert TOKEN not in outside and "<|" not in user, (call.task, outside[:300])
     tasks = {c.task for c in llm.calls}
     assert {"extract", "answer"} <= tasks
-    if mode != "fast":
-        assert tasks & {"neighbours.answer", "deliberate.extract"}
+    if strategy:  # System 2 ran, and its prompts were checked too
+        system2 = {"evidence": {"deliberate.select"}, "scan": {"neighbours.answer", "deliberate.extract"}}
+        assert tasks & system2[strategy]
 
 
 def test_the_extraction_prompt_forbids_recording_instructions() -> None:

@@ -31,7 +31,7 @@ from ...llm.base import BaseLLM, ChatRequest, Numbers, parse_json_reply
 from ...prompts import select_messages
 from ...tasks import Task
 from ...text import asks_when, event_date, human_day, resolve_relative, terms
-from ...tokens import count_messages, count_tokens
+from ...tokens import count_tokens, fit_lines, line_budget
 from ...types import Fact, Memory, Turn
 from ..reader import answer_from
 from .base import Deliberation, Strategy, shown
@@ -43,6 +43,7 @@ TurnSearch = Callable[[str, int], Awaitable[list[str]]]
 
 _NAME = re.compile(r"\b[A-Z][a-zA-Z'\-]+|\b\d[\d,./:-]*\b")
 _DIGITS = re.compile(r"\b\d+\b")
+_REPLY = 64  # tokens for a selection reply: a JSON list of line numbers
 _BARE_DATE = re.compile(r"^\W*(?:on\s+)?(\d{1,2} [A-Z][a-z]+ \d{4})\W*$", re.I)
 
 
@@ -188,13 +189,17 @@ class EvidenceFirst(Strategy):
 
     # ---------------------------------------------------------------- selection
 
-    def _chunks(self, question: str, pool: list[int], turns: list[Turn]) -> list[list[int]]:
-        """Consecutive pieces of the pool, each fitting one selection prompt."""
-        budget = int((self.llm.context_tokens - 64 - count_messages(select_messages(question, []))) * 0.9)
+    def _select_budget(self, question: str) -> int:
+        """Tokens left for the lines of one selection prompt."""
+        return line_budget(self.llm.context_tokens, _REPLY, select_messages(question, []))
+
+    def _chunks(self, question: str, pool: list[int], turns: list[Turn], budget: int) -> list[list[int]]:
+        """Consecutive pieces of the pool, each fitting one selection prompt (a line longer
+        than a whole prompt goes alone, cut to fit)."""
         chunks: list[list[int]] = [[]]
         used = 0
         for i in pool:
-            cost = count_tokens(evidence_line(turns[i])) + 6
+            cost = min(count_tokens(evidence_line(turns[i])) + 6, budget)
             if chunks[-1] and (len(chunks[-1]) >= self.chunk_lines or used + cost > budget):
                 chunks.append([])
                 used = 0
@@ -209,10 +214,11 @@ class EvidenceFirst(Strategy):
         start = time.perf_counter()
         rank = {i: r for r, i in enumerate(ranked)}
         chosen: list[int] = []
-        for chunk in self._chunks(question, pool, turns):
-            lines = [evidence_line(turns[i]) for i in chunk]
+        budget = self._select_budget(question)
+        for chunk in self._chunks(question, pool, turns, budget):
+            lines = fit_lines([evidence_line(turns[i]) for i in chunk], budget)
             request = ChatRequest(
-                task=Task.DELIBERATE_SELECT, messages=select_messages(question, lines), max_tokens=64
+                task=Task.DELIBERATE_SELECT, messages=select_messages(question, lines), max_tokens=_REPLY
             )
             # model failures (LLMError) propagate: the caller keeps the fast answer, degraded
             completion = await self.llm.acomplete(request)
