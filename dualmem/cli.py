@@ -160,6 +160,9 @@ def ask(
     deliberate: Annotated[
         bool, typer.Option(help="off: gate only, keep the fast answer, say if it would escalate")
     ] = True,
+    strategy: Annotated[
+        str | None, typer.Option(help="System 2: evidence or scan (default: the config's deliberation)")
+    ] = None,
     explain_: Annotated[bool, typer.Option("--explain", help="print the full trace")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the Answer as JSON")] = False,
 ) -> None:
@@ -169,7 +172,7 @@ def ask(
     def go() -> None:
         answer = _memory().answer(
             question, user_id=user_id, agent_id=agent_id, session_id=session_id, mode=mode, policy=policy,
-            deliberate=deliberate,
+            deliberate=deliberate, strategy=strategy,
         )
         typer.echo(answer.model_dump_json(indent=2) if as_json else explain(answer, verbose=explain_))
 
