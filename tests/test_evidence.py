@@ -57,8 +57,10 @@ def picking(*needles: str) -> Callable[[ChatRequest], str]:
     return reply
 
 
-def answer_context(llm: ScriptedLLM) -> list[str]:
-    (call,) = llm.calls_for("deliberate.answer")
+def answer_context(llm: ScriptedLLM, call: ChatRequest | None = None) -> list[str]:
+    """The lines of an answer prompt (the only one, unless `call` is given)."""
+    if call is None:
+        (call,) = llm.calls_for("deliberate.answer")
     body = call.messages[-1]["content"].split("<data>\n")[1].split("\n</data>")[0]
     return body.splitlines()
 
@@ -306,3 +308,20 @@ async def test_the_line_that_dates_the_answer_supports_it() -> None:
     result = await strategy.run("When did Caroline go to the support group?", turns, [])
     assert result.text == "7 May 2023" and result.support_turn_ids == ["g"]
     assert "8 May 2023 is the day a line was said; it dates the event 7 May 2023" in result.notes
+
+
+async def test_a_question_about_now_reads_the_newest_line_first() -> None:
+    turns = [
+        Turn(id="a", speaker="Maya", text="I still live in Lisbon for now.", timestamp=DAY),
+        *conversation()[1:-1],
+        Turn(id="b", speaker="Maya", text="I moved to Porto last week, I live by the river.",
+             timestamp=DAY + timedelta(days=90)),
+    ]
+    llm = ScriptedLLM(by_task={"deliberate.select": picking("live"),
+                               "deliberate.answer": ["Porto", "Lisbon"]})
+    await EvidenceFirst(llm, keep_top=0).run("Where does Maya live now?", turns, [])
+    await EvidenceFirst(llm, keep_top=0).run("Where did Maya live in spring?", turns, [])
+    now, then = llm.calls_for("deliberate.answer")
+    assert "Conversation excerpts, newest first:" in now.messages[-1]["content"]
+    assert answer_context(llm, now)[0].startswith("[31 August 2025] Maya: I moved to Porto")
+    assert answer_context(llm, then)[0].startswith("[2 June 2025] Maya: I still live in Lisbon")

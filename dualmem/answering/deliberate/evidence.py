@@ -12,8 +12,10 @@ strategy spends its calls on finding and focusing evidence, never on rewriting i
 2. widen the best hits with their session neighbours (an answer often sits in the reply);
 3. the model *selects* supporting lines by number in chunked listwise prompts; it copies no
    text, so it cannot get a fact wrong in the retelling;
-4. the answer is read from the selected raw lines in chronological order, each with its
-   session date and its relative dates resolved in code (`dates.resolve_relative`).
+4. the answer is read from the selected raw lines in chronological order (newest first for
+   a question about now), each with its session date and its relative dates resolved in
+   code (`text.resolve_relative`); a date answer that copies the day a line was said, when
+   the line dates the event relatively, becomes the event's date (`repair_date`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ...index.lexical import Postings, rrf
 from ...llm.base import BaseLLM, ChatRequest, Numbers, parse_json_reply
 from ...prompts import select_messages
 from ...tasks import Task
-from ...text import asks_when, event_date, human_day, resolve_relative, terms
+from ...text import asks_current, asks_when, event_date, human_day, resolve_relative, terms
 from ...tokens import count_tokens, fit_lines, line_budget
 from ...types import Fact, Memory, Turn
 from ..reader import answer_from
@@ -147,7 +149,10 @@ class EvidenceFirst(Strategy):
         result.notes.insert(
             0, f"{len(queries)} queries, {len(pool)} candidate lines, {len(selected)} selected"
         )
-        await self._read(question, sorted(keep), turns, result)
+        # a 0.5B reader takes the first line that answers: for a question about now ("where
+        # does she live now?") that must be the newest, so those read newest first
+        newest_first = asks_current(question)
+        await self._read(question, sorted(keep, reverse=newest_first), turns, result, newest_first)
         return result
 
     # ---------------------------------------------------------------- search
@@ -242,12 +247,14 @@ class EvidenceFirst(Strategy):
     # ---------------------------------------------------------------- answer
 
     async def _read(
-        self, question: str, keep: Sequence[int], turns: list[Turn], result: Deliberation
+        self, question: str, keep: Sequence[int], turns: list[Turn], result: Deliberation,
+        newest_first: bool = False,
     ) -> None:
-        """Answer from the kept raw lines, oldest first (not `Strategy._answer`, which ranks
-        extracted facts by score)."""
+        """Answer from the kept raw lines in the order given (not `Strategy._answer`, which
+        ranks extracted facts by score)."""
         lines = [evidence_line(turns[i]) for i in keep]
-        answered = await answer_from(self.llm, question, lines, task=self.answer_task, label=self.label)
+        label = f"{self.label}, newest first" if newest_first else self.label
+        answered = await answer_from(self.llm, question, lines, task=self.answer_task, label=label)
         result.facts = [
             Fact(
                 text=line,
