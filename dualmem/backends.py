@@ -25,7 +25,6 @@ from .config import Config
 from .errors import ConfigError, StorageError
 from .history.base import HistoryStore, TurnQuery
 from .index.base import MemoryIndex
-from .types import Scope
 
 __all__ = [
     "ProcessLockedIndex", "chroma_http_client", "copy_history", "make_history", "make_index", "redact",
@@ -71,11 +70,7 @@ def copy_history(source: HistoryStore, target: HistoryStore) -> int:
     Idempotent: turns the target already has are skipped, so an interrupted copy can rerun.
     Then rebuild the index on the new backends with `DualMemory(...).reindex()`.
     """
-    partitions: dict[str, Scope] = {}
-    for s in source.scopes():
-        whole = (Scope(user_id=s.user_id) if s.user_id is not None
-                 else Scope(agent_id=s.agent_id) if s.agent_id is not None else s)
-        partitions.setdefault(whole.partition, whole)
+    partitions = {s.partition: s.whole_partition() for s in source.scopes()}
     return sum(len(target.append(source.list(TurnQuery(scope=p)))) for p in partitions.values())
 
 

@@ -160,7 +160,7 @@ class Extractor:
     async def _batch(
         self, batch: list[Turn], recent: list[Turn], scope: Scope, result: ExtractionResult
     ) -> None:
-        wide = _reconcile_scope(scope)
+        wide = scope.widened()
         known = await asyncio.to_thread(
             self.index.search, " ".join(t.text for t in batch), wide, KNOWN_MEMORIES
         )
@@ -244,15 +244,8 @@ class Extractor:
         if added or kept:
             await asyncio.to_thread(self.index.upsert, added + kept)
         if deletes:
-            await asyncio.to_thread(self.index.delete, deletes, _reconcile_scope(scope))
+            await asyncio.to_thread(self.index.delete, deletes, scope.widened())
         result.added.extend(added)
         result.updated.extend(kept)
         result.deleted.extend(deletes)
 
-
-def _reconcile_scope(scope: Scope) -> Scope:
-    """Where a new fact's known memories and neighbours are looked up: the user's (or
-    agent's) memories of every session, since a fact about a person outlives its session."""
-    if scope.user_id is None and scope.agent_id is None:
-        return scope
-    return Scope(user_id=scope.user_id, agent_id=scope.agent_id)

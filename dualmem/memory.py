@@ -342,7 +342,7 @@ class DualMemory:
         memories = await asyncio.to_thread(self.index.delete_scope, scope)
         if session_id is not None and (user_id is not None or agent_id is not None):
             # reconciliation updates memories across the sessions of a user (or agent)
-            wide = Scope(user_id=user_id, agent_id=agent_id)
+            wide = scope.widened()
             gone = {t.id for t in await asyncio.to_thread(self.history_store.list, TurnQuery(scope=scope))}
             merged = [m.id for m in await asyncio.to_thread(self.index.list, wide)
                       if gone & set(m.source_turn_ids)]
@@ -371,11 +371,7 @@ class DualMemory:
         """Rebuild the index from the history (one scope, or every scope when none given)."""
         if user_id is None and agent_id is None and session_id is None:
             scopes = await asyncio.to_thread(self.history_store.scopes)
-            partitions: dict[str, Scope] = {}
-            for s in scopes:
-                partitions.setdefault(s.partition, Scope(user_id=s.user_id) if s.user_id
-                                      else Scope(agent_id=s.agent_id) if s.agent_id else s)
-            targets = list(partitions.values())
+            targets = list({s.partition: s.whole_partition() for s in scopes}.values())
         else:
             targets = [make_scope(user_id, agent_id, session_id)]
         result = ReindexResult()
@@ -385,10 +381,7 @@ class DualMemory:
             result.scopes += 1
             result.turns += len(turns)
             for sub in _by_scope(turns):
-                first = sub[0]
-                sub_scope = Scope(user_id=first.user_id, agent_id=first.agent_id,
-                                  session_id=first.session_id)
-                indexed, error = await self._index_turns(sub, sub_scope, extract)
+                indexed, error = await self._index_turns(sub, sub[0].scope, extract)
                 result.memories += len(indexed.added)
                 result.usage = result.usage + indexed.usage
                 result.errors += [error] if error else []
@@ -408,9 +401,7 @@ def _by_scope(turns: list[Turn]) -> list[list[Turn]]:
     """Consecutive runs of turns sharing one (user, agent, session), in order."""
     groups: list[list[Turn]] = []
     for t in turns:
-        key = (t.user_id, t.agent_id, t.session_id)
-        if groups and (groups[-1][0].user_id, groups[-1][0].agent_id,
-                       groups[-1][0].session_id) == key:
+        if groups and groups[-1][0].scope == t.scope:
             groups[-1].append(t)
         else:
             groups.append([t])

@@ -132,7 +132,7 @@ class PostgresHistoryStore:
             return []
         rows = [
             (
-                Scope(user_id=t.user_id, agent_id=t.agent_id, session_id=t.session_id).partition,
+                t.scope.partition,
                 t.id, t.role, t.speaker, t.text, t.timestamp, t.user_id, t.agent_id,
                 t.session_id, Jsonb(t.metadata),
             )

@@ -65,11 +65,6 @@ def _scope_where(scope: Scope) -> dict[str, Any] | None:
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
-def _allowed(scope: Scope):
-    wanted = _narrowing(scope)
-    return lambda meta: all(meta.get(k) == v for k, v in wanted.items())
-
-
 def _to_metadata(m: Memory) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "source_turn_ids": json.dumps(m.source_turn_ids),
@@ -183,11 +178,9 @@ class ChromaMemoryIndex:
     def upsert(self, memories: list[Memory]) -> None:
         by_part: dict[str, list[Memory]] = {}
         for m in memories:
-            scope = Scope(user_id=m.user_id, agent_id=m.agent_id, session_id=m.session_id)
-            by_part.setdefault(scope.partition, []).append(m)
+            by_part.setdefault(m.scope.partition, []).append(m)
         for group in by_part.values():
-            first = group[0]
-            scope = Scope(user_id=first.user_id, agent_id=first.agent_id, session_id=first.session_id)
+            scope = group[0].scope
             col = self._collection(scope)
             # the stored document is the plain text; the embedding also sees the event date
             col.upsert(
@@ -227,7 +220,7 @@ class ChromaMemoryIndex:
         ranked = dense
         if self.hybrid:
             lexical = self._lexical.search(
-                scope.partition, count, lambda: self._load_all(col), query, _allowed(scope), n
+                scope.partition, count, lambda: self._load_all(col), query, scope.contains, n
             )
             ranked = rrf([dense, lexical])
             missing = [i for i in ranked[:k] if i not in rows]
