@@ -6,13 +6,12 @@ Async is the implementation; each sync method runs its `a*` twin (see `_sync.py`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
 
+from ._locks import KeyedLock
 from ._sync import run_sync
 from .backends import make_history, make_index
 from .config import Config
@@ -91,8 +90,8 @@ class DualMemory:
         self.history_store = history or make_history(config)
         self.index = index or make_index(config)
         self._llm = llm
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        # extraction of one partition is serialised so that reconciliation sees its own writes
+        self._extracting = KeyedLock()
 
     def _check_data_dir(self) -> None:
         if self.config.history_url and self.config.index_url:
@@ -117,19 +116,6 @@ class DualMemory:
 
             self._llm = make_llm(self.config)
         return self._llm
-
-    @contextlib.asynccontextmanager
-    async def _lock(self, scope: Scope):
-        # extraction of one partition is serialised so reconciliation sees its own writes; a
-        # thread lock (awaited off the loop) because sync calls run on dualmem's own loop while
-        # async calls run on the caller's, and an asyncio.Lock belongs to one loop
-        with self._locks_guard:
-            lock = self._locks.setdefault(scope.partition, threading.Lock())
-        await asyncio.to_thread(lock.acquire)
-        try:
-            yield
-        finally:
-            lock.release()
 
     # ------------------------------------------------------------------ write
 
@@ -181,7 +167,7 @@ class DualMemory:
             memories = raw_memories(turns)
             await asyncio.to_thread(self.index.upsert, memories)
             return ExtractionResult(added=memories), None
-        async with self._lock(scope):
+        async with self._extracting.hold(scope.partition):
             first = turns[0]
             recent = await asyncio.to_thread(
                 self.history_store.list,
