@@ -2,7 +2,9 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._sync import run_sync
 from .config import Config
+from .dual import Mode
 from .errors import (
     ConfigError,
     DualMemError,
@@ -13,7 +15,13 @@ from .errors import (
     ScopeError,
     StorageError,
 )
+from .fast import context_lines as format_memories
+from .gate import Policy
+from .history.base import HistoryStore, TurnQuery
+from .index.base import MemoryIndex
+from .llm.base import BaseLLM, ChatRequest, Completion
 from .memory import AddResult, DualMemory, ReindexResult
+from .scoped import ScopedMemory
 from .types import Answer, Evidence, Fact, GateReport, Memory, Scope, SignalResult, Turn, Usage
 
 try:
@@ -22,26 +30,37 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "__version__",
     "AddResult",
     "Answer",
+    "BaseLLM",
+    "ChatRequest",
+    "Completion",
     "Config",
     "ConfigError",
     "DualMemError",
     "DualMemory",
     "Evidence",
     "Fact",
+    "format_memories",
     "GateReport",
+    "HistoryStore",
     "InvalidInputError",
     "LLMError",
     "LLMReplyError",
     "Memory",
+    "MemoryIndex",
+    "Mode",
     "ModelNotFoundError",
+    "Policy",
     "ReindexResult",
+    "run_sync",
     "Scope",
+    "ScopedMemory",
     "ScopeError",
     "SignalResult",
     "StorageError",
     "Turn",
+    "TurnQuery",
     "Usage",
-    "__version__",
 ]

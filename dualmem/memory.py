@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from ._locks import KeyedLock
-from ._sync import run_sync
+from ._sync import sync_twin
 from .backends import make_history, make_index
 from .config import Config
 from .dual import DualProcess, Mode
@@ -23,6 +23,7 @@ from .history.base import HistoryStore, TurnQuery
 from .index.base import MemoryIndex
 from .inputs import check_id, check_limit, check_text, make_scope, make_turns, parse_timestamp
 from .llm.base import BaseLLM
+from .scoped import ScopedMemory
 from .types import Answer, Memory, Scope, Turn, Usage
 
 __all__ = ["AddResult", "DualMemory", "ReindexResult"]
@@ -117,6 +118,20 @@ class DualMemory:
             self._llm = make_llm(self.config)
         return self._llm
 
+    def scoped(
+        self, *, user_id: str | None = None, agent_id: str | None = None, session_id: str | None = None
+    ) -> ScopedMemory:
+        """This memory bound to one scope: the same methods, without the scope keywords.
+
+        ```python
+        alice = memory.scoped(user_id="alice", session_id="chat-1")
+        alice.add("I moved to Paris in 2021.")
+        alice.widened().search("Where does Alice live?")   # every session of alice
+        ```
+        A bad or missing id raises `ScopeError` here, not on first use.
+        """
+        return ScopedMemory(self, make_scope(user_id, agent_id, session_id))
+
     # ------------------------------------------------------------------ write
 
     async def aadd(
@@ -184,8 +199,7 @@ class DualMemory:
                 log.warning(message)
                 return ExtractionResult(usage=spent if isinstance(spent, Usage) else Usage()), message
 
-    def add(self, messages: Any, **kwargs: Any) -> AddResult:
-        return run_sync(self.aadd(messages, **kwargs))
+    add = sync_twin(aadd)
 
     # ------------------------------------------------------------------ read
 
@@ -209,8 +223,7 @@ class DualMemory:
             raise InvalidInputError(f"k must be a positive integer, got {k!r}")
         return k
 
-    def search(self, query: str, **kwargs: Any) -> list[Memory]:
-        return run_sync(self.asearch(query, **kwargs))
+    search = sync_twin(asearch)
 
     async def aanswer(
         self,
@@ -246,8 +259,7 @@ class DualMemory:
             question, scope, k=k, mode=mode, policy=policy, tiered=tiered, deliberate=deliberate
         )
 
-    def answer(self, question: str, **kwargs: Any) -> Answer:
-        return run_sync(self.aanswer(question, **kwargs))
+    answer = sync_twin(aanswer)
 
     async def _require_history(self, scope: Scope) -> None:
         found = await asyncio.to_thread(self.history_store.list, TurnQuery(scope=scope, limit=1))
@@ -281,29 +293,28 @@ class DualMemory:
         )
         return await asyncio.to_thread(self.history_store.list, query)
 
-    def history(self, **kwargs: Any) -> list[Turn]:
-        return run_sync(self.ahistory(**kwargs))
+    history = sync_twin(ahistory)
 
     async def aget(
         self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None,
         session_id: str | None = None,
     ) -> Memory | None:
+        """One memory by id, or None when the scope has no memory with that id."""
         scope = make_scope(user_id, agent_id, session_id)
         found = await asyncio.to_thread(self.index.get, [check_id(memory_id)], scope)
         return found[0] if found else None
 
-    def get(self, memory_id: str, **kwargs: Any) -> Memory | None:
-        return run_sync(self.aget(memory_id, **kwargs))
+    get = sync_twin(aget)
 
     async def aget_all(
         self, *, user_id: str | None = None, agent_id: str | None = None,
         session_id: str | None = None, limit: int | None = None,
     ) -> list[Memory]:
+        """Every memory of the scope (at most `limit`), oldest first."""
         scope = make_scope(user_id, agent_id, session_id)
         return await asyncio.to_thread(self.index.list, scope, check_limit(limit))
 
-    def get_all(self, **kwargs: Any) -> list[Memory]:
-        return run_sync(self.aget_all(**kwargs))
+    get_all = sync_twin(aget_all)
 
     # ------------------------------------------------------------------ forget
 
@@ -315,8 +326,7 @@ class DualMemory:
         scope = make_scope(user_id, agent_id, session_id)
         return await asyncio.to_thread(self.index.delete, [check_id(memory_id)], scope) > 0
 
-    def delete(self, memory_id: str, **kwargs: Any) -> bool:
-        return run_sync(self.adelete(memory_id, **kwargs))
+    delete = sync_twin(adelete)
 
     async def adelete_all(
         self, *, user_id: str | None = None, agent_id: str | None = None,
@@ -326,9 +336,9 @@ class DualMemory:
         the memories of other sessions that extraction merged its turns into."""
         scope = make_scope(user_id, agent_id, session_id)
         memories = await asyncio.to_thread(self.index.delete_scope, scope)
-        if session_id is not None and (user_id is not None or agent_id is not None):
+        wide = scope.widened()
+        if wide != scope:
             # reconciliation updates memories across the sessions of a user (or agent)
-            wide = scope.widened()
             gone = {t.id for t in await asyncio.to_thread(self.history_store.list, TurnQuery(scope=scope))}
             merged = [m.id for m in await asyncio.to_thread(self.index.list, wide)
                       if gone & set(m.source_turn_ids)]
@@ -337,8 +347,7 @@ class DualMemory:
         turns = await asyncio.to_thread(self.history_store.delete, scope)
         return {"turns": turns, "memories": memories}
 
-    def delete_all(self, **kwargs: Any) -> dict[str, int]:
-        return run_sync(self.adelete_all(**kwargs))
+    delete_all = sync_twin(adelete_all)
 
     async def areset(self) -> None:
         """Delete everything of every scope (history and index)."""
@@ -347,8 +356,7 @@ class DualMemory:
         # the index may hold memories whose turns are already gone (e.g. after a crash)
         await asyncio.to_thread(self.index.reset)
 
-    def reset(self) -> None:
-        run_sync(self.areset())
+    reset = sync_twin(areset)
 
     async def areindex(
         self, *, user_id: str | None = None, agent_id: str | None = None,
@@ -373,8 +381,7 @@ class DualMemory:
                 result.errors += [error] if error else []
         return result
 
-    def reindex(self, **kwargs: Any) -> ReindexResult:
-        return run_sync(self.areindex(**kwargs))
+    reindex = sync_twin(areindex)
 
     def close(self) -> None:
         self.history_store.close()
