@@ -21,25 +21,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .config import Config
+from .config import Config, redact_url
 from .errors import ConfigError, StorageError
 from .history.base import HistoryStore, TurnQuery
 from .index.base import MemoryIndex
 
 __all__ = [
-    "ProcessLockedIndex", "chroma_http_client", "copy_history", "make_history", "make_index", "redact",
+    "ProcessLockedIndex", "chroma_http_client", "copy_history", "make_history", "make_index",
 ]
 
 _INDEX_OPTIONS = {"tenant", "database", "token_header"}
-
-
-def redact(url: str) -> str:
-    """The URL with its password masked: the only form of a URL we put in messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 def make_history(config: Config) -> HistoryStore:
@@ -58,7 +49,7 @@ def make_history(config: Config) -> HistoryStore:
             ) from e
         return PostgresHistoryStore(url)
     raise ConfigError(
-        f"unsupported history_url {redact(url)!r}: use sqlite:///path/to/file or "
+        f"unsupported history_url {redact_url(url)!r}: use sqlite:///path/to/file or "
         "postgresql://user:password@host:5432/dbname"
     )
 
@@ -81,7 +72,7 @@ def make_index(config: Config) -> MemoryIndex:
     url = config.index_url
     if url is not None and not url.startswith(("http://", "https://")):
         raise ConfigError(
-            f"unsupported index_url {redact(url)!r}: use http://host:8000 (a Chroma server), "
+            f"unsupported index_url {redact_url(url)!r}: use http://host:8000 (a Chroma server), "
             "or leave it unset for the embedded index in data_dir"
         )
     embedding = make_embedding(config.embedder, config.embedding_model, config.base_url)
@@ -103,7 +94,7 @@ def chroma_http_client(url: str) -> Any:
     unknown = set(options) - _INDEX_OPTIONS
     if unknown or not parts.hostname:
         raise ConfigError(
-            f"bad index_url {redact(url)!r}: expected http(s)://host:port with optional "
+            f"bad index_url {redact_url(url)!r}: expected http(s)://host:port with optional "
             f"?tenant=, &database=, &token_header= (unknown: {sorted(unknown)})"
         )
     ssl = parts.scheme == "https"
@@ -124,7 +115,7 @@ def chroma_http_client(url: str) -> Any:
         )
     except Exception as e:  # connection refused, auth failure, unknown tenant/database
         raise StorageError(
-            f"cannot reach the Chroma server at {redact(url)}: {e}. Check that it is running "
+            f"cannot reach the Chroma server at {redact_url(url)}: {e}. Check that it is running "
             "(chroma run --host ... --port ...) and the tenant, database and token are right."
         ) from e
 

@@ -43,8 +43,8 @@ def main(
 def _config(**extra: Any) -> Config:
     config = Config.from_env(**_state.get("overrides", {}), **extra)
     saved = config.data_dir / "config.json"
-    if saved.exists() and not config.gate:  # calibrated gate settings live with the memory
-        config = config.model_copy(update={"gate": Config.load(saved).gate})
+    if saved.exists() and "gate" not in config.model_fields_set:  # calibrated settings live with the memory
+        config = config.updated(gate=Config.load(saved).gate)
     return config
 
 
@@ -262,18 +262,16 @@ def calibrate(
 
     def go() -> None:
         config = _config()
-        from .gate import GateConfig
-
         cal = fit(
             load_records(results),
-            base=GateConfig(**config.gate),
+            base=config.gate,
             target_escalation=target_escalation,
             target_quality=target_quality,
         )
         typer.echo(format_table(cal))
         typer.echo("\n" + cal.config.model_dump_json(indent=2))
         if save:
-            path = config.model_copy(update={"gate": cal.config.model_dump()}).save()
+            path = config.updated(gate=cal.config).save()
             typer.echo(f"saved to {path}")
 
     _run(go)

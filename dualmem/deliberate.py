@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field, field_validator
 
+from .config import DeliberationConfig
 from .errors import ConfigError, LLMReplyError
 from .extract import is_instruction
 from .fast import answer_from
@@ -33,6 +34,7 @@ __all__ = ["Chunk", "Deliberation", "Deliberator"]
 
 
 _WITHHELD = "[message withheld: it gives orders to an assistant]"
+_DEFAULTS = DeliberationConfig()
 
 
 def _shown(turn: Turn, *, dated: bool = True) -> str:
@@ -99,14 +101,15 @@ class Deliberator:
         self,
         llm: BaseLLM,
         *,
-        chunk_messages: int = 60,
-        history_messages: int = 4,
-        concurrency: int = 4,
-        extract_threshold: float = 5,
-        keep_threshold: float = 6,
-        filter_min_facts: int = 6,
-        neighbour_window: int = 2,
+        chunk_messages: int = _DEFAULTS.chunk_messages,
+        history_messages: int = _DEFAULTS.history_messages,
+        concurrency: int = _DEFAULTS.concurrency,
+        extract_threshold: float = _DEFAULTS.extract_threshold,
+        keep_threshold: float = _DEFAULTS.keep_threshold,
+        filter_min_facts: int = _DEFAULTS.filter_min_facts,
+        neighbour_window: int = _DEFAULTS.neighbour_window,
     ) -> None:
+        """The settings are `DeliberationConfig`'s (`Config.deliberation`), defaults included."""
         self.llm = llm
         self.chunk_messages = chunk_messages
         self.history_messages = history_messages

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC
-from typing import Literal
 
+from .config import DeliberationConfig
 from .deliberate import Deliberation, Deliberator
 from .errors import DualMemError
 from .fast import FastResult, answer_from, context_lines
@@ -15,20 +15,21 @@ from .gate.signals import consistency, coverage, is_refusal
 from .history.base import HistoryStore, TurnQuery
 from .index.base import MemoryIndex
 from .llm.base import BaseLLM
-from .types import Answer, Evidence, Fact, Memory, Scope, Turn, Usage
+from .types import Answer, Evidence, Fact, Memory, Mode, Scope, Turn, Usage
 
 __all__ = ["DualProcess", "Mode"]
 
-Mode = Literal["fast", "full", "gated"]
-
 
 class DualProcess:
-    def __init__(self, llm: BaseLLM, history: HistoryStore, index: MemoryIndex, gate: GateConfig) -> None:
+    def __init__(
+        self, llm: BaseLLM, history: HistoryStore, index: MemoryIndex, gate: GateConfig,
+        deliberation: DeliberationConfig | None = None,
+    ) -> None:
         self.llm = llm
         self.history = history
         self.index = index
         self.gate = gate
-        self.deliberator = Deliberator(llm)
+        self.deliberator = Deliberator(llm, **(deliberation or DeliberationConfig()).model_dump())
 
     async def answer(
         self,

@@ -15,16 +15,15 @@ from ._locks import KeyedLock
 from ._sync import sync_twin
 from .backends import make_history, make_index
 from .config import Config
-from .dual import DualProcess, Mode
-from .errors import ConfigError, InvalidInputError, LLMError, ScopeError, StorageError
+from .dual import DualProcess
+from .errors import InvalidInputError, LLMError, ScopeError, StorageError
 from .extract import ExtractionResult, Extractor, raw_memories
-from .gate import GateConfig, Policy
 from .history.base import HistoryStore, TurnQuery
 from .index.base import MemoryIndex
 from .inputs import check_id, check_limit, check_text, make_scope, make_turns, parse_timestamp
 from .llm.base import BaseLLM
 from .scoped import ScopedMemory
-from .types import Answer, Memory, Scope, Turn, Usage
+from .types import Answer, Memory, Mode, Policy, Scope, Turn, Usage
 
 __all__ = ["AddResult", "DualMemory", "ReindexResult"]
 
@@ -76,17 +75,13 @@ class DualMemory:
         index: MemoryIndex | None = None,
         **overrides: Any,
     ) -> None:
+        if path:
+            overrides["data_dir"] = Path(path)
         if config is None:
-            config = Config.from_env(**({"data_dir": Path(path)} if path else {}), **overrides)
-        elif path is not None or overrides:
-            config = config.model_copy(
-                update={**({"data_dir": Path(path)} if path else {}), **overrides}
-            )
+            config = Config.from_env(**overrides)
+        elif overrides:
+            config = config.updated(**overrides)
         self.config = config
-        try:
-            self.gate_config = GateConfig(**config.gate)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"invalid gate settings {config.gate!r}: {e}") from e
         self._check_data_dir()
         self.history_store = history or make_history(config)
         self.index = index or make_index(config)
@@ -184,15 +179,16 @@ class DualMemory:
             return ExtractionResult(added=memories), None
         async with self._extracting.hold(scope.partition):
             first = turns[0]
+            settings = self.config.extraction
             recent = await asyncio.to_thread(
                 self.history_store.list,
                 TurnQuery(scope=scope, until=first.timestamp, session_id=first.session_id,
-                          limit=9 + len(turns), newest=True),
+                          limit=settings.recent_messages + len(turns), newest=True),
             )
             known = {t.id for t in turns}
-            recent = [t for t in recent if t.id not in known][-9:]
+            recent = [t for t in recent if t.id not in known][-settings.recent_messages:]
             try:
-                return await Extractor(self.llm, self.index).run(turns, recent, scope), None
+                return await Extractor(self.llm, self.index, settings).run(turns, recent, scope), None
             except LLMError as e:
                 spent = getattr(e, "usage", None)  # a malformed reply still cost tokens
                 message = f"extraction failed, {len(turns)} turn(s) kept in history: {e}"
@@ -254,7 +250,9 @@ class DualMemory:
             raise InvalidInputError(f"policy must be one of {', '.join(get_args(Policy))}, got {policy!r}")
         k = self._check_k(k)
         await self._require_history(scope)
-        process = DualProcess(self.llm, self.history_store, self.index, self.gate_config)
+        process = DualProcess(
+            self.llm, self.history_store, self.index, self.config.gate, self.config.deliberation
+        )
         return await process.answer(
             question, scope, k=k, mode=mode, policy=policy, tiered=tiered, deliberate=deliberate
         )

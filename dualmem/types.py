@@ -18,6 +18,8 @@ __all__ = [
     "Fact",
     "GateReport",
     "Memory",
+    "Mode",
+    "Policy",
     "Scope",
     "SignalResult",
     "TokenLogprob",
@@ -33,6 +35,12 @@ def human_date(value: str) -> str:
     except ValueError:
         return value
     return f"{d.day} {d:%B %Y}"
+
+
+#: how `answer` works: "fast" never escalates, "gated" asks the quality gate, "full" always deliberates
+Mode = Literal["fast", "full", "gated"]
+#: the quality gate's policy (see `dualmem.gate.policy`)
+Policy = Literal["audit", "signals", "cascade", "majority", "consensus"]
 
 
 class _Model(BaseModel):

@@ -13,44 +13,19 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
+from ..config import GateConfig
 from ..errors import LLMError, LLMReplyError
 from ..fast import answer_from, context_lines
 from ..llm.base import BaseLLM, ChatRequest
 from ..prompts import audit_messages, judge_messages
 from ..tokens import fit_lines, line_budget
-from ..types import AuditLabels, GateReport, Memory, SignalResult, TokenLogprob, Usage
+from ..types import AuditLabels, GateReport, Memory, Policy, SignalResult, TokenLogprob, Usage
 from . import signals as sig
 
 __all__ = ["GateConfig", "GateOutcome", "Policy", "run_gate"]
-
-Policy = Literal["audit", "signals", "cascade", "majority", "consensus"]
-
-
-class GateConfig(BaseModel):
-    """Thresholds and weights; `dualmem calibrate` fits them on labelled questions."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    policy: Policy = "cascade"
-    combine: Literal["any", "weighted"] = "weighted"
-    entropy_threshold: float = 0.5
-    coverage_threshold: float = 0.5
-    consistency_threshold: float = 0.5
-    weights: dict[str, float] = Field(
-        default_factory=lambda: {"entropy": 0.15, "coverage": 0.6, "consistency": 0.25}
-    )
-    score_threshold: float = 0.55
-    band_low: float = 0.5
-    band_high: float = 0.7
-    samples: int = 0
-    sample_temperature: float = 0.7
-    on_unavailable: Literal["ignore", "escalate"] = "ignore"
-    tiered: bool = True
-
 
 class _Status(BaseModel):
     status: str
