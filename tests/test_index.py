@@ -304,7 +304,14 @@ def test_bm25_postings_score_exactly_as_rank_bm25():
     got = cache.search("p", len(docs), lambda: (ids, docs, [{}] * len(docs)), query, lambda m: True, 40)
     scores = bm25.get_scores(["w1", "w2", "w3"])
     expected = [ids[i] for i in sorted(range(len(ids)), key=lambda i: -scores[i]) if scores[i] > 0][:40]
-    assert got == expected
+    assert got.ranked == expected and got.exact == {}  # no query term holds a digit and is rare
+    # w1 holds a digit but many documents hold it: only a rare one counts as exact
+    rare = cache.search("p", len(docs), lambda: (ids, docs, [{}] * len(docs)), "w1 x9", lambda m: True, 40)
+    assert rare.exact == {}
+    docs.append("x9 w1")
+    ids.append("only")
+    rare = cache.search("p", len(docs), lambda: (ids, docs, [{}] * len(docs)), "w1 x9", lambda m: True, 40)
+    assert rare.exact == {"only": 1}
 
 
 def test_the_partition_id_is_not_a_chroma_filter(index, monkeypatch):
@@ -318,3 +325,30 @@ def test_the_partition_id_is_not_a_chroma_filter(index, monkeypatch):
     assert ids(index.search("lake", ALICE, 5))[0] == "s"
     assert ids(index.search("lake", Scope(user_id="alice", session_id="s1"), 5)) == ["s"]
     assert seen == [None, {"session_id": {"$eq": "s1"}}]
+
+
+def test_exact_identifier_ranks_first_among_near_duplicates(index):
+    """150 turns that differ only in their ids and a unique hex code: each turn's exact text
+    finds that turn at rank 1. Plain rank fusion gave BM25's unique match no more weight than
+    the dense ranker's near-duplicates, and missed the top 3 for 5 of 30 such queries."""
+    import hashlib
+
+    def text(i: int) -> str:
+        tid = f"r{i // 6}-b{i % 6}-1of1"
+        return f"Note {tid}: the weather code is {hashlib.sha256(tid.encode()).hexdigest()[:12]}."
+
+    index.upsert([mem(f"n{i}", text(i), minutes=i) for i in range(150)])
+    probes = range(0, 150, 5)
+    assert [ids(index.search(text(i), ALICE, 3))[0] for i in probes] == [f"n{i}" for i in probes]
+    # an identifier alone finds its memory too, and a common word promotes nothing
+    assert ids(index.search(text(7).split()[-1].rstrip("."), ALICE, 1)) == ["n7"]
+    assert len(index.search("weather", ALICE, 5)) == 5
+
+
+def test_promote_puts_rare_identifier_holders_first():
+    from dualmem.index.lexical import promote
+
+    ranked = ["a", "b", "c", "d"]
+    assert promote(ranked, {}) == ranked
+    assert promote(ranked, {"c": 1, "d": 2}) == ["d", "c", "a", "b"]
+    assert promote(ranked, {"c": 1, "b": 1, "z": 1}) == ["b", "c", "z", "a", "d"]

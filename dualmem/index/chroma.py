@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import StorageError
 from ..types import Memory, Scope, human_date
-from .lexical import LexicalCache, rrf
+from .lexical import LexicalCache, promote, rrf
 
 __all__ = ["ChromaMemoryIndex"]
 
@@ -222,7 +222,7 @@ class ChromaMemoryIndex:
             lexical = self._lexical.search(
                 scope.partition, count, lambda: self._load_all(col), query, scope.contains, n
             )
-            ranked = rrf([dense, lexical])
+            ranked = promote(rrf([dense, lexical.ranked]), lexical.exact)
             missing = [i for i in ranked[:k] if i not in rows]
             if missing:
                 got = col.get(ids=missing, include=["documents", "metadatas", "embeddings"])
