@@ -18,17 +18,20 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from .config import Config, redact_url
 from .errors import ConfigError, StorageError
 from .history.base import HistoryStore, TurnQuery
 from .index.base import MemoryIndex
+from .types import Memory, Scope
 
 __all__ = [
     "ProcessLockedIndex", "chroma_http_client", "copy_history", "make_history", "make_index",
 ]
+
+T = TypeVar("T")
 
 _INDEX_OPTIONS = {"tenant", "database", "token_header"}
 
@@ -129,9 +132,11 @@ class ProcessLockedIndex:
     exclusive `flock`; each write leaves a new token in the lock file, and a process that
     finds a token it did not write reopens the index before its call (~0.1 s). One process
     pays nothing; many processes are correct but serialised: use a Chroma server for speed.
-    """
 
-    _READS = frozenset({"search", "nearest", "get", "list", "count"})
+    Every method of the protocol is declared here as a read or a write, so a method added to
+    `MemoryIndex` is missing (an AttributeError) until it is declared, never silently wrapped
+    as one or the other; the wrapped index itself is `inner`.
+    """
 
     def __init__(self, open_index: Callable[[], MemoryIndex], lock_path: str | Path) -> None:
         lock_path = Path(lock_path)
@@ -142,6 +147,44 @@ class ProcessLockedIndex:
         with self._locked():
             self.inner = open_index()
             self._token = self._read_token()
+
+    # reads
+
+    def search(self, query: str, scope: Scope, k: int) -> list[Memory]:
+        return self._call(False, lambda index: index.search(query, scope, k))
+
+    def nearest(self, texts: list[str], scope: Scope, k: int) -> list[list[Memory]]:
+        return self._call(False, lambda index: index.nearest(texts, scope, k))
+
+    def get(self, ids: list[str], scope: Scope) -> list[Memory]:
+        return self._call(False, lambda index: index.get(ids, scope))
+
+    def list(self, scope: Scope, limit: int | None = None) -> list[Memory]:
+        return self._call(False, lambda index: index.list(scope, limit))
+
+    def count(self, scope: Scope) -> int:
+        return self._call(False, lambda index: index.count(scope))
+
+    # writes
+
+    def upsert(self, memories: list[Memory]) -> None:
+        return self._call(True, lambda index: index.upsert(memories))
+
+    def delete(self, ids: list[str], scope: Scope) -> int:
+        return self._call(True, lambda index: index.delete(ids, scope))
+
+    def delete_scope(self, scope: Scope) -> int:
+        return self._call(True, lambda index: index.delete_scope(scope))
+
+    def reset(self) -> int:
+        return self._call(True, lambda index: index.reset())
+
+    def close(self) -> None:
+        if self._file.closed:  # closing twice is harmless
+            return
+        with self._locked():
+            _release(self.inner)
+        self._file.close()
 
     def _read_token(self) -> str:
         self._file.seek(0)
@@ -156,37 +199,21 @@ class ProcessLockedIndex:
             finally:
                 fcntl.flock(self._file, fcntl.LOCK_UN)
 
-    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, write: bool, call: Callable[[MemoryIndex], T]) -> T:
         with self._locked():
             token = self._read_token()
             if token != self._token:  # another process wrote: drop our stale view
                 _release(self.inner)
                 self.inner = self._open()
                 self._token = token
-            result = getattr(self.inner, name)(*args, **kwargs)
-            if name not in self._READS:
+            result = call(self.inner)
+            if write:
                 self._token = uuid.uuid4().hex
                 self._file.seek(0)
                 self._file.truncate()
                 self._file.write(self._token)
                 self._file.flush()
             return result
-
-    def close(self) -> None:
-        if self._file.closed:  # closing twice is harmless
-            return
-        with self._locked():
-            _release(self.inner)
-        self._file.close()
-
-    def __getattr__(self, name: str) -> Any:
-        # every call goes through `_call`; plain attributes pass through to the index
-        if name == "inner":  # not set yet: no recursion
-            raise AttributeError(name)
-        attr = getattr(self.inner, name)
-        if not callable(attr):
-            return attr
-        return lambda *args, **kwargs: self._call(name, *args, **kwargs)
 
 
 def _release(index: Any) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import StorageError
+from ..errors import DualMemError, StorageError
 from ..types import Memory, Scope, human_date
 from .lexical import LexicalCache, promote, rrf
 
@@ -95,18 +95,27 @@ def _from_chroma(id_: str, doc: str, meta: dict[str, Any], score: float | None =
     )
 
 
-def _refreshing(method):
-    """Retry once with fresh handles when another client dropped a cached collection."""
+def _guarded(method):
+    """Retry once with fresh handles when another client dropped a cached collection; any
+    other failure is a `StorageError` with Chroma's exception as its cause, as the SQL stores
+    do (chromadb raises many kinds: its own errors, ValueError, errors of its Rust bindings,
+    and the HTTP client's)."""
 
     @functools.wraps(method)
     def wrapper(self: ChromaMemoryIndex, *args: Any, **kwargs: Any) -> Any:
         from chromadb.errors import NotFoundError
 
         try:
-            return method(self, *args, **kwargs)
-        except NotFoundError:
-            self._collections.clear()
-            return method(self, *args, **kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            except NotFoundError:
+                self._collections.clear()
+                return method(self, *args, **kwargs)
+        except DualMemError:
+            raise
+        except Exception as e:
+            message = f"the Chroma index failed in {method.__name__}: {type(e).__name__}: {e}"
+            raise StorageError(message) from e
 
     return wrapper
 
@@ -174,7 +183,7 @@ class ChromaMemoryIndex:
         self._collections[part] = col
         return col
 
-    @_refreshing
+    @_guarded
     def upsert(self, memories: list[Memory]) -> None:
         by_part: dict[str, list[Memory]] = {}
         for m in memories:
@@ -198,7 +207,7 @@ class ChromaMemoryIndex:
         ids_, docs, metas = _paged(col, _scope_where(scope), limit)
         return list(zip(ids_, docs, metas, strict=True))
 
-    @_refreshing
+    @_guarded
     def search(self, query: str, scope: Scope, k: int) -> list[Memory]:
         col = self._collection(scope, create=False)
         if col is None or k <= 0:
@@ -239,7 +248,7 @@ class ChromaMemoryIndex:
         ]
         return ids, docs, metas
 
-    @_refreshing
+    @_guarded
     def nearest(self, texts: list[str], scope: Scope, k: int) -> list[list[Memory]]:
         col = self._collection(scope, create=False)
         if col is None or not texts or col.count() == 0:
@@ -253,14 +262,14 @@ class ChromaMemoryIndex:
                             strict=True)
         ]
 
-    @_refreshing
+    @_guarded
     def get(self, ids: list[str], scope: Scope) -> list[Memory]:
         col = self._collection(scope, create=False)
         if col is None or not ids:
             return []
         return [_from_chroma(*row) for row in self._rows(col, scope, ids=ids)]
 
-    @_refreshing
+    @_guarded
     def list(self, scope: Scope, limit: int | None = None) -> list[Memory]:
         col = self._collection(scope, create=False)
         if col is None:
@@ -268,7 +277,7 @@ class ChromaMemoryIndex:
         memories = [_from_chroma(*row) for row in self._rows(col, scope, limit=limit)]
         return sorted(memories, key=lambda m: m.created_at)
 
-    @_refreshing
+    @_guarded
     def delete(self, ids: list[str], scope: Scope) -> int:
         found = self.get(ids, scope)
         if found:
@@ -277,7 +286,7 @@ class ChromaMemoryIndex:
             self._lexical.invalidate(scope.partition)
         return len(found)
 
-    @_refreshing
+    @_guarded
     def delete_scope(self, scope: Scope) -> int:
         col = self._collection(scope, create=False)
         if col is None:
@@ -291,6 +300,7 @@ class ChromaMemoryIndex:
         self._lexical.invalidate(scope.partition)
         return len(ids)
 
+    @_guarded
     def reset(self) -> int:
         names = [c if isinstance(c, str) else c.name for c in self.client.list_collections()]
         ours = [n for n in names if n.startswith(_PREFIX)]
@@ -307,7 +317,7 @@ class ChromaMemoryIndex:
             self.client.close()
         self._collections.clear()
 
-    @_refreshing
+    @_guarded
     def count(self, scope: Scope) -> int:
         col = self._collection(scope, create=False)
         if col is None:
