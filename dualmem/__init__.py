@@ -3,7 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from ._sync import run_sync
-from .config import Config
+from .config import Config, DeliberationConfig, ExtractionConfig, GateConfig
 from .dual import Mode
 from .errors import (
     ConfigError,
@@ -38,11 +38,14 @@ __all__ = [
     "Completion",
     "Config",
     "ConfigError",
+    "DeliberationConfig",
     "DualMemError",
     "DualMemory",
     "Evidence",
+    "ExtractionConfig",
     "Fact",
     "format_memories",
+    "GateConfig",
     "GateReport",
     "HistoryStore",
     "InvalidInputError",
