@@ -159,9 +159,6 @@ class ProcessLockedIndex:
     def get(self, ids: list[str], scope: Scope) -> list[Memory]:
         return self._call(False, lambda index: index.get(ids, scope))
 
-    def list(self, scope: Scope, limit: int | None = None) -> list[Memory]:
-        return self._call(False, lambda index: index.list(scope, limit))
-
     def count(self, scope: Scope) -> int:
         return self._call(False, lambda index: index.count(scope))
 
@@ -178,6 +175,10 @@ class ProcessLockedIndex:
 
     def reset(self) -> int:
         return self._call(True, lambda index: index.reset())
+
+    # a read, declared last: below it, `list[...]` in an annotation would name this method
+    def list(self, scope: Scope, limit: int | None = None) -> list[Memory]:
+        return self._call(False, lambda index: index.list(scope, limit))
 
     def close(self) -> None:
         if self._file.closed:  # closing twice is harmless

@@ -70,9 +70,7 @@ class DualMemChatMessageHistory(BaseChatMessageHistory):
         extract: bool | None = None,
     ) -> None:
         self.memory = memory
-        self.user_id = user_id
-        self.agent_id = agent_id
-        self.session_id = session_id
+        self.user_id, self.agent_id, self.session_id = user_id, agent_id, session_id
         self.extract = extract
         self.scoped_memory  # noqa: B018 - bad ids fail here, not on first use
 
