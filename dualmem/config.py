@@ -104,7 +104,7 @@ class ExtractionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     batch_turns: int = Field(default=10, ge=1, description="new turns per extraction call")
-    recent_messages: int = Field(default=9, ge=0, description="earlier turns shown as context")
+    recent_messages: int = Field(default=9, ge=1, description="earlier turns shown as context")
     known_memories: int = Field(default=10, ge=0, description="existing memories shown to extraction")
     neighbours: int = Field(default=5, ge=1, description="nearest memories a new fact is reconciled with")
     neighbour_similarity: float = Field(

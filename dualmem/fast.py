@@ -33,7 +33,10 @@ def clean_answer(text: str) -> str:
 
 
 def context_lines(memories: list[Memory]) -> list[str]:
-    # chronological order reads better than rank order and helps "most recent wins"
+    """Memories as the dated lines the prompts show (public as `dualmem.format_memories`).
+
+    Chronological order reads better than rank order and helps "most recent wins".
+    """
     ordered = sorted(memories, key=lambda m: (m.event_date or "", m.created_at))
     return [m.render() for m in ordered]
 
