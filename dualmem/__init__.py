@@ -3,8 +3,8 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from ._sync import run_sync
+from .answering.reader import context_lines as format_memories
 from .config import Config, DeliberationConfig, ExtractionConfig, GateConfig
-from .dual import Mode
 from .errors import (
     ConfigError,
     DualMemError,
@@ -15,14 +15,24 @@ from .errors import (
     ScopeError,
     StorageError,
 )
-from .fast import context_lines as format_memories
-from .gate import Policy
 from .history.base import HistoryStore, TurnQuery
 from .index.base import MemoryIndex
 from .llm.base import BaseLLM, ChatRequest, Completion
 from .memory import AddResult, DualMemory, ReindexResult
 from .scoped import ScopedMemory
-from .types import Answer, Evidence, Fact, GateReport, Memory, Scope, SignalResult, Turn, Usage
+from .types import (
+    Answer,
+    Evidence,
+    Fact,
+    GateReport,
+    Memory,
+    Mode,
+    Policy,
+    Scope,
+    SignalResult,
+    Turn,
+    Usage,
+)
 
 try:
     __version__ = version("dualmem")

@@ -13,13 +13,13 @@ from typing import Any, get_args
 
 from ._locks import KeyedLock
 from ._sync import sync_twin
+from .answering.pipeline import Pipeline
 from .backends import make_history, make_index
 from .config import Config
-from .dual import DualProcess
 from .errors import InvalidInputError, LLMError, ScopeError, StorageError
-from .extract import ExtractionResult, Extractor, raw_memories
 from .history.base import HistoryStore, TurnQuery
 from .index.base import MemoryIndex
+from .ingest.extract import ExtractionResult, Extractor, raw_memories
 from .inputs import check_id, check_limit, check_text, make_scope, make_turns, parse_timestamp
 from .llm.base import BaseLLM
 from .scoped import ScopedMemory
@@ -250,10 +250,10 @@ class DualMemory:
             raise InvalidInputError(f"policy must be one of {', '.join(get_args(Policy))}, got {policy!r}")
         k = self._check_k(k)
         await self._require_history(scope)
-        process = DualProcess(
+        pipeline = Pipeline(
             self.llm, self.history_store, self.index, self.config.gate, self.config.deliberation
         )
-        return await process.answer(
+        return await pipeline.answer(
             question, scope, k=k, mode=mode, policy=policy, tiered=tiered, deliberate=deliberate
         )
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._sync import sync_twin
-from .types import Answer, Memory, Scope, Turn
+from .types import Answer, Memory, Mode, Policy, Scope, Turn
 
 if TYPE_CHECKING:
-    from .dual import Mode
-    from .gate import Policy
     from .memory import AddResult, DualMemory, ReindexResult
 
 __all__ = ["ScopedMemory"]

@@ -10,9 +10,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ScopeError
+from .text import dated, human_day
 
 __all__ = [
     "Answer",
+    "AnswerPath",
     "AuditLabels",
     "Evidence",
     "Fact",
@@ -28,18 +30,9 @@ __all__ = [
 ]
 
 
-def human_date(value: str) -> str:
-    """'2023-05-07' -> '7 May 2023' (the form LoCoMo answers use); other text unchanged."""
-    try:
-        d = datetime.strptime(value[:10], "%Y-%m-%d")
-    except ValueError:
-        return value
-    return f"{d.day} {d:%B %Y}"
-
-
 #: how `answer` works: "fast" never escalates, "gated" asks the quality gate, "full" always deliberates
 Mode = Literal["fast", "full", "gated"]
-#: the quality gate's policy (see `dualmem.gate.policy`)
+#: the quality gate's policy (see `dualmem.answering.gate.policy`)
 Policy = Literal["audit", "signals", "cascade", "majority", "consensus"]
 
 
@@ -196,7 +189,7 @@ class Turn(_Model):
     def render(self) -> str:
         """The line a prompt shows for this turn."""
         who = self.speaker or self.role
-        return f"[{human_date(self.timestamp.date().isoformat())}] {who}: {self.text}"
+        return f"[{human_day(self.timestamp)}] {who}: {self.text}"
 
 
 class Memory(_Model):
@@ -220,7 +213,7 @@ class Memory(_Model):
         return Scope(user_id=self.user_id, agent_id=self.agent_id, session_id=self.session_id)
 
     def render(self) -> str:
-        return f"[{human_date(self.event_date)}] {self.text}" if self.event_date else self.text
+        return dated(self.text, self.event_date)
 
 
 class Usage(_Model):
@@ -263,13 +256,28 @@ class SignalResult(_Model):
 
 
 class AuditLabels(_Model):
-    """D-Mem's Quality Gating verdicts (pass = True)."""
+    """D-Mem's Quality Gating verdicts (pass = True).
+
+    `malformed`: no verdict could be read, and all three count as failed. Then `raw` holds the
+    unreadable reply, or `error` says why the audit call itself failed.
+    """
 
     relevance: bool
     faithfulness: bool
     completeness: bool
     malformed: bool = False
     raw: str | None = None
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        """All three dimensions passed: the only way an audit lets a fast answer stand."""
+        return self.relevance and self.faithfulness and self.completeness
+
+    @property
+    def share(self) -> float:
+        """The share of the three dimensions that passed."""
+        return (self.relevance + self.faithfulness + self.completeness) / 3
 
 
 class GateReport(_Model):
@@ -300,15 +308,21 @@ class Evidence(_Model):
     facts: list[Fact] = Field(default_factory=list)
 
 
-Path = Literal["fast", "deliberate"]
+# which system produced the answer; not `Path`, which would shadow pathlib.Path for importers
+AnswerPath = Literal["fast", "deliberate"]
 
 
 class Answer(_Model):
-    """The result of `DualMemory.answer`: the text plus the full trace of how it was made."""
+    """The result of `DualMemory.answer`: the text plus the full trace of how it was made.
+
+    A value: built once from the results of the phases that ran (`answering.pipeline`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     question: str
     text: str
-    path: Path = "fast"
+    path: AnswerPath = "fast"
     tier: str | None = None
     mode: str = "fast"
     reason: str = ""
