@@ -213,7 +213,7 @@ def test_evidence_is_the_default_and_scan_can_be_chosen_per_call(memory_with) ->
 def test_the_strategy_is_a_memory_setting(memory_with) -> None:
     llm = ScriptedLLM(by_task={"answer": [confident("NONE")], "deliberate.extract": ['{"facts": []}'],
                                "deliberate.answer": ["NONE"]})
-    a = memory_with(llm, deliberation="scan").answer(QUESTION, user_id="maya", mode="full")
+    a = memory_with(llm, deliberation={"strategy": "scan"}).answer(QUESTION, user_id="maya", mode="full")
     assert a.strategy == "scan" and llm.calls_for("deliberate.select") == []
 
 

@@ -55,7 +55,7 @@ def stored(tmp_path_factory) -> Path:
 
 def open_memory(path: Path, llm: ScriptedLLM, **kwargs) -> DualMemory:
     # the faults of the scan strategy's steps; test_evidence.py injects the evidence strategy's
-    kwargs.setdefault("deliberation", "scan")
+    kwargs.setdefault("deliberation", {"strategy": "scan"})
     return DualMemory(path=path, llm=llm, extract=False, **kwargs)
 
 

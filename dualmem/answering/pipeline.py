@@ -10,14 +10,25 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Literal
 
+from ..config import DeliberationConfig
 from ..errors import DualMemError
 from ..history.base import HistoryStore, TurnQuery
 from ..index.base import MemoryIndex
 from ..llm.base import BaseLLM
 from ..tasks import Task
-from ..types import Answer, Candidate, Evidence, Memory, Scope, TokenLogprob, Turn, Usage
+from ..types import (
+    Answer,
+    Candidate,
+    Evidence,
+    Memory,
+    Mode,
+    Scope,
+    StrategyName,
+    TokenLogprob,
+    Turn,
+    Usage,
+)
 from .deliberate import Deliberation, EvidenceFirst, Neighbours, Scan, Strategy, arbitrate
 from .gate import GateConfig, GateOutcome, Policy, run_gate
 from .reader import answer_from, context_lines
@@ -25,11 +36,6 @@ from .reader import answer_from, context_lines
 __all__ = [
     "Deliberated", "FastAnswer", "Mode", "Pipeline", "StrategyName", "Verdict", "build_answer", "weigh",
 ]
-
-Mode = Literal["fast", "full", "gated"]
-#: System 2: `evidence` (search, select lines by number, read them; built for small readers)
-#: or `scan` (D-Mem's chunked fact extraction, after the neighbour tier)
-StrategyName = Literal["evidence", "scan"]
 
 
 @dataclass(frozen=True)
@@ -75,13 +81,13 @@ class Pipeline:
 
     def __init__(
         self, llm: BaseLLM, history: HistoryStore, index: MemoryIndex, gate: GateConfig,
-        strategy: StrategyName = "evidence",
+        deliberation: DeliberationConfig | None = None,
     ) -> None:
         self.llm = llm
         self.history = history
         self.index = index
         self.gate = gate
-        self.strategy = strategy
+        self.deliberation = deliberation or DeliberationConfig()
 
     async def answer(
         self,
@@ -95,7 +101,7 @@ class Pipeline:
         deliberate: bool = True,
         strategy: StrategyName | None = None,
     ) -> Answer:
-        strategy = strategy or self.strategy
+        strategy = strategy or self.deliberation.strategy
         fast = await self.read(question, scope, k)
         if mode == "fast":
             return build_answer(question, mode, fast=fast)
@@ -133,7 +139,11 @@ class Pipeline:
         """A strategy's tiers, cheapest first; the last one always stands."""
         if strategy == "evidence":
             return [EvidenceFirst(self.llm, search=self._turn_search(scope))]
-        return [Neighbours(self.llm, self.gate), Scan(self.llm)]
+        d = self.deliberation
+        return [
+            Neighbours(self.llm, self.gate, window=d.neighbour_window),
+            Scan(self.llm, **d.model_dump(exclude={"neighbour_window", "strategy"})),
+        ]
 
     def _turn_search(self, scope: Scope):
         async def search(query: str, k: int) -> list[str]:
