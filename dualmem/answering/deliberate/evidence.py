@@ -9,7 +9,9 @@ strategy spends its calls on finding and focusing evidence, never on rewriting i
    the raw turns plus the index's hybrid search mapped back to turns, fused by reciprocal
    rank. (Sub-queries proposed by the model were tried and dropped: Qwen2.5-0.5B restated the
    question as its only sub-query for 7 of 7 LoCoMo questions, so they found nothing new.);
-2. widen the best hits with their session neighbours (an answer often sits in the reply);
+2. widen the best hits with their session neighbours (an answer often sits in the reply):
+   ~40 candidate lines holding 0.815 of LoCoMo dev's evidence, against 0.779 for the fast
+   path's top 30 (883 questions);
 3. the model *selects* supporting lines by number in chunked listwise prompts; it copies no
    text, so it cannot get a fact wrong in the retelling;
 4. the answer is read from the selected raw lines in chronological order (newest first for
