@@ -84,7 +84,8 @@ def _turns(n: int) -> list[dict]:
 
 def test_deliberation_settings_reach_the_deliberator(tmp_path) -> None:
     llm = ScriptedLLM(by_task={"deliberate": lambda r: '{"facts": []}', "answer": lambda r: "none"})
-    memory = DualMemory(path=tmp_path, llm=llm, extract=False, deliberation={"chunk_messages": 5})
+    memory = DualMemory(path=tmp_path, llm=llm, extract=False,
+                        deliberation={"strategy": "scan", "chunk_messages": 5})
     memory.add(_turns(10), user_id="ann")
     memory.answer("What grows in the garden?", user_id="ann", mode="full")
     assert len(llm.calls_for("deliberate.extract")) == 2  # 10 turns in chunks of 5, not 1 of 60
@@ -99,6 +100,7 @@ def test_extraction_settings_reach_the_extractor(tmp_path) -> None:
     assert len(llm.calls_for("extract")) == 3  # batches of 2, 2 and 1, not one of 10
     memory.close()
     assert DeliberationConfig().chunk_messages == 60 and ExtractionConfig().batch_turns == 10
+    assert DeliberationConfig().strategy == "evidence"
 
 
 def _imports(module: str, path: Path) -> set[str]:
