@@ -84,6 +84,12 @@ def _to_metadata(m: Memory) -> dict[str, Any]:
     return meta
 
 
+def _lexical_text(document: str, meta: dict[str, Any]) -> str:
+    """What BM25 indexes: the text, after its event date in words, so that "in May 2023"
+    finds it."""
+    return f"{human_date(meta['event_date'])} {document}" if meta.get("event_date") else document
+
+
 def _from_chroma(id_: str, doc: str, meta: dict[str, Any], score: float | None = None) -> Memory:
     return Memory(
         id=id_,
@@ -190,13 +196,17 @@ class ChromaMemoryIndex:
             scope = Scope(user_id=first.user_id, agent_id=first.agent_id, session_id=first.session_id)
             col = self._collection(scope)
             # the stored document is the plain text; the embedding also sees the event date
+            metas = [_to_metadata(m) for m in group]
             col.upsert(
                 ids=[m.id for m in group],
                 documents=[m.text for m in group],
                 embeddings=self.embedding_function([m.render() for m in group]),
-                metadatas=[_to_metadata(m) for m in group],
+                metadatas=metas,
             )
-            self._lexical.invalidate(scope.partition)
+            self._lexical.upsert(
+                scope.partition,
+                [(m.id, _lexical_text(m.text, meta), meta) for m, meta in zip(group, metas, strict=True)],
+            )
 
     def _rows(self, col: Any, scope: Scope, ids: list[str] | None = None, limit: int | None = None):
         if ids is not None:
@@ -240,11 +250,7 @@ class ChromaMemoryIndex:
 
     def _load_all(self, col: Any) -> tuple[list[str], list[str], list[dict]]:
         ids, documents, metas = _paged(col, None, None)
-        docs = [
-            f"{human_date(m['event_date'])} {d}" if m.get("event_date") else d
-            for d, m in zip(documents, metas, strict=True)
-        ]
-        return ids, docs, metas
+        return ids, [_lexical_text(d, m) for d, m in zip(documents, metas, strict=True)], metas
 
     @_refreshing
     def nearest(self, texts: list[str], scope: Scope, k: int) -> list[list[Memory]]:
@@ -281,7 +287,7 @@ class ChromaMemoryIndex:
         if found:
             col = self._collection(scope)
             col.delete(ids=[m.id for m in found])
-            self._lexical.invalidate(scope.partition)
+            self._lexical.delete(scope.partition, [m.id for m in found])
         return len(found)
 
     @_refreshing
