@@ -363,11 +363,16 @@ def test_scale_benchmark_small(tmp_path: Path):
     emb = WordMeanEmbedding()
     a, b, c = emb(["Alice visited Paris", "Alice visited Paris", "Bob repaired a telescope"])
     assert float(a @ b) == pytest.approx(1.0) and float(a @ c) < 0.9 and a.shape == (384,)
-    result = run_scale(tmp_path / "scale", sizes=(40, 80), extract_turns=10, queries=5, workdir=tmp_path)
+    result = run_scale(
+        tmp_path / "scale", sizes=(40, 80), extract_turns=10, queries=5, tenants=6, workdir=tmp_path
+    )
     assert [t["memories"] for t in result["tiers"]] == [40, 80]
     for tier in result["tiers"]:
         assert tier["dualmem"]["p50_ms"] > 0 and tier["chroma"]["p50_ms"] > 0 and tier["ratio_p50"] > 0
+        assert tier["after_add"]["dualmem"]["p95_ms"] > 0 and tier["after_add"]["chroma"]["p95_ms"] > 0
     assert result["extraction"]["turns_per_second"] > 0
+    tenants = result["tenants"]
+    assert tenants["users"] == 6 and tenants["chroma_files"] >= 6 and tenants["chroma_bytes"] > 0
     assert "| 80 |" in (tmp_path / "scale" / "scale.md").read_text()
 
 
