@@ -179,6 +179,8 @@ def test_subsets_and_retrieval_only(data: Path, tmp_path: Path):
     assert [r["q"] for r in records] == [0, 1, 2] and all(r["system"] == "retrieval" for r in records)
     rec = summary["systems"]["retrieval"]["recall"]
     assert rec["r@5"] == 1.0 and rec["n"] == 3
+    assert summary["identifier_probe"] == {"queries": 30, "rank1": 30, "rate": 1.0}
+    assert "30 of 30 at rank 1" in (out / "report.md").read_text()
     with pytest.raises(DualMemError, match="unknown conversation"):
         run_benchmark("locomo", data, tmp_path / "x", conversations=["conv-nope"], llm=_llm(), progress=False)
     with pytest.raises(DualMemError, match="other settings"):

@@ -35,6 +35,7 @@ from ..tokens import count_messages, count_tokens
 from ..types import Answer, Memory
 from .cache import CachedLLM, count_hits
 from .data import Conversation, Dataset, Question, load_dataset
+from .probe import identifier_probe
 from .report import RECALL_KS, summarise, write_report
 from .score import is_refusal, is_refusal_or_none, locomo_f1, mem0_f1
 
@@ -440,6 +441,10 @@ def run_benchmark(
         unavailable=unavailable,
         cache=llm if isinstance(llm, CachedLLM) else None,
     )
+    if "retrieval" in systems:
+        probe = _memory(config, out / "stores" / "identifier-probe", False, None)
+        summary["identifier_probe"] = identifier_probe(probe.index)
+        probe.close()
     # latencies on a shared machine mean little without its load
     summary["machine"] = {
         "cpus": os.cpu_count(),
