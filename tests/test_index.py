@@ -375,6 +375,27 @@ def test_search_after_writes_uses_the_updated_index_without_reloading(index, tmp
     assert loads == [1]
 
 
+def test_the_bm25_cache_follows_writes_and_rebuilds_once_removals_dominate():
+    from dualmem.index.lexical import LexicalCache
+
+    ids = [f"d{i}" for i in range(1200)]
+    docs = [f"w{i} common" for i in range(1200)]
+    loads = []
+
+    def load():
+        loads.append(1)
+        return ids, docs, [{}] * len(ids)
+
+    cache = LexicalCache()
+    assert cache.search("p", 1200, load, "w5", lambda m: True, 5).ranked == ["d5"]
+    cache.upsert("p", [("new", "w5 w5 fresh", {})])
+    cache.delete("p", ["d5"])
+    assert cache.search("p", 1200, load, "w5", lambda m: True, 5).ranked == ["new"]
+    assert loads == [1]
+    cache.delete("p", ids[:1100])  # removed slots now outnumber the live documents
+    assert "p" not in cache._entries
+
+
 def test_the_partition_id_is_not_a_chroma_filter(index, monkeypatch):
     # the collection holds one partition: filtering on its id again only made Chroma
     # pre-filter before the vector search (~20x slower at 30K memories)
