@@ -157,8 +157,13 @@ class ChromaMemoryIndex:
         self.client = client
         self.embedding_function = embedding_function or MiniLMEmbedding()
         self.hybrid = hybrid
-        self._lexical = LexicalCache()
+        self._lexical = self._new_lexical()
         self._collections: dict[str, Any] = {}
+
+    def _new_lexical(self) -> LexicalCache:
+        # an embedded index sees other processes' writes only by being reopened (the lock file
+        # wrapper does that), so no timed rebuild (~2 s at 100K memories); a server's may change
+        return LexicalCache(ttl=None if self._owns_client else 300.0)
 
     def _collection(self, scope: Scope, create: bool = True) -> Any | None:
         from chromadb.errors import NotFoundError
@@ -310,7 +315,7 @@ class ChromaMemoryIndex:
         for name in ours:
             self.client.delete_collection(name)
         self._collections.clear()
-        self._lexical = LexicalCache()
+        self._lexical = self._new_lexical()
         return len(ours)
 
     def close(self) -> None:

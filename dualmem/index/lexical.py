@@ -229,10 +229,10 @@ class LexicalCache:
     writes of this process.
 
     Writes by other processes show up as a changed count, or at the latest after `ttl`
-    seconds; either rebuilds the partition's index once.
+    seconds (None: never); either rebuilds the partition's index once.
     """
 
-    def __init__(self, ttl: float = 300.0) -> None:
+    def __init__(self, ttl: float | None = 300.0) -> None:
         self.ttl = ttl
         self._entries: dict[str, _Entry] = {}
         self._versions: dict[str, int] = {}
@@ -281,7 +281,7 @@ class LexicalCache:
             entry = self._entries.get(partition)
             fresh = (
                 entry is not None and entry.version == version and entry.bm25.live == count
-                and time.monotonic() - entry.loaded < self.ttl
+                and (self.ttl is None or time.monotonic() - entry.loaded < self.ttl)
             )
         if not fresh:
             ids, docs, metas = load()
