@@ -310,16 +310,19 @@ def test_bm25_postings_score_exactly_as_rank_bm25():
     ids = [f"d{i}" for i in range(len(docs))]
     cache = LexicalCache()
     query = "w1 w2 w3"
-    got = cache.search("p", len(docs), lambda: (ids, docs, [{}] * len(docs)), query, lambda m: True, 40)
+    def load():
+        return ids, docs, [{}] * len(docs)
+
+    got = cache.search("p", load, query, lambda m: True, 40)
     scores = bm25.get_scores(["w1", "w2", "w3"])
     expected = [ids[i] for i in sorted(range(len(ids)), key=lambda i: -scores[i]) if scores[i] > 0][:40]
     assert got.ranked == expected and got.exact == {}  # no query term holds a digit and is rare
     # w1 holds a digit but many documents hold it: only a rare one counts as exact
-    rare = cache.search("p", len(docs), lambda: (ids, docs, [{}] * len(docs)), "w1 x9", lambda m: True, 40)
+    rare = cache.search("p", load, "w1 x9", lambda m: True, 40, count=len(docs))
     assert rare.exact == {}
     docs.append("x9 w1")
     ids.append("only")
-    rare = cache.search("p", len(docs), lambda: (ids, docs, [{}] * len(docs)), "w1 x9", lambda m: True, 40)
+    rare = cache.search("p", load, "w1 x9", lambda m: True, 40, count=len(docs))
     assert rare.exact == {"only": 1}
 
 
@@ -367,12 +370,14 @@ def test_search_after_writes_uses_the_updated_index_without_reloading(index, tmp
     index.delete(["t1"], ALICE)
     assert "t1" not in ids(index.search("jasmine", ALICE, 3))
     assert loads == []
-    # a write the cache did not see (another process) changes the count: one rebuild
-    ChromaMemoryIndex(tmp_path / "chroma", embedding_function=EMBED).upsert(
-        [mem("x1", "Alice plays the zither.")]
-    )
+    # writes the cache did not see (another process): what the store returns shows them
+    other = ChromaMemoryIndex(tmp_path / "chroma", embedding_function=EMBED)
+    other.upsert([mem("x1", "Alice plays the zither.")])
     assert "x1" in ids(index.search("zither", ALICE, 3))
     assert loads == [1]
+    other.delete(["x1"], ALICE)
+    assert "x1" not in ids(index.search("zither", ALICE, 3))
+    assert "x1" not in ids(index.search("zither", ALICE, 3)) and loads == [1, 1]
 
 
 def test_the_bm25_cache_follows_writes_and_rebuilds_once_removals_dominate():
@@ -387,10 +392,10 @@ def test_the_bm25_cache_follows_writes_and_rebuilds_once_removals_dominate():
         return ids, docs, [{}] * len(ids)
 
     cache = LexicalCache()
-    assert cache.search("p", 1200, load, "w5", lambda m: True, 5).ranked == ["d5"]
+    assert cache.search("p", load, "w5", lambda m: True, 5, count=1200).ranked == ["d5"]
     cache.upsert("p", [("new", "w5 w5 fresh", {})])
     cache.delete("p", ["d5"])
-    assert cache.search("p", 1200, load, "w5", lambda m: True, 5).ranked == ["new"]
+    assert cache.search("p", load, "w5", lambda m: True, 5, count=1200).ranked == ["new"]
     assert loads == [1]
     cache.delete("p", ids[:1100])  # removed slots now outnumber the live documents
     assert "p" not in cache._entries

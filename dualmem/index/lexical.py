@@ -269,18 +269,22 @@ class LexicalCache:
             del self._entries[partition]
 
     def search(
-        self, partition: str, count: int, load, query: str, allowed, k: int
+        self, partition: str, load, query: str, allowed, k: int, *, count: int | None = None,
+        seen: Sequence[str] = (),
     ) -> LexicalHits:
         """The k best BM25 matches among documents whose metadata `allowed` accepts.
 
-        `count` is the partition's size in the store; `load()` returns (ids, documents,
-        metadatas) of the whole partition.
+        `load()` returns (ids, documents, metadatas) of the whole partition. The index is
+        loaded again when someone else wrote: the store's `count` differs, or an id the store
+        just returned (`seen`) is one the index lacks.
         """
         with self._lock:
             version = self._versions.get(partition, 0)
             entry = self._entries.get(partition)
             fresh = (
-                entry is not None and entry.version == version and entry.bm25.live == count
+                entry is not None and entry.version == version
+                and (count is None or entry.bm25.live == count)
+                and all(i in entry.slot for i in seen)
                 and (self.ttl is None or time.monotonic() - entry.loaded < self.ttl)
             )
         if not fresh:
@@ -292,6 +296,7 @@ class LexicalCache:
             with self._lock:
                 if self._versions.get(partition, 0) == version:  # no write since the load
                     self._entries[partition] = entry
+        assert entry is not None
         wanted = terms(query)
         if not wanted:
             return LexicalHits([], {})
