@@ -403,25 +403,6 @@ def test_concurrent_questions_give_the_same_records(data: Path, tmp_path: Path):
     assert "load average" in (tmp_path / "conc" / "report.md").read_text()
 
 
-def test_paged_gets_return_the_whole_collection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    import chromadb
-
-    from dualmem.bench import scale
-
-    col = chromadb.EphemeralClient().create_collection("paged", embedding_function=None)
-    col.add(
-        ids=[f"i{n}" for n in range(23)],
-        embeddings=[[float(n), 1.0] for n in range(23)],
-        documents=[f"doc {n}" for n in range(23)],
-        metadatas=[{"n": n} for n in range(23)],
-    )
-    monkeypatch.setattr(scale, "PAGE", 5)
-    got = scale._PagedGets(col).get(include=["documents", "metadatas"])
-    whole = col.get(include=["documents", "metadatas"])
-    assert sorted(got["ids"]) == sorted(whole["ids"]) and len(got["documents"]) == 23
-    assert {i: m["n"] for i, m in zip(got["ids"], got["metadatas"], strict=True)}["i7"] == 7
-
-
 def test_extracted_index_with_the_raw_turn_baseline(data: Path, tmp_path: Path):
     from dualmem.bench.scale import _extract_reply, _reconcile_reply
 
