@@ -122,7 +122,7 @@ async def test_a_non_retryable_error_is_not_retried() -> None:
 ], ids=repr)
 async def test_malformed_json_is_retried_then_a_reply_error(bad: str) -> None:
     llm = ScriptedLLM([bad] * 3)
-    from dualmem.extract import ExtractReply
+    from dualmem.ingest.extract import ExtractReply
 
     with pytest.raises(LLMReplyError, match="no valid JSON") as info:
         await bounded(llm.ajson(request("extract"), ExtractReply))
@@ -131,7 +131,7 @@ async def test_malformed_json_is_retried_then_a_reply_error(bad: str) -> None:
 
 
 async def test_a_malformed_reply_followed_by_a_good_one_succeeds() -> None:
-    from dualmem.extract import ExtractReply
+    from dualmem.ingest.extract import ExtractReply
 
     llm = ScriptedLLM(['{"facts": [{"te', '```json\n{"facts": [{"text": "Melanie plays violin"}]}\n```'])
     reply, usage = await bounded(llm.ajson(request("extract"), ExtractReply))

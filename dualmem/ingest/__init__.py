@@ -1,0 +1,1 @@
+"""The write path: new turns -> extracted, reconciled memories (or raw turns) for the index."""
