@@ -270,7 +270,7 @@ def test_trace_of_an_audited_escalation(make_memory) -> None:
     assert a.evidence.memory_ids == [m.id for m in a.memories]  # what the fast path retrieved
     # the gate: signals with score, threshold and verdict, and the audit labels
     signals = {s.name: s for s in a.gate.signals}
-    assert set(signals) == {"entropy", "coverage", "consistency"}
+    assert set(signals) == {"entropy", "coverage", "consistency", "sufficiency", "recency", "aggregation"}
     for s in signals.values():
         assert s.available and 0 <= s.score <= 1 and s.threshold == 0.5
         assert s.passed is (s.score >= s.threshold) and s.reason
