@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from tqdm import tqdm
 
-from .config import Config
+from .config import Config, GateConfig
 from .errors import DualMemError
 
 app = typer.Typer(
@@ -43,8 +43,8 @@ def main(
 def _config(**extra: Any) -> Config:
     config = Config.from_env(**_state.get("overrides", {}), **extra)
     saved = config.data_dir / "config.json"
-    if saved.exists() and not config.gate:  # calibrated gate settings live with the memory
-        config = config.model_copy(update={"gate": Config.load(saved).gate})
+    if saved.exists() and "gate" not in config.model_fields_set:  # calibrated settings live with the memory
+        config = config.updated(gate=Config.load(saved).gate)
     return config
 
 
@@ -274,14 +274,14 @@ def calibrate(
         else:
             gate = _calibrate_thresholds(results, config, target_escalation, target_quality)
         if save:
-            typer.echo(f"saved to {config.model_copy(update={'gate': gate}).save()}")
+            typer.echo(f"saved to {config.updated(gate=gate).save()}")
 
     _run(go)
 
 
 def _fit_learned(
     results: Path, config: Config, out: Path | None, max_esc: float, max_right: float
-) -> dict:
+) -> GateConfig:
     from .answering.gate.learned import FEATURES, fit, format_fit, load_labelled
 
     data = load_labelled(results)
@@ -293,23 +293,22 @@ def _fit_learned(
     path.parent.mkdir(parents=True, exist_ok=True)
     report.model.save(path)
     typer.echo(f"model written to {path}")
-    return {**config.gate, "policy": "learned", "model": str(path)}
+    return config.gate.model_copy(update={"policy": "learned", "model": str(path)})
 
 
 def _calibrate_thresholds(
     results: Path, config: Config, escalation: float | None, quality: float | None
-) -> dict:
-    from .answering.gate import GateConfig
+) -> GateConfig:
     from .answering.gate.calibrate import calibrate as fit_thresholds
     from .answering.gate.calibrate import format_table, load_records
 
     cal = fit_thresholds(
-        load_records(results), base=GateConfig(**config.gate), target_escalation=escalation,
+        load_records(results), base=config.gate, target_escalation=escalation,
         target_quality=quality,
     )
     typer.echo(format_table(cal))
     typer.echo("\n" + cal.config.model_dump_json(indent=2))
-    return cal.config.model_dump()
+    return cal.config
 
 
 _BENCH_EXTRA = ("nltk", "matplotlib")  # [project.optional-dependencies] bench

@@ -124,7 +124,8 @@ def test_calibrate_fit_learns_the_gate_cross_validated_and_saves_it(tmp_path) ->
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["gate"]["policy"] == "learned"
     model = json.loads(Path(saved["gate"]["model"]).read_text())
-    assert model["features"] and model["format"] == "dualmem.gate-model/1" and "120 questions" in model["fitted_on"]
+    assert model["features"] and model["format"] == "dualmem.gate-model/1"
+    assert "120 questions" in model["fitted_on"]
     # a file without gate readings: a clear error
     bare = tmp_path / "bare.jsonl"
     bare.write_text(json.dumps({"system": "fast", "conversation": "c", "q": 1, "f1": 1.0}) + "\n")

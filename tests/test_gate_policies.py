@@ -429,7 +429,8 @@ async def test_learned_policy_still_escalates_a_refusal_and_refuses_a_foreign_mo
 
     foreign = _model(tmp_path, {"not-a-feature": 1.0})
     with pytest.raises(ConfigError, match="other features"):
-        await gate(ScriptedLLM(by_task={"answer": [confident_right()]}), STRONG, policy="learned", model=foreign)
+        llm = ScriptedLLM(by_task={"answer": [confident_right()]})
+        await gate(llm, STRONG, policy="learned", model=foreign)
 
 
 async def test_entropy_policy_is_l_rag_gate() -> None:
@@ -457,7 +458,8 @@ async def test_a_failing_veto_signal_escalates_under_the_signal_policies(tmp_pat
     for policy in ("signals", "cascade", "learned"):
         out = await run_gate(ScriptedLLM(), GateConfig(), question, "Lisbon", None, memories, policy)
         assert out.report.escalate and out.report.reason.startswith("recency: "), policy
-        kept = await run_gate(ScriptedLLM(), GateConfig(vetoes=[]), question, "Lisbon", None, memories, policy)
+        off = GateConfig(vetoes=[])
+        kept = await run_gate(ScriptedLLM(), off, question, "Lisbon", None, memories, policy)
         assert not kept.report.reason.startswith("recency: ")
     fresh = await run_gate(ScriptedLLM(), GateConfig(), question, "Porto", None, memories, "signals")
     assert not fresh.report.reason.startswith("recency")

@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from ..config import ExtractionConfig
 from ..index.base import MemoryIndex
 from ..llm.base import BaseLLM, ChatRequest, Numbers
 from ..prompts import extract_messages, is_instruction, reconcile_messages
@@ -26,13 +27,6 @@ from ..tokens import fit_lines, line_budget
 from ..types import Memory, Scope, Turn, Usage
 
 __all__ = ["ExtractionResult", "Extractor", "raw_memories"]
-
-NEIGHBOUR_SIMILARITY = 0.8  # D-Mem: keep update neighbours with cosine > 0.8
-NEIGHBOURS = 5
-KNOWN_MEMORIES = 10
-RECENT_MESSAGES = 9
-# one retry: a malformed reply is rarely fixed by a third try, and each try can cost 384 tokens
-REPLY_RETRIES = 1
 
 log = logging.getLogger("dualmem")
 
@@ -114,27 +108,28 @@ def raw_memories(turns: list[Turn]) -> list[Memory]:
 
 
 class Extractor:
-    def __init__(self, llm: BaseLLM, index: MemoryIndex, *, batch_turns: int = 10) -> None:
+    def __init__(self, llm: BaseLLM, index: MemoryIndex, config: ExtractionConfig | None = None) -> None:
         self.llm = llm
         self.index = index
-        self.batch_turns = batch_turns
+        self.config = config or ExtractionConfig()
 
     async def run(self, new: list[Turn], recent: list[Turn], scope: Scope) -> ExtractionResult:
         """Extract from `new` in batches; raises `LLMReplyError` if a reply stays malformed."""
         result = ExtractionResult()
         context = list(recent)
-        for start in range(0, len(new), self.batch_turns):
-            batch = new[start : start + self.batch_turns]
-            await self._batch(batch, context[-RECENT_MESSAGES:], scope, result)
+        step = self.config.batch_turns
+        for start in range(0, len(new), step):
+            batch = new[start : start + step]
+            await self._batch(batch, context[-self.config.recent_messages:], scope, result)
             context.extend(batch)
         return result
 
     async def _batch(
         self, batch: list[Turn], recent: list[Turn], scope: Scope, result: ExtractionResult
     ) -> None:
-        wide = _reconcile_scope(scope)
+        wide = scope.widened()
         known = await asyncio.to_thread(
-            self.index.search, " ".join(t.text for t in batch), wide, KNOWN_MEMORIES
+            self.index.search, " ".join(t.text for t in batch), wide, self.config.known_memories
         )
         new, old = [t.render() for t in batch], [t.render() for t in recent]
         # cut over-long lines so the prompt fits the model (the history keeps the full text)
@@ -146,7 +141,7 @@ class Extractor:
                                       lines[len(new) + len(old) :]),
             max_tokens=384,
         )
-        reply, usage = await self.llm.ajson(request, ExtractReply, retries=REPLY_RETRIES)
+        reply, usage = await self.llm.ajson(request, ExtractReply, retries=self.config.reply_retries)
         result.usage = result.usage + usage
         stated = [f for f in reply.facts if f.text.strip()]
         facts = [f for f in stated if not is_instruction(f.text)]
@@ -155,9 +150,9 @@ class Extractor:
         if not facts:
             return
         neighbours = await asyncio.to_thread(
-            self.index.nearest, [f.render() for f in facts], wide, NEIGHBOURS
+            self.index.nearest, [f.render() for f in facts], wide, self.config.neighbours
         )
-        close = [[m for m in ns if (m.score or 0) > NEIGHBOUR_SIMILARITY] for ns in neighbours]
+        close = [[m for m in ns if (m.score or 0) > self.config.neighbour_similarity] for ns in neighbours]
         actions: dict[int, _Action] = {}
         contested = [i for i, ns in enumerate(close) if ns]
         if contested:
@@ -168,7 +163,7 @@ class Extractor:
                 ),
                 max_tokens=384,
             )
-            reply_r, usage = await self.llm.ajson(request, ReconcileReply, retries=REPLY_RETRIES)
+            reply_r, usage = await self.llm.ajson(request, ReconcileReply, retries=self.config.reply_retries)
             result.usage = result.usage + usage
             for a in reply_r.actions:
                 if 1 <= a.fact <= len(contested):
@@ -216,15 +211,8 @@ class Extractor:
         if added or kept:
             await asyncio.to_thread(self.index.upsert, added + kept)
         if deletes:
-            await asyncio.to_thread(self.index.delete, deletes, _reconcile_scope(scope))
+            await asyncio.to_thread(self.index.delete, deletes, scope.widened())
         result.added.extend(added)
         result.updated.extend(kept)
         result.deleted.extend(deletes)
 
-
-def _reconcile_scope(scope: Scope) -> Scope:
-    """Where a new fact's known memories and neighbours are looked up: the user's (or
-    agent's) memories of every session, since a fact about a person outlives its session."""
-    if scope.user_id is None and scope.agent_id is None:
-        return scope
-    return Scope(user_id=scope.user_id, agent_id=scope.agent_id)

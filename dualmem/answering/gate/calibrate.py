@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from ...config import GateConfig
 from ...errors import InvalidInputError
-from .config import GateConfig
 from .signals import combined
 
 __all__ = ["Calibration", "CalibrationRecord", "calibrate", "format_table", "load_records"]

@@ -26,10 +26,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 
+from ...config import GateConfig
 from ...llm.base import BaseLLM
-from ...types import AuditLabels, GateReport, Memory, SignalResult, TokenLogprob, Usage
+from ...types import AuditLabels, GateReport, Memory, Policy, SignalResult, TokenLogprob, Usage
 from .checks import audit, audit_reason, judge, sample_answers
-from .config import GateConfig, Policy
 from .evidence import aggregation, recency, sufficiency
 from .learned import features, load_model
 from .signals import Passage, combined, consistency, coverage, entropy, looks_like_refusal
