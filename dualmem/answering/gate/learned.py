@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import ConfigError, InvalidInputError
 from ...types import SignalResult
+from .calibrate import json_lines
 from .evidence import question_shape
 
 __all__ = [
@@ -339,18 +340,8 @@ def load_labelled(path: str | Path, wrong_below: float = 0.5) -> Labelled:
     Each (conversation, question) counts once, even when several gated systems answered it:
     their fast answers and gate readings are the same.
     """
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as e:
-        raise InvalidInputError(f"cannot read labelled questions from {path}: {e}") from e
     seen: dict[tuple[str, object], tuple[dict[str, float | None], bool]] = {}
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InvalidInputError(f"{path}:{n} is not a JSON line: {e}") from e
+    for _, data in json_lines(path):
         if not isinstance(data, dict) or not data.get("gate_features") or data.get("f1") is None:
             continue
         if data.get("path") == "deliberate":  # its F1 is System 2's, not the fast answer's
