@@ -179,6 +179,8 @@ def test_subsets_and_retrieval_only(data: Path, tmp_path: Path):
     assert [r["q"] for r in records] == [0, 1, 2] and all(r["system"] == "retrieval" for r in records)
     rec = summary["systems"]["retrieval"]["recall"]
     assert rec["r@5"] == 1.0 and rec["n"] == 3
+    assert summary["identifier_probe"] == {"queries": 30, "rank1": 30, "rate": 1.0}
+    assert "30 of 30 at rank 1" in (out / "report.md").read_text()
     with pytest.raises(DualMemError, match="unknown conversation"):
         run_benchmark("locomo", data, tmp_path / "x", conversations=["conv-nope"], llm=_llm(), progress=False)
     with pytest.raises(DualMemError, match="other settings"):
@@ -369,11 +371,16 @@ def test_scale_benchmark_small(tmp_path: Path):
     emb = WordMeanEmbedding()
     a, b, c = emb(["Alice visited Paris", "Alice visited Paris", "Bob repaired a telescope"])
     assert float(a @ b) == pytest.approx(1.0) and float(a @ c) < 0.9 and a.shape == (384,)
-    result = run_scale(tmp_path / "scale", sizes=(40, 80), extract_turns=10, queries=5, workdir=tmp_path)
+    result = run_scale(
+        tmp_path / "scale", sizes=(40, 80), extract_turns=10, queries=5, tenants=6, workdir=tmp_path
+    )
     assert [t["memories"] for t in result["tiers"]] == [40, 80]
     for tier in result["tiers"]:
         assert tier["dualmem"]["p50_ms"] > 0 and tier["chroma"]["p50_ms"] > 0 and tier["ratio_p50"] > 0
+        assert tier["after_add"]["dualmem"]["p95_ms"] > 0 and tier["after_add"]["chroma"]["p95_ms"] > 0
     assert result["extraction"]["turns_per_second"] > 0
+    tenants = result["tenants"]
+    assert tenants["users"] == 6 and tenants["chroma_files"] >= 6 and tenants["chroma_bytes"] > 0
     assert "| 80 |" in (tmp_path / "scale" / "scale.md").read_text()
 
 
@@ -400,25 +407,6 @@ def test_concurrent_questions_give_the_same_records(data: Path, tmp_path: Path):
     assert summary["systems"]["fast"]["overall_f1"] == pytest.approx((1 + 2 / 3 + 0 + 1) / 4)
     assert all(r["cache_hits"] == 0 for r in records)
     assert "load average" in (tmp_path / "conc" / "report.md").read_text()
-
-
-def test_paged_gets_return_the_whole_collection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    import chromadb
-
-    from dualmem.bench import scale
-
-    col = chromadb.EphemeralClient().create_collection("paged", embedding_function=None)
-    col.add(
-        ids=[f"i{n}" for n in range(23)],
-        embeddings=[[float(n), 1.0] for n in range(23)],
-        documents=[f"doc {n}" for n in range(23)],
-        metadatas=[{"n": n} for n in range(23)],
-    )
-    monkeypatch.setattr(scale, "PAGE", 5)
-    got = scale._PagedGets(col).get(include=["documents", "metadatas"])
-    whole = col.get(include=["documents", "metadatas"])
-    assert sorted(got["ids"]) == sorted(whole["ids"]) and len(got["documents"]) == 23
-    assert {i: m["n"] for i, m in zip(got["ids"], got["metadatas"], strict=True)}["i7"] == 7
 
 
 def test_extracted_index_with_the_raw_turn_baseline(data: Path, tmp_path: Path):

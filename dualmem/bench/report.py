@@ -391,6 +391,13 @@ def markdown(summary: dict[str, Any]) -> str:
                     + " | ".join(_f(rec.get(f"r@{k}")) for k in RECALL_KS)
                     + f" | {_f(rec.get('all_in_top30'))} |"
                 )
+    probe = summary.get("identifier_probe")
+    if probe:
+        lines += [
+            "",
+            f"Identifier probe (exact-text queries among 150 near-duplicate notes, `dualmem.bench.probe`): "
+            f"{probe['rank1']} of {probe['queries']} at rank 1 ({probe['rate']:.0%}).",
+        ]
     lines += [
         "",
         "## Cost per question by phase (mean tokens and calls; latency p50 / p95 seconds)",

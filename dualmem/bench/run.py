@@ -38,6 +38,7 @@ from ..tokens import count_messages, count_tokens
 from ..types import Answer, Memory
 from .cache import CachedLLM, count_hits
 from .data import Conversation, Dataset, Question, load_dataset
+from .probe import identifier_probe
 from .record import KINDS, POLICIES, STRATEGIES, Record, System, Weighed
 from .report import RECALL_KS, summarise, write_report
 from .score import is_refusal, is_refusal_or_none, locomo_f1, mem0_f1
@@ -463,6 +464,10 @@ def _report(
         records, systems=run.systems, ingest=ingest_stats, settings=settings,
         cache=run.llm if isinstance(run.llm, CachedLLM) else None,
     )
+    if "retrieval" in run.systems:
+        probe = run.memory(run.out / "stores" / "identifier-probe", False)
+        summary["identifier_probe"] = identifier_probe(probe.index)
+        probe.close()
     # latencies on a shared machine mean little without its load
     summary["machine"] = {
         "cpus": os.cpu_count(),

@@ -1,4 +1,4 @@
-"""BM25 over one partition's memories, cached, fused with dense results by RRF.
+"""BM25 over one partition's memories, updated in place on writes, fused with dense results by RRF.
 
 Dense MiniLM alone finds 0.656 of LoCoMo dev evidence in the top 30 raw turns, stemmed BM25
 0.719, their reciprocal-rank fusion 0.779: names, dates and rare words are where BM25 helps.
@@ -8,6 +8,7 @@ ranker's near-duplicates, so memories holding the query's rare identifiers go fi
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -15,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from rank_bm25 import BM25Okapi
 
 from ..text import terms
 
@@ -25,40 +25,144 @@ _DIGIT = re.compile(r"\d")
 RARE_DOCS = 3  # an identifier held by at most this many documents counts as an exact match
 
 
-class Postings:
-    """rank_bm25's Okapi scores from an inverted index: `BM25Okapi.get_scores` walks every
-    document in Python for every query term (~300 ms at 100K memories); here only the
-    documents holding a term are touched, with numpy. Same idf, same formula, same order of
-    operations, so the same floats."""
+class _Posting:
+    """One term's documents (slots, ascending) and frequencies, in arrays that grow by doubling."""
 
-    def __init__(self, bm25: BM25Okapi) -> None:
-        self.idf, self.k1, self.n = bm25.idf, bm25.k1, len(bm25.doc_freqs)
-        doc_len = np.array(bm25.doc_len)
-        norm = bm25.k1 * (1 - bm25.b + bm25.b * doc_len / bm25.avgdl)
+    __slots__ = ("docs", "n", "tfs")
+
+    def __init__(self, docs: list[int], tfs: list[int]) -> None:
+        self.docs = np.array(docs, dtype=np.int64)
+        self.tfs = np.array(tfs, dtype=np.float64)
+        self.n = len(docs)
+
+    def append(self, slot: int, tf: int) -> None:
+        if self.n == len(self.docs):
+            size = max(4, 2 * self.n)
+            self.docs = np.concatenate([self.docs, np.empty(size - self.n, np.int64)])
+            self.tfs = np.concatenate([self.tfs, np.empty(size - self.n, np.float64)])
+        self.docs[self.n], self.tfs[self.n] = slot, tf
+        self.n += 1
+
+    def remove(self, slot: int) -> None:
+        i = int(np.searchsorted(self.docs[: self.n], slot))
+        self.docs[i : self.n - 1] = self.docs[i + 1 : self.n]
+        self.tfs[i : self.n - 1] = self.tfs[i + 1 : self.n]
+        self.n -= 1
+
+
+class Postings:
+    """rank_bm25's Okapi scores from an inverted index that takes adds and removals.
+
+    `BM25Okapi.get_scores` walks every document in Python for every query term (~300 ms at
+    100K memories), and any change meant building it again (~5 s at 100K); here a change
+    touches only the changed document's terms, and a query only the documents holding its
+    terms. idf and the average length are computed at query time from the current counts,
+    with rank_bm25's formula and order of operations, so the floats are rank_bm25's for the
+    same corpus. A document is a slot; a removed slot stays empty.
+    """
+
+    def __init__(
+        self, corpus: Sequence[Sequence[str]] = (), k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25
+    ) -> None:
+        self.k1, self.b, self.epsilon = k1, b, epsilon
+        self.freqs: list[dict[str, int] | None] = []
+        self.doc_len = np.zeros(0)
+        self.total = 0  # terms over live documents
+        self.live = 0
+        # first-appearance order, as rank_bm25's, so the idf sum below adds up in its order
+        self.df: dict[str, int] = {}
+        self.postings: dict[str, _Posting] = {}
+        self._average_idf: float | None = None
         rows: dict[str, tuple[list[int], list[int]]] = {}
-        for i, freqs in enumerate(bm25.doc_freqs):
+        for slot, doc in enumerate(corpus):
+            freqs = self._count(doc)
             for term, freq in freqs.items():
                 docs, tfs = rows.setdefault(term, ([], []))
-                docs.append(i)
+                docs.append(slot)
                 tfs.append(freq)
-        self.postings = {
-            t: (np.array(d), np.array(f, dtype=np.float64), norm[d]) for t, (d, f) in rows.items()
-        }
+        self.postings = {t: _Posting(d, f) for t, (d, f) in rows.items()}
+
+    def _count(self, doc: Sequence[str]) -> dict[str, int]:
+        freqs: dict[str, int] = {}
+        for word in doc:
+            freqs[word] = freqs.get(word, 0) + 1
+        for term in freqs:
+            self.df[term] = self.df.get(term, 0) + 1
+        self.freqs.append(freqs)
+        if len(self.freqs) > len(self.doc_len):
+            self.doc_len = np.concatenate([self.doc_len, np.zeros(max(16, len(self.doc_len)))])
+        self.doc_len[len(self.freqs) - 1] = len(doc)
+        self.total += len(doc)
+        self.live += 1
+        self._average_idf = None
+        return freqs
+
+    @property
+    def slots(self) -> int:
+        return len(self.freqs)
+
+    def add(self, doc: Sequence[str]) -> int:
+        slot = self.slots
+        for term, freq in self._count(doc).items():
+            if term in self.postings:
+                self.postings[term].append(slot, freq)
+            else:
+                self.postings[term] = _Posting([slot], [freq])
+        return slot
+
+    def remove(self, slot: int) -> None:
+        freqs = self.freqs[slot]
+        if freqs is None:
+            return
+        for term in freqs:
+            self.postings[term].remove(slot)
+            self.df[term] -= 1
+            if not self.df[term]:
+                del self.df[term], self.postings[term]
+        self.freqs[slot] = None
+        self.total -= int(self.doc_len[slot])
+        self.live -= 1
+        self._average_idf = None
+
+    def _idf(self, n: int) -> float:
+        return math.log(self.live - n + 0.5) - math.log(n + 0.5)
+
+    def idf(self, term: str) -> float:
+        n = self.df.get(term)
+        if not n:
+            return 0.0
+        idf = self._idf(n)
+        if idf >= 0:
+            return idf
+        # rank_bm25 floors a term held by over half the documents at epsilon x the mean idf;
+        # that mean spans the whole vocabulary, so it is summed only when such a term is asked
+        if self._average_idf is None:
+            idf_sum = 0.0
+            for df in self.df.values():
+                idf_sum += self._idf(df)
+            self._average_idf = idf_sum / len(self.df)
+        return self.epsilon * self._average_idf
 
     def scores(self, query: Sequence[str]) -> np.ndarray:
-        score = np.zeros(self.n)
+        score = np.zeros(self.slots)
         for q in query:  # a repeated term counts twice, as in rank_bm25
             if q in self.postings:
-                docs, tf, norm = self.postings[q]
-                score[docs] += (self.idf.get(q) or 0) * (tf * (self.k1 + 1) / (tf + norm))
+                p = self.postings[q]
+                docs, tf = p.docs[: p.n], p.tfs[: p.n]
+                norm = self.k1 * (1 - self.b + self.b * self.doc_len[docs] / (self.total / self.live))
+                score[docs] += (self.idf(q) or 0) * (tf * (self.k1 + 1) / (tf + norm))
         return score
+
+    def holders(self, term: str) -> np.ndarray:
+        p = self.postings[term]
+        return p.docs[: p.n]
 
     def rare_identifiers(self, query: Sequence[str]) -> list[str]:
         """Query terms that look like identifiers (they hold a digit: order ids, codes, bib
         numbers) and that few documents hold, so a match on them is close to an exact lookup."""
         return [
             q for q in dict.fromkeys(query)
-            if _DIGIT.search(q) and q in self.postings and len(self.postings[q][0]) <= RARE_DOCS
+            if _DIGIT.search(q) and q in self.postings and self.postings[q].n <= RARE_DOCS
         ]
 
 
@@ -73,21 +177,37 @@ class LexicalHits:
 
 @dataclass
 class _Entry:
-    stamp: tuple[int, int]
+    """A partition's index; `ids`/`metas` by slot, None where a document was removed."""
+
+    version: int
     loaded: float
-    ids: list[str]
-    metas: list[dict]
-    bm25: Postings | None
+    ids: list[str | None]
+    metas: list[dict | None]
+    slot: dict[str, int]
+    bm25: Postings
+
+    def add(self, id_: str, doc: str, meta: dict) -> None:
+        self.remove(id_)
+        self.slot[id_] = self.bm25.add(terms(doc))
+        self.ids.append(id_)
+        self.metas.append(meta)
+
+    def remove(self, id_: str) -> None:
+        slot = self.slot.pop(id_, None)
+        if slot is not None:
+            self.bm25.remove(slot)
+            self.ids[slot] = self.metas[slot] = None
 
 
 class LexicalCache:
-    """One BM25 index per partition, rebuilt when the partition changes.
+    """One BM25 index per partition, built on the first search and kept up to date by the
+    writes of this process.
 
-    A write through this process bumps the partition's version; writes by other processes
-    show up as a changed count, or at the latest after `ttl` seconds.
+    Writes by other processes show up as a changed count, or at the latest after `ttl`
+    seconds (None: never); either rebuilds the partition's index once.
     """
 
-    def __init__(self, ttl: float = 300.0) -> None:
+    def __init__(self, ttl: float | None = 300.0) -> None:
         self.ttl = ttl
         self._entries: dict[str, _Entry] = {}
         self._versions: dict[str, int] = {}
@@ -98,41 +218,78 @@ class LexicalCache:
             self._versions[partition] = self._versions.get(partition, 0) + 1
             self._entries.pop(partition, None)
 
+    def upsert(self, partition: str, rows: Sequence[tuple[str, str, dict]]) -> None:
+        """Index (id, document, metadata) rows just written, replacing any under the same id."""
+        with self._lock:
+            entry = self._entries.get(partition)
+            if entry is None:
+                return  # nothing built yet: the first search loads the partition
+            for id_, doc, meta in rows:
+                entry.add(id_, doc, meta)
+            self._compact(partition, entry)
+
+    def delete(self, partition: str, ids: Sequence[str]) -> None:
+        with self._lock:
+            entry = self._entries.get(partition)
+            if entry is None:
+                return
+            for id_ in ids:
+                entry.remove(id_)
+            self._compact(partition, entry)
+
+    def _compact(self, partition: str, entry: _Entry) -> None:
+        # removed slots still cost a float per query each: once they outnumber the live
+        # documents, the next search rebuilds (amortised O(1) per change)
+        if entry.bm25.slots - entry.bm25.live > max(1000, entry.bm25.live):
+            del self._entries[partition]
+
     def search(
-        self, partition: str, count: int, load, query: str, allowed, k: int
+        self, partition: str, load, query: str, allowed, k: int, *, count: int | None = None,
+        seen: Sequence[str] = (),
     ) -> LexicalHits:
         """The k best BM25 matches among documents whose metadata `allowed` accepts.
 
-        `load()` returns (ids, documents, metadatas) of the whole partition.
+        `load()` returns (ids, documents, metadatas) of the whole partition. The index is
+        loaded again when someone else wrote: the store's `count` differs, or an id the store
+        just returned (`seen`) is one the index lacks.
         """
         with self._lock:
-            stamp = (self._versions.get(partition, 0), count)
+            version = self._versions.get(partition, 0)
             entry = self._entries.get(partition)
-            fresh = entry and entry.stamp == stamp and time.monotonic() - entry.loaded < self.ttl
+            fresh = (
+                entry is not None and entry.version == version
+                and (count is None or entry.bm25.live == count)
+                and all(i in entry.slot for i in seen)
+                and (self.ttl is None or time.monotonic() - entry.loaded < self.ttl)
+            )
         if not fresh:
             ids, docs, metas = load()
-            corpus = [terms(d) for d in docs]
-            bm25 = Postings(BM25Okapi(corpus)) if corpus and any(corpus) else None
-            entry = _Entry(stamp, time.monotonic(), ids, metas, bm25)
+            entry = _Entry(
+                version, time.monotonic(), list(ids), list(metas),
+                {id_: n for n, id_ in enumerate(ids)}, Postings([terms(d) for d in docs]),
+            )
             with self._lock:
-                self._entries[partition] = entry
+                if self._versions.get(partition, 0) == version:  # no write since the load
+                    self._entries[partition] = entry
         assert entry is not None
         wanted = terms(query)
-        if entry.bm25 is None or not wanted:
+        if not wanted:
             return LexicalHits([], {})
-        scores = entry.bm25.scores(wanted)
-        hits = np.flatnonzero(scores > 0)
-        out = []
-        for i in hits[np.argsort(-scores[hits], kind="stable")]:  # ties keep document order
-            if len(out) >= k:
-                break
-            if allowed(entry.metas[i]):
-                out.append(entry.ids[i])
-        held: dict[int, int] = {}
-        for term in entry.bm25.rare_identifiers(wanted):
-            for i in entry.bm25.postings[term][0]:
-                held[int(i)] = held.get(int(i), 0) + 1
-        return LexicalHits(out, {entry.ids[i]: n for i, n in held.items() if allowed(entry.metas[i])})
+        with self._lock:  # writes change the entry in place
+            scores = entry.bm25.scores(wanted)
+            hits = np.flatnonzero(scores > 0)
+            out = []
+            for i in hits[np.argsort(-scores[hits], kind="stable")]:  # ties keep document order
+                if len(out) >= k:
+                    break
+                if allowed(entry.metas[i]):
+                    out.append(entry.ids[i])
+            held: dict[int, int] = {}
+            for term in entry.bm25.rare_identifiers(wanted):
+                for i in entry.bm25.holders(term):
+                    held[int(i)] = held.get(int(i), 0) + 1
+            exact = {entry.ids[i]: n for i, n in held.items() if allowed(entry.metas[i])}
+        return LexicalHits(out, exact)
 
 
 def rrf(rankings: Sequence[Sequence[str]], k: int = 60) -> list[str]:

@@ -27,7 +27,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from pydantic import BaseModel, Field
-from rank_bm25 import BM25Okapi
 
 from ...errors import LLMReplyError
 from ...index.lexical import Postings, rrf
@@ -173,7 +172,7 @@ class EvidenceFirst(Strategy):
     async def _rank(self, queries: list[tuple[str, bool]], turns: list[Turn]) -> list[int]:
         """Turn positions, best first, fused over every query and both searches."""
         corpus = [terms(f"{t.speaker or t.role}: {t.text}") for t in turns]
-        bm25 = Postings(BM25Okapi(corpus)) if any(corpus) else None
+        bm25 = Postings(corpus) if any(corpus) else None
         position = {t.id: i for i, t in enumerate(turns)}
         rankings: list[list[int]] = []
         for query, dense in queries:
