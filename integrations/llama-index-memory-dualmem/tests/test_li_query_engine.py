@@ -49,8 +49,10 @@ async def test_gated_escalation_cites_the_raw_turns(
 ) -> None:
     # the audit policy with a scripted failing audit: the gate escalates, and deliberation
     # (its neighbour tier) reads the raw turns behind the top memory
-    llm = make_llm(**{"gate.audit": [FAILED_AUDIT]})
-    store = DualMemory(path=tmp_path, llm=llm, extract=False, gate={"policy": "audit"})
+    # the fast answer refuses, so that the neighbour tier's supported answer wins the arbitration
+    llm = make_llm(**{"gate.audit": [FAILED_AUDIT], "answer": ["NONE"]})
+    store = DualMemory(path=tmp_path, llm=llm, extract=False, gate={"policy": "audit"},
+                       deliberation={"strategy": "scan"})
     store.add([{"role": "user", "content": "I moved to Paris in 2021."},
                {"role": "assistant", "content": "Nice, Paris is lovely."}], user_id="alice")
     response = await DualMemQueryEngine(memory=store, user_id="alice", k=1).aquery("Where did I move to?")

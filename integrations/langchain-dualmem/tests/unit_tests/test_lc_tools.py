@@ -57,7 +57,9 @@ def test_format_shows_the_reason_only_when_escalated_or_degraded() -> None:
 
 
 def _gated_memory(tmp_path: Path, script: dict) -> DualMemory:
-    memory = DualMemory(path=tmp_path, llm=ScriptedLLM(by_task=script), extract=False)
+    # System 2 as the scan strategy, whose neighbour tier the scripts answer
+    memory = DualMemory(path=tmp_path, llm=ScriptedLLM(by_task=script), extract=False,
+                        deliberation={"strategy": "scan"})
     memory.add(["Alice lives in Lisbon since March 2024.", "Alice has a dog called Pixel."], user_id="alice")
     return memory
 
