@@ -44,6 +44,8 @@ class Config(BaseModel):
     embedder: Literal["minilm", "openai"] = "minilm"
     embedding_model: str | None = None
     extract: bool = True
+    #: with extract: raw turns stay searchable beside the facts (the mixed index)
+    index_turns: bool = True
     top_k: int = 30
     history_url: str | None = None
     index_url: str | None = None
@@ -71,6 +73,8 @@ class Config(BaseModel):
                 values[field] = env[var]
         if env.get("DUALMEM_EXTRACT"):
             values["extract"] = env["DUALMEM_EXTRACT"].lower() not in ("0", "false", "no")
+        if env.get("DUALMEM_INDEX_TURNS"):
+            values["index_turns"] = env["DUALMEM_INDEX_TURNS"].lower() not in ("0", "false", "no")
         if env.get("OPENAI_API_KEY"):
             values["api_key"] = env["OPENAI_API_KEY"]
             if "llm" not in values and (env.get("OPENAI_MODEL") or env.get("OPENAI_BASE_URL")):

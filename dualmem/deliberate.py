@@ -44,7 +44,8 @@ def _shown(turn: Turn, *, dated: bool = True) -> str:
 
 
 class _ChunkFact(BaseModel):
-    fact: str = Field(min_length=1)
+    # json_schema_extra bounds shape constrained decoding only (a reply that fits max_tokens)
+    fact: str = Field(min_length=1, json_schema_extra={"maxLength": 300})
     score: float = 0
     turns: Numbers = Field(default_factory=list)
 
@@ -59,7 +60,7 @@ class _ChunkFact(BaseModel):
 
 
 class _FactsReply(BaseModel):
-    facts: list[_ChunkFact]
+    facts: list[_ChunkFact] = Field(json_schema_extra={"maxItems": 12})
 
 
 class _FilterReply(BaseModel):

@@ -99,7 +99,10 @@ class Memory(_Model):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     def render(self) -> str:
-        return f"[{human_date(self.event_date)}] {self.text}" if self.event_date else self.text
+        text = f"[{human_date(self.event_date)}] {self.text}" if self.event_date else self.text
+        # a superseded memory says when it stopped being true, so answers prefer the new one
+        until = self.metadata.get("valid_to")
+        return f"{text} (until {human_date(until)})" if isinstance(until, str) else text
 
 
 class Usage(_Model):

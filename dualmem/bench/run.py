@@ -525,7 +525,9 @@ def register(app: Any) -> None:
     bench.command("locomo")(qa("locomo"))
     bench.command("realtalk")(qa("realtalk"))
 
+    from .extraction import extraction_command
     from .scale import scale_command
 
     bench.command("scale")(scale_command)
+    bench.command("extraction")(extraction_command)
     app.add_typer(bench, name="bench")

@@ -53,7 +53,8 @@ class GateConfig(BaseModel):
 
 
 class _Status(BaseModel):
-    status: str
+    # the enum bounds constrained decoding only; any spelling still validates
+    status: str = Field(json_schema_extra={"enum": ["pass", "fail"]})
 
 
 class _AuditReply(BaseModel):

@@ -1,0 +1,1 @@
+"""Writing to memory: extraction and its background queue."""
