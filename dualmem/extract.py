@@ -32,7 +32,10 @@ from .types import Memory, Scope, Turn, Usage, human_date
 
 __all__ = ["ExtractionResult", "Extractor", "is_instruction", "is_raw", "raw_memories"]
 
-NEIGHBOUR_SIMILARITY = 0.8  # D-Mem: keep update neighbours with cosine > 0.8
+# D-Mem keeps update neighbours with cosine > 0.8; that misses changes such as "lives in
+# Lisbon" -> "moved to Porto" (0.78 with MiniLM; tests/data/temporal_changes.json), and a
+# wider net costs no extra call: one reconcile call covers every contested fact of a batch
+NEIGHBOUR_SIMILARITY = 0.65
 NEIGHBOURS = 5
 KNOWN_MEMORIES = 10
 RECENT_MESSAGES = 9
