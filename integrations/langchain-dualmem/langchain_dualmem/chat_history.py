@@ -50,6 +50,9 @@ class DualMemChatMessageHistory(BaseChatMessageHistory):
 
     Added messages are stored losslessly and indexed (facts are extracted when the memory's
     config says so), so what is said in one session can be recalled in later ones.
+    `add_messages` returns once the messages are stored: a chain that saves history after
+    each reply must not wait seconds for extraction, so it runs in dualmem's background
+    worker (`background=False` waits for it; `memory.flush()` waits later).
     `clear()` forgets this session only; the user's other sessions stay.
 
     ```python
@@ -69,6 +72,7 @@ class DualMemChatMessageHistory(BaseChatMessageHistory):
         user_id: str | None = None,
         agent_id: str | None = None,
         extract: bool | None = None,
+        background: bool = True,
     ) -> None:
         make_scope(user_id, agent_id, session_id)  # bad ids fail here, not on first use
         self.memory = memory
@@ -76,6 +80,7 @@ class DualMemChatMessageHistory(BaseChatMessageHistory):
         self.agent_id = agent_id
         self.session_id = session_id
         self.extract = extract
+        self.background = background
 
     @property
     def _scope(self) -> dict[str, str | None]:
@@ -91,12 +96,13 @@ class DualMemChatMessageHistory(BaseChatMessageHistory):
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         turns = [t for t in map(message_to_turn, messages) if t is not None]
         if turns:
-            self.memory.add(turns, **self._scope, extract=self.extract)
+            self.memory.add(turns, **self._scope, extract=self.extract, background=self.background)
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
         turns = [t for t in map(message_to_turn, messages) if t is not None]
         if turns:
-            await self.memory.aadd(turns, **self._scope, extract=self.extract)
+            await self.memory.aadd(turns, **self._scope, extract=self.extract,
+                                   background=self.background)
 
     def clear(self) -> None:
         self.memory.delete_all(**self._scope)
