@@ -109,12 +109,12 @@ def precision_sample(store: Path, user_id: str, n: int, seed: int = 0) -> list[d
 
 
 async def malformed_rate(llm: BaseLLM, turns: list[Turn], calls: int, *, schema: bool,
-                         batch: int = 10) -> dict[str, Any]:
+                         batch: int = 10, start: int = 0) -> dict[str, Any]:
     """Extraction calls on consecutive batches of `turns`, one try each: how many replies do
     not parse as `ExtractReply`, and how many were cut by max_tokens."""
     bad = cut = 0
     failures: list[str] = []
-    for i in range(calls):
+    for i in range(start, start + calls):
         chunk = turns[i * batch : (i + 1) * batch]
         if not chunk:
             break
@@ -126,11 +126,13 @@ async def malformed_rate(llm: BaseLLM, turns: list[Turn], calls: int, *, schema:
         cut += completion.finish_reason == "length"
         try:
             parse_json_reply(completion.text, ExtractReply)
+            ok = True
         except LLMReplyError:
-            bad += 1
+            bad, ok = bad + 1, False
             failures.append(completion.text[:300])
-    return {"calls": min(calls, -(-len(turns) // batch)), "malformed": bad, "cut_by_max_tokens": cut,
-            "failures": failures}
+        typer.echo(f"call {i} schema={schema} ok={ok} finish={completion.finish_reason} "
+                   f"tokens={completion.usage.completion_tokens}", err=True)
+    return {"calls": calls, "malformed": bad, "cut_by_max_tokens": cut, "failures": failures}
 
 
 def extraction_command(
@@ -140,6 +142,8 @@ def extraction_command(
     sessions: Annotated[int, typer.Option(help="first N sessions of each conversation")] = 3,
     malformed: Annotated[
         int, typer.Option(help="instead: N extraction calls, with and without schema")] = 0,
+    schema: Annotated[str, typer.Option(help="with --malformed: json_object, schema or both")] = "both",
+    start: Annotated[int, typer.Option(help="with --malformed: first batch of 10 turns")] = 0,
     precision_sample_n: Annotated[
         int, typer.Option("--precision-sample", help="instead: write N facts with their sources")] = 0,
 ) -> None:
@@ -164,10 +168,12 @@ def extraction_command(
         llm = make_llm(config)
         turns = [Turn(id=t.id, speaker=t.speaker, text=t.text, timestamp=t.timestamp, user_id="u")
                  for c in convs for t in c.turns]
-        report = {mode: asyncio.run(malformed_rate(llm, turns, malformed, schema=mode == "schema"))
-                  for mode in ("json_object", "schema")}
+        modes = ("json_object", "schema") if schema == "both" else (schema,)
+        report = {mode: asyncio.run(malformed_rate(llm, turns, malformed, schema=mode == "schema",
+                                                   start=start))
+                  for mode in modes}
     else:
         report = {c.id: run_extraction(c, sessions, out, config) for c in convs}
-    name = "malformed.json" if malformed else "extraction.json"
+    name = f"malformed-{schema}-{start}.json" if malformed else "extraction.json"
     (out / name).write_text(json.dumps(report, indent=2))
     typer.echo(json.dumps(report, indent=2))
