@@ -241,6 +241,25 @@ def test_json_mode_returns_json_with_logprobs(smol):
 
 
 @pytest.mark.local_model
+@pytest.mark.parametrize("reply", ["extract", "reconcile", "audit", "facts"])
+def test_structured_replies_are_decoded_under_their_schema(smol, reply):
+    # a 135M model left to plain JSON mode rarely writes these shapes; under the grammar
+    # made from the pydantic model it cannot write anything else
+    from dualmem.deliberate import _FactsReply
+    from dualmem.extract import ExtractReply, ReconcileReply
+    from dualmem.gate.policy import _AuditReply
+
+    schema = {"extract": ExtractReply, "reconcile": ReconcileReply, "audit": _AuditReply,
+              "facts": _FactsReply}[reply]
+    messages = [{"role": "system", "content": "Reply with JSON."},
+                {"role": "user", "content": "Alice moved to Paris on 2021-03-01. She has a dog."}]
+    parsed, usage = asyncio.run(smol.ajson(ChatRequest(messages=messages, max_tokens=200), schema,
+                                           retries=0))
+    assert isinstance(parsed, schema) and usage.calls == 1
+    assert smol._grammars and all(g is not None for g in smol._grammars.values())
+
+
+@pytest.mark.local_model
 def test_too_long_prompt_raises_invalid_input(smol):
     long = [{"role": "user", "content": "Alice moved to Paris. " * 400}]  # > 1024 tokens
     with pytest.raises(InvalidInputError, match="context window"):

@@ -154,6 +154,10 @@ def extraction_command(
         convs = [c for c in convs if c.id in wanted]
     out.mkdir(parents=True, exist_ok=True)
     config = Config.from_env()
+    from ..llm import make_llm
+
+    llm = make_llm(config)
+    llm.timeout = 3600  # one try per call is what is measured: a loaded machine must not time it out
     if precision_sample_n:
         rows = [row for c in convs for row in
                 precision_sample(out / c.id / "mixed", c.id, precision_sample_n)]
@@ -163,9 +167,6 @@ def extraction_command(
     if malformed:
         import asyncio
 
-        from ..llm import make_llm
-
-        llm = make_llm(config)
         turns = [Turn(id=t.id, speaker=t.speaker, text=t.text, timestamp=t.timestamp, user_id="u")
                  for c in convs for t in c.turns]
         modes = ("json_object", "schema") if schema == "both" else (schema,)
@@ -173,7 +174,7 @@ def extraction_command(
                                                    start=start))
                   for mode in modes}
     else:
-        report = {c.id: run_extraction(c, sessions, out, config) for c in convs}
+        report = {c.id: run_extraction(c, sessions, out, config, llm) for c in convs}
     name = f"malformed-{schema}-{start}.json" if malformed else "extraction.json"
     (out / name).write_text(json.dumps(report, indent=2))
     typer.echo(json.dumps(report, indent=2))
