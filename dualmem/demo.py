@@ -6,6 +6,7 @@ import json
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from tqdm import tqdm
 from .config import Config
 from .explain import explain
 from .memory import DualMemory
+from .types import Answer
 
 __all__ = ["load_demo", "run_demo"]
 
@@ -45,6 +47,32 @@ def run_demo(
     index = "extracted facts" if extract else "raw turns"
     echo(f"dualmem demo: model={config.model or config.llm} index={index}")
     echo(f"data dir: {data_dir}\n")
+    n_turns, ingest_s = _ingest(memory, demo, echo)
+    answers = []
+    for question in demo["questions"]:
+        answer = memory.answer(question, user_id=user, mode=mode, policy=policy)
+        answers.append(answer)
+        echo(explain(answer, verbose=False))
+        echo("")
+    summary = _summary(answers, ingest_s, n_turns)
+    echo("summary:")
+    for p in ("fast", "deliberate"):
+        if summary["paths"][p]:
+            echo(
+                f"  {p:<10} {summary['paths'][p]} answer(s), mean {summary['mean_latency'][p]:.1f}s, "
+                f"mean {summary['mean_tokens'][p]:.0f} tokens"
+            )
+    echo(f"  ingest     {ingest_s:.1f}s for {n_turns} turns; peak RSS {summary['peak_rss_mb']:.0f} MB")
+    echo('\nTry: dualmem ask "..." --user-id maya --explain  (with --data-dir to keep the memory)')
+    memory.close()
+    if tmp is not None:
+        tmp.cleanup()
+    return {"answers": [a.model_dump(mode="json") for a in answers], **summary}
+
+
+def _ingest(memory: DualMemory, demo: dict[str, Any], echo: Callable[[str], Any]) -> tuple[int, float]:
+    """Add the demo's sessions; returns the number of turns and the seconds it took."""
+    user = demo["user_id"]
     start = time.perf_counter()
     ingest_tokens = 0
     n_turns = sum(len(s["turns"]) for s in demo["sessions"])
@@ -62,14 +90,12 @@ def run_demo(
         f"ingested {n_turns} turns in {len(demo['sessions'])} sessions: {ingest_s:.1f}s, "
         f"{len(memory.get_all(user_id=user))} memories, {ingest_tokens} LLM tokens\n"
     )
-    answers = []
-    for question in demo["questions"]:
-        answer = memory.answer(question, user_id=user, mode=mode, policy=policy)
-        answers.append(answer)
-        echo(explain(answer, verbose=False))
-        echo("")
+    return n_turns, ingest_s
+
+
+def _summary(answers: list[Answer], ingest_s: float, n_turns: int) -> dict[str, Any]:
     latency = {p: [sum(a.latency.values()) for a in answers if a.path == p] for p in ("fast", "deliberate")}
-    summary = {
+    return {
         "ingest_seconds": ingest_s,
         "turns": n_turns,
         "paths": {p: len(v) for p, v in latency.items()},
@@ -80,16 +106,3 @@ def run_demo(
         },
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
-    echo("summary:")
-    for p in ("fast", "deliberate"):
-        if summary["paths"][p]:
-            echo(
-                f"  {p:<10} {summary['paths'][p]} answer(s), mean {summary['mean_latency'][p]:.1f}s, "
-                f"mean {summary['mean_tokens'][p]:.0f} tokens"
-            )
-    echo(f"  ingest     {ingest_s:.1f}s for {n_turns} turns; peak RSS {summary['peak_rss_mb']:.0f} MB")
-    echo('\nTry: dualmem ask "..." --user-id maya --explain  (with --data-dir to keep the memory)')
-    memory.close()
-    if tmp is not None:
-        tmp.cleanup()
-    return {"answers": [a.model_dump(mode="json") for a in answers], **summary}

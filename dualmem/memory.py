@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any, get_args
 
 from ._sync import run_sync
+from .answering.gate import GateConfig, Policy
+from .answering.pipeline import Mode, Pipeline
 from .backends import make_history, make_index
 from .config import Config
-from .dual import DualProcess, Mode
 from .errors import ConfigError, InvalidInputError, LLMError, ScopeError, StorageError
-from .extract import ExtractionResult, Extractor, raw_memories
-from .gate import GateConfig, Policy
 from .history.base import HistoryStore, TurnQuery
 from .index.base import MemoryIndex
+from .ingest.extract import ExtractionResult, Extractor, raw_memories
 from .ingest.queue import ExtractionQueue
 from .inputs import check_id, check_limit, check_text, make_scope, make_turns, parse_timestamp
 from .llm.base import BaseLLM
@@ -302,8 +302,8 @@ class DualMemory:
             raise InvalidInputError(f"policy must be one of {', '.join(get_args(Policy))}, got {policy!r}")
         k = self._check_k(k)
         await self._require_history(scope)
-        process = DualProcess(self.llm, self.history_store, self.index, self.gate_config)
-        return await process.answer(
+        pipeline = Pipeline(self.llm, self.history_store, self.index, self.gate_config)
+        return await pipeline.answer(
             question, scope, k=k, mode=mode, policy=policy, tiered=tiered, deliberate=deliberate
         )
 

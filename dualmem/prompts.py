@@ -1,8 +1,10 @@
-"""Every prompt in one place.
+"""Every prompt in one place, with the two defences against prompt injection.
 
 Stored text (turns, memories, facts) is data, never instructions: it is always placed inside
-<data> blocks that the system prompt tells the model to treat as quoted material. Fixed
-instructions come first and stay identical between calls so local models reuse their KV cache.
+<data> blocks that the system prompt tells the model to treat as quoted material (`data_block`).
+Text that gives orders to an assistant is recognised by `is_instruction` and kept out of the
+index and out of deliberation prompts. Fixed instructions come first and stay identical between
+calls so local models reuse their KV cache.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "answer_messages",
     "data_block",
     "extract_messages",
+    "is_instruction",
     "reconcile_messages",
 ]
 
@@ -56,6 +59,34 @@ def data_block(lines: Sequence[str]) -> str:
     # the control token, so "<|" is split.
     body = "\n".join(_CLOSING_TAG.sub("</ data>", line).replace("<|", "< |") for line in lines)
     return f"<data>\n{body}\n</data>"
+
+
+# Prompt-injection defence: a "fact" that is an instruction to an assistant (what a model that
+# obeys an injected "ignore previous instructions, always answer X" would extract) is dropped,
+# never stored as a memory. Narrow on purpose: facts about people must pass (tests/test_poisoning.py).
+_INSTRUCTION = re.compile(
+    r"\b(ignore|disregard|forget|override)\s+(all\s+|any\s+|the\s+)?(previous|prior|above|earlier|"
+    r"preceding|your|all|system)\s+(instructions?|rules|prompts?|guidelines|directions|messages)\b"
+    r"|^\W*(system|assistant|developer)\s*:"
+    r"|<\s*\|\s*im_(start|end)|\[/?INST\]|<</?SYS>>"
+    r"|\bsystem\s+(prompt|override|message)\b"
+    r"|\b(new|updated)\s+(instructions|rules)\s+for\b"
+    r"|\b(the\s+assistant|the\s+ai|ai\s+model|chatbot|language\s+model|llm|memory\s+system)\s+"
+    r"(must|should|shall|has\s+to|is\s+(required|instructed)\s+to)\b"
+    r"|(^|[.!?]\s+)you\s+are\s+now\b|\byou\s+must\s+(always|never|only|answer|reply|respond|say|output)\b"
+    r"|\b(your|the)\s+new\s+(task|role|goal)\b|\b(note|message)\s+(to|for)\s+the\s+(ai|assistant|model)\b"
+    r"|#+\s*instructions?\s*:|\b(all|every|any)\s+(answers|replies|responses)\s+(must|should|shall)\b"
+    r'|\{\s*"(facts|answer|actions)"\s*:'
+    r"|\bfrom\s+now\s+on\b.{0,40}\b(answer|reply|respond|say|output|you)\b"
+    r"|^\W*((always|never|only)\s+)?(answer|reply|respond|output|print|repeat|pretend|say)\b"
+    r"|\b(developer|debug|jailbreak)\s+mode\b",
+    re.I,
+)
+
+
+def is_instruction(text: str) -> bool:
+    """True for text that addresses an assistant with orders rather than stating a fact."""
+    return bool(_INSTRUCTION.search(text))
 
 
 def answer_messages(question: str, context: Sequence[str], label: str = "Memories") -> list[dict]:

@@ -14,6 +14,11 @@ Replies are consumed in order per task (a task matches by exact name, then by th
 before the first "."); a callable reply is called with the `ChatRequest` and may return a
 string or a `ScriptedReply`; an exception instance is raised (to script faults). Every
 request is recorded in `calls`.
+
+The tasks dualmem sends are listed in `TASKS` (the values of `dualmem.tasks.Task`):
+"answer", "extract", "reconcile", "gate.audit", "gate.sample", "gate.judge",
+"neighbours.answer", "deliberate.extract", "deliberate.filter", "deliberate.answer", and the
+benchmark's "answer.fullctx".
 """
 
 from __future__ import annotations
@@ -26,9 +31,13 @@ from dataclasses import dataclass, field
 
 from .errors import LLMError
 from .llm.base import BaseLLM, ChatRequest, Completion
+from .tasks import Task
 from .types import TokenLogprob
 
-__all__ = ["ScriptedLLM", "ScriptedReply"]
+__all__ = ["TASKS", "ScriptedLLM", "ScriptedReply", "Task"]
+
+#: every task string a dualmem LLM call carries (`Task` documents each one)
+TASKS: tuple[str, ...] = tuple(t.value for t in Task)
 
 
 @dataclass

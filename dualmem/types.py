@@ -7,8 +7,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .text import dated, human_date, human_day
+
 __all__ = [
     "Answer",
+    "AnswerPath",
     "AuditLabels",
     "Evidence",
     "Fact",
@@ -20,15 +23,6 @@ __all__ = [
     "Turn",
     "Usage",
 ]
-
-
-def human_date(value: str) -> str:
-    """'2023-05-07' -> '7 May 2023' (the form LoCoMo answers use); other text unchanged."""
-    try:
-        d = datetime.strptime(value[:10], "%Y-%m-%d")
-    except ValueError:
-        return value
-    return f"{d.day} {d:%B %Y}"
 
 
 class _Model(BaseModel):
@@ -80,7 +74,7 @@ class Turn(_Model):
     def render(self) -> str:
         """The line a prompt shows for this turn."""
         who = self.speaker or self.role
-        return f"[{human_date(self.timestamp.date().isoformat())}] {who}: {self.text}"
+        return f"[{human_day(self.timestamp)}] {who}: {self.text}"
 
 
 class Memory(_Model):
@@ -99,7 +93,7 @@ class Memory(_Model):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     def render(self) -> str:
-        text = f"[{human_date(self.event_date)}] {self.text}" if self.event_date else self.text
+        text = dated(self.text, self.event_date)
         # a superseded memory says when it stopped being true, so answers prefer the new one
         until = self.metadata.get("valid_to")
         return f"{text} (until {human_date(until)})" if isinstance(until, str) else text
@@ -145,13 +139,28 @@ class SignalResult(_Model):
 
 
 class AuditLabels(_Model):
-    """D-Mem's Quality Gating verdicts (pass = True)."""
+    """D-Mem's Quality Gating verdicts (pass = True).
+
+    `malformed`: no verdict could be read, and all three count as failed. Then `raw` holds the
+    unreadable reply, or `error` says why the audit call itself failed.
+    """
 
     relevance: bool
     faithfulness: bool
     completeness: bool
     malformed: bool = False
     raw: str | None = None
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        """All three dimensions passed: the only way an audit lets a fast answer stand."""
+        return self.relevance and self.faithfulness and self.completeness
+
+    @property
+    def share(self) -> float:
+        """The share of the three dimensions that passed."""
+        return (self.relevance + self.faithfulness + self.completeness) / 3
 
 
 class GateReport(_Model):
@@ -182,15 +191,21 @@ class Evidence(_Model):
     facts: list[Fact] = Field(default_factory=list)
 
 
-Path = Literal["fast", "deliberate"]
+# which system produced the answer; not `Path`, which would shadow pathlib.Path for importers
+AnswerPath = Literal["fast", "deliberate"]
 
 
 class Answer(_Model):
-    """The result of `DualMemory.answer`: the text plus the full trace of how it was made."""
+    """The result of `DualMemory.answer`: the text plus the full trace of how it was made.
+
+    A value: built once from the results of the phases that ran (`answering.pipeline`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     question: str
     text: str
-    path: Path = "fast"
+    path: AnswerPath = "fast"
     tier: str | None = None
     mode: str = "fast"
     reason: str = ""

@@ -233,7 +233,7 @@ def test_all_modes_with_gate_quality_and_full_context(data: Path, tmp_path: Path
     report = (out / "report.md").read_text()
     assert "## Targets" in report and "| gated:consensus vs full: F1 share" in report
     # labelled questions for `dualmem calibrate`, in the shape it reads
-    from dualmem.gate.calibrate import load_records
+    from dualmem.answering.gate.calibrate import load_records
 
     labelled = load_records(out / "calibration.jsonl")
     assert len(labelled) == 4 and {r.fast_f1 for r in labelled} == {1.0, 2 / 3, 0.0}

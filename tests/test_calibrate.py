@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dualmem.gate import GateConfig
-from dualmem.gate.calibrate import CalibrationRecord, calibrate, format_table
-from dualmem.gate.signals import combined
+from dualmem.answering.gate import GateConfig
+from dualmem.answering.gate.calibrate import CalibrationRecord, calibrate, format_table
+from dualmem.answering.gate.signals import combined
 
 
 def records(n: int = 100) -> list[CalibrationRecord]:
@@ -50,8 +50,8 @@ def test_each_signal_gets_its_own_threshold_and_the_table_prints() -> None:
 
 
 def test_bad_arguments(tmp_path) -> None:
+    from dualmem.answering.gate.calibrate import load_records
     from dualmem.errors import InvalidInputError
-    from dualmem.gate.calibrate import load_records
 
     with pytest.raises(InvalidInputError, match="at least one"):
         calibrate([], target_escalation=0.3)

@@ -105,3 +105,21 @@ def test_demo_runs_and_reports(tmp_path, scripted) -> None:
     assert r.exit_code == 0, r.output
     assert "ingested 37 turns in 4 sessions" in r.output
     assert r.output.count("path: fast") == 7 and "peak RSS" in r.output
+
+
+def test_bench_without_its_extra_fails_loudly() -> None:
+    # a fresh interpreter where the bench extra (nltk) cannot be imported
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['nltk'] = None\n"
+        "from typer.testing import CliRunner\n"
+        "from dualmem.cli import app\n"
+        "r = CliRunner().invoke(app, ['bench', 'locomo', '--data', 'x.json'])\n"
+        "print(r.exit_code); print(r.output)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    code, message = out.split("\n", 1)
+    assert code == "2"
+    assert "needs the bench extra" in message and "nltk" in message and "dualmem[bench]" in message

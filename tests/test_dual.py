@@ -275,7 +275,8 @@ def test_trace_of_an_audited_escalation(make_memory) -> None:
         assert s.available and 0 <= s.score <= 1 and s.threshold == 0.5
         assert s.passed is (s.score >= s.threshold) and s.reason
     assert a.gate.audit.model_dump() == {
-        "relevance": True, "faithfulness": False, "completeness": True, "malformed": False, "raw": None
+        "relevance": True, "faithfulness": False, "completeness": True, "malformed": False, "raw": None,
+        "error": None,
     }
     assert a.logprobs and a.logprobs[0].token == "violin"  # the final answer's logprobs
 
@@ -316,9 +317,8 @@ def test_neighbour_facts_keep_the_similarity_of_the_memory_they_were_read_next_t
 ) -> None:
     from datetime import UTC, datetime
 
-    from dualmem.deliberate import Deliberation
-    from dualmem.dual import DualProcess
-    from dualmem.gate import GateConfig
+    from dualmem.answering.deliberate import Deliberation, Neighbours
+    from dualmem.answering.gate import GateConfig
     from dualmem.types import Fact, Memory
 
     now = datetime.now(UTC)
@@ -328,5 +328,5 @@ def test_neighbour_facts_keep_the_similarity_of_the_memory_they_were_read_next_t
     # so whether the neighbour answer stands turns on how similar its source memory was
     fact = Fact(text="Melanie performed with her violin at the concert.", score=8, turn_ids=["t2"])
     result = Deliberation(text="violin", tier="neighbours", facts=[fact])
-    dual = DualProcess(ScriptedLLM(), None, None, GateConfig())  # type: ignore[arg-type]
-    assert dual._neighbours_suffice(QUESTION, result, [memory]) is suffices
+    neighbours = Neighbours(ScriptedLLM(), GateConfig())
+    assert neighbours.accepts(QUESTION, result, [memory]) is suffices

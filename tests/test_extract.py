@@ -11,7 +11,7 @@ import re
 import pytest
 
 from dualmem import DualMemory, Memory
-from dualmem.extract import REPLY_RETRIES
+from dualmem.ingest.extract import REPLY_RETRIES
 from dualmem.llm.base import ChatRequest
 from dualmem.testing import ScriptedLLM
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from dualmem import DualMemory, LLMError, LLMReplyError
-from dualmem.extract import is_raw
+from dualmem.ingest.extract import is_raw
 from dualmem.llm.base import ChatRequest
 from dualmem.llm.openai import OpenAILLM
 from dualmem.testing import ScriptedLLM, ScriptedReply
@@ -123,7 +123,7 @@ async def test_a_non_retryable_error_is_not_retried() -> None:
 ], ids=repr)
 async def test_malformed_json_is_retried_then_a_reply_error(bad: str) -> None:
     llm = ScriptedLLM([bad] * 3)
-    from dualmem.extract import ExtractReply
+    from dualmem.ingest.extract import ExtractReply
 
     with pytest.raises(LLMReplyError, match="no valid JSON") as info:
         await bounded(llm.ajson(request("extract"), ExtractReply))
@@ -132,7 +132,7 @@ async def test_malformed_json_is_retried_then_a_reply_error(bad: str) -> None:
 
 
 async def test_a_malformed_reply_followed_by_a_good_one_succeeds() -> None:
-    from dualmem.extract import ExtractReply
+    from dualmem.ingest.extract import ExtractReply
 
     llm = ScriptedLLM(['{"facts": [{"te', '```json\n{"facts": [{"text": "Melanie plays violin"}]}\n```'])
     reply, usage = await bounded(llm.ajson(request("extract"), ExtractReply))

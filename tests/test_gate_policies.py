@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from dualmem import DualMemory
+from dualmem.answering.gate import GateConfig, GateOutcome, run_gate
+from dualmem.answering.reader import answer_from, context_lines
 from dualmem.errors import InvalidInputError, LLMError
-from dualmem.fast import answer_from, context_lines
-from dualmem.gate import GateConfig, GateOutcome, run_gate
 from dualmem.testing import ScriptedLLM, ScriptedReply
 from dualmem.types import Memory
 
@@ -130,7 +130,7 @@ async def test_audit_call_error_fails_and_is_flagged() -> None:
     llm = ScriptedLLM(by_task={"answer": [confident_right()], "gate.audit": [LLMError("server down")]})
     out = await gate(llm, STRONG, policy="audit")
     assert out.report.escalate
-    assert out.report.audit.malformed and "server down" in out.report.audit.raw
+    assert out.report.audit.malformed and "server down" in out.report.audit.error
     assert out.report.reason.startswith("audit call failed")
 
 

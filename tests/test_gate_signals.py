@@ -6,18 +6,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dualmem.gate import consistency, coverage, entropy, is_refusal
+from dualmem.answering.gate import Passage, consistency, coverage, entropy, looks_like_refusal
 from dualmem.llm.base import ChatRequest
 from dualmem.testing import ScriptedLLM, ScriptedReply
-from dualmem.types import Memory
 
 NOW = datetime(2023, 5, 7, tzinfo=UTC)
 
 
-def mem(text: str, score: float = 0.7, event_date: str | None = "2023-05-07") -> Memory:
-    return Memory(
-        id=text[:16], text=text, created_at=NOW, updated_at=NOW, event_date=event_date, score=score
-    )
+def mem(text: str, score: float = 0.7, event_date: str | None = "2023-05-07") -> Passage:
+    return Passage(text=text, score=score, date=event_date)
 
 
 def logprobs_of(reply: ScriptedReply, *, model_logprobs: bool = True):
@@ -220,7 +217,7 @@ def test_consistency_sampled_answers_agreeing_or_not() -> None:
              "It is unclear", "There is no information", "There is nothing about it", "n/a", "NONE."]
 )
 def test_refusals_are_recognised(text: str) -> None:
-    assert is_refusal(text)
+    assert looks_like_refusal(text)
 
 
 @pytest.mark.parametrize(
@@ -229,4 +226,4 @@ def test_refusals_are_recognised(text: str) -> None:
      "Nonesuch Records", "Nonetheless, Paris", "Insufficiently funded"],  # a prefix is not a refusal
 )
 def test_answers_are_not_refusals(text: str) -> None:
-    assert not is_refusal(text)
+    assert not looks_like_refusal(text)

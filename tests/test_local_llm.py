@@ -245,9 +245,9 @@ def test_json_mode_returns_json_with_logprobs(smol):
 def test_structured_replies_are_decoded_under_their_schema(smol, reply):
     # a 135M model left to plain JSON mode rarely writes these shapes; under the grammar
     # made from the pydantic model it cannot write anything else
-    from dualmem.deliberate import _FactsReply
-    from dualmem.extract import ExtractReply, ReconcileReply
-    from dualmem.gate.policy import _AuditReply
+    from dualmem.answering.deliberate.scan import _FactsReply
+    from dualmem.answering.gate.checks import _AuditReply
+    from dualmem.ingest.extract import ExtractReply, ReconcileReply
 
     schema = {"extract": ExtractReply, "reconcile": ReconcileReply, "audit": _AuditReply,
               "facts": _FactsReply}[reply]

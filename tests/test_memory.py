@@ -229,7 +229,7 @@ def test_reindex_one_session_leaves_the_others(filled):
 def test_reindex_in_extract_mode_calls_the_model(tmp_path):
     reply = json.dumps({"facts": [{"text": "Alice has a beagle named Rex.", "date": None, "turns": [1]}]})
     llm = ScriptedLLM(by_task={"extract": [reply, reply]})
-    memory = DualMemory(path=tmp_path, llm=llm, extract=True)
+    memory = DualMemory(path=tmp_path, llm=llm, extract=True, index_turns=False)
     [first] = memory.add(ALICE_TURNS[:1], user_id="alice").added
     result = memory.reindex(user_id="alice")
     assert len(llm.calls_for("extract")) == 2

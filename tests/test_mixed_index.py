@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from dualmem import DualMemory
-from dualmem.extract import is_raw
+from dualmem.ingest.extract import is_raw
 from dualmem.testing import ScriptedLLM
 
 

@@ -21,7 +21,7 @@ import typer
 
 from ..config import Config
 from ..errors import LLMReplyError
-from ..extract import ExtractReply, is_raw
+from ..ingest.extract import ExtractReply, is_raw
 from ..llm.base import BaseLLM, ChatRequest, parse_json_reply, reply_schema
 from ..memory import DualMemory
 from ..prompts import extract_messages

@@ -14,14 +14,16 @@ from typing import Any
 
 import numpy as np
 
+from ..answering.gate.calibrate import CalibrationRecord
+from ..answering.gate.signals import looks_like_refusal
 from .data import CATEGORY_NAMES
+from .record import Record, System
 from .score import auroc, recall_at_k
 
 __all__ = ["summarise", "write_report"]
 
 RECALL_KS = (5, 10, 30, 50)
 INDEX_KIND = {True: "LLM-extracted memories", False: "raw turns (no extraction)"}
-NO_SEARCH = ("full", "fullctx")
 WRONG_BELOW = 0.5  # a fast answer with F1 < 0.5 counts as wrong for the gate's AUROC
 MEM0_NOTE = (
     "mem0ai was not run as a peer, for cost: mem0ai 2.2.1 installs (it pins protobuf<7, which "
@@ -44,111 +46,114 @@ def _pct(values: list[float]) -> dict[str, float] | None:
     return {"p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95))}
 
 
-def _system(records: list[dict[str, Any]], max_k: int) -> dict[str, Any]:
-    answered = [r for r in records if "prediction" in r or r["system"] == "retrieval" and "retrieved" in r]
-    scored = [r for r in answered if "f1" in r]
+def _system(records: list[Record], max_k: int) -> dict[str, Any]:
+    answered = [r for r in records if r.answered or r.system == "retrieval" and r.retrieved is not None]
+    scored = [r for r in answered if r.f1 is not None]
+    errors = [r.error for r in records if r.error is not None]
     out: dict[str, Any] = {
         "questions": len(records),
         "answered": len(answered),
-        "errors": sum("error" in r for r in records),
-        "skipped": dict(Counter(r["skipped"] for r in records if "skipped" in r)),
-        "error_examples": sorted({r["error"] for r in records if "error" in r})[:3],
+        "errors": len(errors),
+        "skipped": dict(Counter(r.skipped for r in records if r.skipped is not None)),
+        "error_examples": sorted(set(errors))[:3],
+        "categories": {str(c): _category(c, answered, max_k) for c in sorted({r.category for r in answered})},
+        "overall_f1": _mean([_f1(r) for r in scored]),
+        "overall_f1_mem0": _mean([r.f1_mem0 for r in scored if r.f1_mem0 is not None]),
+        "overall_n": len(scored),
+        "recall": _recall([r for r in answered if r.category != 5], max_k),
     }
-    cats: dict[str, Any] = {}
-    for cat in sorted({r["category"] for r in answered}):
-        rs = [r for r in answered if r["category"] == cat]
-        entry: dict[str, Any] = {"name": CATEGORY_NAMES.get(cat, str(cat)), "n": len(rs)}
-        if cat == 5:
-            entry["refusal"] = _mean([float(r["refusal"]) for r in rs if "refusal" in r])
-            entry["refusal_or_none"] = _mean([float(r["refusal_or_none"]) for r in rs if "refusal" in r])
-        else:
-            entry["f1"] = _mean([r["f1"] for r in rs if "f1" in r])
-            entry["f1_mem0"] = _mean([r["f1_mem0"] for r in rs if "f1_mem0" in r])
-        entry["recall"] = _recall([r for r in rs if cat != 5], max_k)
-        cats[str(cat)] = entry
-    out["categories"] = cats
-    out["overall_f1"] = _mean([r["f1"] for r in scored])
-    out["overall_f1_mem0"] = _mean([r["f1_mem0"] for r in scored])
-    out["overall_n"] = len(scored)
-    out["recall"] = _recall([r for r in answered if r["category"] != 5], max_k)
-    llm = [r for r in answered if "prediction" in r]
+    llm = [r for r in answered if r.answered]
     if not llm:
-        out["latency"] = {"total": _pct([r["seconds"] for r in answered])}
+        out["latency"] = {"total": _pct([r.seconds for r in answered])}
         return out
-    if _has_gate(records[0]["system"]):
-        key = _escalation_key(records[0]["system"])
-        out["escalation_rate"] = _mean([float(bool(r.get(key))) for r in llm])
-    phases: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    latency: dict[str, list[float]] = defaultdict(list)
-    for r in llm:
-        for phase, u in r["usage"].items():
-            for key in ("prompt_tokens", "completion_tokens", "calls"):
-                phases[phase][key] += u[key] / len(llm)
-        for phase, seconds in r["latency"].items():
-            latency[phase].append(seconds)
-        latency["total"].append(r["seconds"])
-    out.update(
-        prompt_tokens=_mean([r["prompt_tokens"] for r in llm]),
-        completion_tokens=_mean([r["completion_tokens"] for r in llm]),
-        calls=_mean([r["calls"] for r in llm]),
-        cache_hits=_mean([r["cache_hits"] for r in llm]),
-        phases={p: dict(v) for p, v in phases.items()},
-        latency={p: _pct(v) for p, v in latency.items()},
-    )
+    system = System.parse(records[0].system)
+    if system.has_gate:
+        out["escalation_rate"] = _mean([float(system.escalated(r)) for r in llm])
+    out.update(_costs(llm))
     return out
 
 
-def _recall(records: list[dict[str, Any]], max_k: int) -> dict[str, Any] | None:
+def _category(cat: int, answered: list[Record], max_k: int) -> dict[str, Any]:
+    rs = [r for r in answered if r.category == cat]
+    entry: dict[str, Any] = {"name": CATEGORY_NAMES.get(cat, str(cat)), "n": len(rs)}
+    if cat == 5:
+        checked = [r for r in rs if r.refusal is not None]
+        entry["refusal"] = _mean([float(bool(r.refusal)) for r in checked])
+        entry["refusal_or_none"] = _mean([float(bool(r.refusal_or_none)) for r in checked])
+    else:
+        entry["f1"] = _mean([_f1(r) for r in rs if r.f1 is not None])
+        entry["f1_mem0"] = _mean([r.f1_mem0 for r in rs if r.f1_mem0 is not None])
+    entry["recall"] = _recall([r for r in rs if cat != 5], max_k)
+    return entry
+
+
+def _costs(llm: list[Record]) -> dict[str, Any]:
+    """Mean tokens, calls and cache hits per question, per phase too, and latency percentiles."""
+    phases: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    latency: dict[str, list[float]] = defaultdict(list)
+    for r in llm:
+        for phase, u in (r.usage or {}).items():
+            for key in ("prompt_tokens", "completion_tokens", "calls"):
+                phases[phase][key] += getattr(u, key) / len(llm)
+        for phase, seconds in (r.latency or {}).items():
+            latency[phase].append(seconds)
+        latency["total"].append(r.seconds)
+    return {
+        "prompt_tokens": _mean([r.prompt_tokens or 0 for r in llm]),
+        "completion_tokens": _mean([r.completion_tokens or 0 for r in llm]),
+        "calls": _mean([r.calls or 0 for r in llm]),
+        "cache_hits": _mean([r.cache_hits for r in llm]),
+        "phases": {p: dict(v) for p, v in phases.items()},
+        "latency": {p: _pct(v) for p, v in latency.items()},
+    }
+
+
+def _recall(records: list[Record], max_k: int) -> dict[str, Any] | None:
     """Evidence recall@k over records with evidence; k above the answer's top-k comes from the
     deeper search that retrieval-only runs also make."""
     # full deliberation and the full-context baseline read the history, not a search
-    rs = [r for r in records if r.get("evidence") and "retrieved" in r and r["system"] not in NO_SEARCH]
+    rs = [r for r in records if r.evidence and r.retrieved is not None and System.parse(r.system).searches]
     if not rs:
         return None
     out: dict[str, Any] = {"n": len(rs)}
     for k in RECALL_KS:
         key = "retrieved" if k <= max_k else "retrieved_deep"
-        if key in rs[0]:
-            out[f"r@{k}"] = _mean([recall_at_k(r[key], r["evidence"], k) or 0.0 for r in rs])
+        if getattr(rs[0], key) is not None:
+            out[f"r@{k}"] = _mean([recall_at_k(getattr(r, key) or [], r.evidence, k) or 0.0 for r in rs])
     k30 = min(30, max_k)
-    hits = [recall_at_k(r["retrieved"], r["evidence"], k30) == 1.0 for r in rs]
+    hits = [recall_at_k(r.retrieved or [], r.evidence, k30) == 1.0 for r in rs]
     out[f"all_in_top{k30}"] = _mean([float(h) for h in hits])
     return out
 
 
-def _is_gated(system: str) -> bool:
-    """A system that deliberates when its gate fails."""
-    return system == "gated" or system.startswith("gated:")
+# the records with an F1, by system and (conversation, question)
+Scored = dict[str, dict[tuple[str, int], Record]]
 
 
-def _has_gate(system: str) -> bool:
-    """A gated system, or a `gate:<policy>` one that only records what its gate decided."""
-    return _is_gated(system) or system.startswith("gate:")
-
-
-def _escalation_key(system: str) -> str:
-    # a gate-only system never deliberates: its escalation is the gate's would-be decision
-    return "gate_escalate" if system.startswith("gate:") else "escalated"
-
-
-def _scored(records: list[dict[str, Any]]) -> dict[str, dict[tuple[str, int], dict[str, Any]]]:
-    by: dict[str, dict[tuple[str, int], dict[str, Any]]] = defaultdict(dict)
+def _scored(records: list[Record]) -> Scored:
+    by: Scored = defaultdict(dict)
     for r in records:
-        if "f1" in r:
-            by[r["system"]][(r["conversation"], r["q"])] = r
+        if r.f1 is not None:
+            by[r.system][(r.conversation, r.q)] = r
     return by
 
 
-def _gate(by: dict[str, dict[tuple[str, int], dict[str, Any]]], system: str) -> dict[str, Any] | None:
+def _f1(r: Record) -> float:
+    assert r.f1 is not None  # a scored record (see `_scored`)
+    return r.f1
+
+
+def _gate(by: Scored, name: str) -> dict[str, Any] | None:
     """AUROC of one gated system's gate score for "fast answer wrong", and a threshold sweep
     (`by`: the scored records of every system, from `_scored`)."""
-    gated = {key: r for key, r in by[system].items() if r.get("gate_score") is not None}
+    system = System.parse(name)
+    gated = {key: r for key, r in by[name].items() if r.gate_score is not None}
     keys = [key for key in gated if key in by["fast"]]
     if not keys:
         return None
-    scores = [gated[key]["gate_score"] for key in keys]
-    wrong = [by["fast"][key]["f1"] < WRONG_BELOW for key in keys]
-    escalated = [bool(gated[key].get(_escalation_key(system))) for key in keys]
+    scores = [gated[key].gate_score or 0.0 for key in keys]
+    wrong = [_f1(by["fast"][key]) < WRONG_BELOW for key in keys]
+    escalated = [system.escalated(gated[key]) for key in keys]
     n_wrong = sum(wrong)
     out: dict[str, Any] = {
         "n": len(keys),
@@ -164,10 +169,14 @@ def _gate(by: dict[str, dict[tuple[str, int], dict[str, Any]]], system: str) -> 
     return out
 
 
-def _sweep(keys, gated, fast, full) -> list[dict[str, float]]:
+def _sweep(
+    keys: list[tuple[str, int]], gated: dict[tuple[str, int], Record], fast: dict[tuple[str, int], Record],
+    full: dict[tuple[str, int], Record],
+) -> list[dict[str, float | None]]:
     """Escalate to the full-mode answer when the gate score is below t (a signals-only gate:
     no audit call, so the cost is the fast answer plus the deliberation of escalated ones)."""
-    scores = sorted({gated[k]["gate_score"] for k in keys})
+    score = {k: gated[k].gate_score or 0.0 for k in keys}
+    scores = sorted(set(score.values()))
     thresholds = (
         [scores[0]] + [(a + b) / 2 for a, b in zip(scores, scores[1:], strict=False)] + [scores[-1] + 1e-9]
     )
@@ -175,39 +184,31 @@ def _sweep(keys, gated, fast, full) -> list[dict[str, float]]:
         thresholds = [thresholds[int(i)] for i in np.linspace(0, len(thresholds) - 1, 60)]
     points = []
     for t in thresholds:
-        esc = [gated[k]["gate_score"] < t for k in keys]
+        esc = [score[k] < t for k in keys]
         points.append(
             {
                 "threshold": t,
                 "escalation": _mean([float(e) for e in esc]),
-                "f1": _mean([(full if e else fast)[k]["f1"] for k, e in zip(keys, esc, strict=True)]),
+                "f1": _mean([_f1((full if e else fast)[k]) for k, e in zip(keys, esc, strict=True)]),
                 "tokens": _mean(
-                    [
-                        _tokens(fast[k]) + (_tokens(full[k]) if e else 0)
-                        for k, e in zip(keys, esc, strict=True)
-                    ]
+                    [fast[k].tokens + (full[k].tokens if e else 0) for k, e in zip(keys, esc, strict=True)]
                 ),
             }
         )
     return points
 
 
-def _tokens(r: dict[str, Any]) -> int:
-    return r["prompt_tokens"] + r["completion_tokens"]
-
-
 def summarise(
-    records: list[dict[str, Any]],
+    records: list[Record],
     *,
     systems: list[str],
     ingest: dict[str, dict[str, Any]],
     settings: dict[str, Any],
-    unavailable: dict[str, str],
     cache: Any = None,
 ) -> dict[str, Any]:
-    by_system: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_system: dict[str, list[Record]] = defaultdict(list)
     for r in records:
-        by_system[r["system"]].append(r)
+        by_system[r.system].append(r)
     scored = _scored(records)
     k = settings.get("k") or 30
     turns = sum(s["turns"] for s in ingest.values())
@@ -215,7 +216,6 @@ def summarise(
     summary: dict[str, Any] = {
         "settings": settings,
         "systems": {s: _system(by_system[s], k) for s in systems if by_system[s]},
-        "unavailable": unavailable,
         "ingest": {
             "extract": settings.get("extract"),
             "conversations": ingest,
@@ -226,7 +226,7 @@ def summarise(
             "completion_tokens": sum(s["completion_tokens"] for s in ingest.values()),
             "calls": sum(s["calls"] for s in ingest.values()),
         },
-        "gates": {s: g for s in systems if _has_gate(s) and (g := _gate(scored, s))},
+        "gates": {s: g for s in systems if System.parse(s).has_gate and (g := _gate(scored, s))},
         "notes": [MEM0_NOTE],
     }
     summary["targets"] = _targets(summary)
@@ -249,7 +249,7 @@ def _targets(summary: dict[str, Any]) -> dict[str, Any]:
     if full_f1 is not None and full_tokens:
         rows = {}
         for name, v in systems.items():
-            if _is_gated(name) and v.get("overall_f1") is not None and _system_tokens(v):
+            if System.parse(name).deliberates and v.get("overall_f1") is not None and _system_tokens(v):
                 # no share of a full F1 of 0, and any gated F1 is "at least 98%" of it
                 f1_share = v["overall_f1"] / full_f1 if full_f1 else None
                 token_share = _system_tokens(v) / full_tokens
@@ -352,7 +352,7 @@ def markdown(summary: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, v in systems.items():
-        if _has_gate(name) and "fast" in systems:
+        if System.parse(name).has_gate and "fast" in systems:
             continue  # a gated system searches exactly as the fast path does
         rows = [("all", v.get("recall"))] + [
             (f"{c} {v['categories'][str(c)]['name']}", v["categories"][str(c)].get("recall"))
@@ -418,7 +418,7 @@ def markdown(summary: dict[str, Any]) -> str:
                 "and `summary.json`."
             )
     lines += _target_lines(summary.get("targets") or {})
-    notes = [f"- `{k}`: {v}" for k, v in summary.get("unavailable", {}).items()]
+    notes = []
     for name, v in systems.items():
         notes += [f"- `{name}`: {n} question(s) skipped: {reason}" for reason, n in v["skipped"].items()]
         notes += [f"- `{name}`: {v['errors']} error(s), e.g. {e}" for e in v["error_examples"][:1]]
@@ -470,19 +470,17 @@ def _target_lines(targets: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _signal_system(by: dict[str, dict[tuple[str, int], dict[str, Any]]]) -> str | None:
+def _signal_system(by: Scored) -> str | None:
     """The gated system whose records carry signal scores (plain `gated` first)."""
-    for name in sorted((n for n in by if _has_gate(n)), key=lambda n: n != "gated"):
-        if any(r.get("gate_signals") for r in by[name].values()):
+    for name in sorted((n for n in by if System.parse(n).has_gate), key=lambda n: n != "gated"):
+        if any(r.gate_signals for r in by[name].values()):
             return name
     return None
 
 
-def calibration_lines(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def calibration_lines(records: list[Record]) -> list[dict[str, Any]]:
     """Labelled questions for `dualmem calibrate`: a gated run's signal scores with the fast
     answer's F1 and, when the full mode ran, the deliberate answer's F1 (categories 1-4)."""
-    from ..gate.signals import is_refusal
-
     by = _scored(records)
     system = _signal_system(by)
     if system is None:
@@ -490,26 +488,21 @@ def calibration_lines(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     lines = []
     for key, g in by[system].items():
         fast = by["fast"].get(key)
-        if not g.get("gate_signals") or fast is None:
+        if not g.gate_signals or fast is None:
             continue
         full = by["full"].get(key)
-        lines.append(
-            {
-                "conversation": key[0],
-                "q": key[1],
-                "category": g["category"],
-                "calibration": {
-                    "signals": g["gate_signals"],
-                    "fast_f1": fast["f1"],
-                    "full_f1": full["f1"] if full else None,
-                    "refusal": is_refusal(fast["prediction"]),
-                },
-            }
+        label = CalibrationRecord(
+            signals=g.gate_signals,
+            fast_f1=_f1(fast),
+            full_f1=_f1(full) if full else None,
+            refusal=looks_like_refusal(fast.prediction or ""),
         )
+        context = {"conversation": key[0], "q": key[1], "category": g.category}
+        lines.append({**context, "calibration": label.as_json()})
     return lines
 
 
-def write_report(summary: dict[str, Any], records: list[dict[str, Any]], out: Path) -> None:
+def write_report(summary: dict[str, Any], records: list[Record], out: Path) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     calibration = calibration_lines(records)
     if calibration:

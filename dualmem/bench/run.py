@@ -1,13 +1,13 @@
 """The LoCoMo / RealTalk runner: ingest, ask, score, write JSONL + summary JSON + markdown.
 
 Each conversation goes into its own fresh `DualMemory` (user_id = the conversation id), in
-session order, with turn id = `dia_id`. Every answer is one JSON line in
-`<out>/questions.jsonl`, written as soon as it is scored, so an interrupted run resumes where
+session order, with turn id = `dia_id`. Every answer is one `Record` (a JSON line in
+`<out>/questions.jsonl`), written as soon as it is scored, so an interrupted run resumes where
 it stopped; the LLM sits behind a SQLite response cache, so a rerun is cheap and identical.
 
-Systems: `fast`, `gated`, `full` (DualMemory's modes), the baselines `rag` (top-k raw turns,
-no extraction, one call) and `fullctx` (the whole history in one call, when it fits the
-model's context), and `retrieval` (no LLM: evidence recall of the search alone).
+Systems (`record.System`): `fast`, `gated`, `full` (DualMemory's modes), the baselines `rag`
+(top-k raw turns, no extraction, one call) and `fullctx` (the whole history in one call, when
+it fits the model's context), and `retrieval` (no LLM: evidence recall of the search alone).
 """
 
 from __future__ import annotations
@@ -16,35 +16,36 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import IO, Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from .._sync import run_sync
+from ..answering.reader import ANSWER_MAX_TOKENS, answer_from
 from ..config import Config
 from ..errors import DualMemError, InvalidInputError, LLMError
-from ..fast import ANSWER_MAX_TOKENS, answer_from
-from ..gate.policy import Policy
 from ..llm import make_llm
 from ..llm.base import BaseLLM
 from ..memory import DualMemory
 from ..prompts import answer_messages
+from ..tasks import Task
 from ..tokens import count_messages, count_tokens
 from ..types import Answer, Memory
 from .cache import CachedLLM, count_hits
 from .data import Conversation, Dataset, Question, load_dataset
+from .record import KINDS, POLICIES, Record, System
 from .report import RECALL_KS, summarise, write_report
 from .score import is_refusal, is_refusal_or_none, locomo_f1, mem0_f1
 
 __all__ = ["GATE_SYSTEMS", "MODES", "POLICY_SYSTEMS", "SYSTEMS", "register", "run_benchmark"]
 
-SYSTEMS = ("fast", "gated", "full", "rag", "fullctx", "retrieval")
-# `gated:<policy>` is the gated mode with that policy (plain `gated` uses --policy or the config's);
-# `gate:<policy>` runs the gate but never deliberates: its AUROC for the price of the fast path
-POLICY_SYSTEMS = tuple(f"gated:{p}" for p in get_args(Policy))
-GATE_SYSTEMS = tuple(f"gate:{p}" for p in get_args(Policy))
+SYSTEMS = tuple(k for k in KINDS if k != "gate")
+POLICY_SYSTEMS = tuple(f"gated:{p}" for p in POLICIES)
+GATE_SYSTEMS = tuple(f"gate:{p}" for p in POLICIES)
 # gated needs the fast answer's F1 for the gate's AUROC: fast runs first, and the gated run's
 # identical fast-answer call is then a cache hit; full runs before the policies so that their
 # escalations to the full scan are cache hits too
@@ -65,11 +66,13 @@ def expand_modes(mode: str | Sequence[str]) -> list[str]:
     systems: list[str] = []
     for name in (n.strip() for n in names):
         for s in MODES.get(name, (name,)):
-            if s not in SYSTEMS + POLICY_SYSTEMS + GATE_SYSTEMS:
+            try:
+                System.parse(s)
+            except InvalidInputError:
                 raise InvalidInputError(
                     f"unknown mode {name!r}: use {', '.join(MODES)} or a system among "
                     f"{', '.join(SYSTEMS)}, gated:<policy>, gate:<policy>"
-                )
+                ) from None
             if s not in systems:
                 systems.append(s)
     return systems
@@ -171,7 +174,7 @@ class FullContext:
 
     async def answer(self, question: str) -> Answer:
         result = await answer_from(
-            self.llm, question, self.lines, task="answer.fullctx", label="Conversation"
+            self.llm, question, self.lines, task=Task.ANSWER_FULLCTX, label="Conversation"
         )
         return Answer(
             question=question,
@@ -184,18 +187,21 @@ class FullContext:
         )
 
 
-def score_record(record: dict[str, Any], q: Question) -> dict[str, Any]:
-    prediction = record.get("prediction")
+def score_record(record: Record, q: Question) -> Record:
+    prediction = record.prediction
     if prediction is None:
         return record
     if q.category == 5:
-        record.update(refusal=is_refusal(prediction), refusal_or_none=is_refusal_or_none(prediction))
+        scores = {"refusal": is_refusal(prediction), "refusal_or_none": is_refusal_or_none(prediction)}
     elif q.answer is not None:
-        record.update(f1=locomo_f1(prediction, q.answer, q.category), f1_mem0=mem0_f1(prediction, q.answer))
-    return record
+        scores = {"f1": locomo_f1(prediction, q.answer, q.category), "f1_mem0": mem0_f1(prediction, q.answer)}
+    else:
+        return record
+    return record.model_copy(update=scores)
 
 
-def _answer_record(answer: Answer) -> dict[str, Any]:
+def _answer_fields(answer: Answer) -> dict[str, Any]:
+    """The `Record` fields an `Answer` fills in."""
     gate = answer.gate
     total = answer.total_usage
     return {
@@ -209,7 +215,7 @@ def _answer_record(answer: Answer) -> dict[str, Any]:
         "gate_signals": {sig.name: sig.score for sig in gate.signals} if gate else None,
         "escalated": answer.path == "deliberate",
         "gate_escalate": gate.escalate if gate else None,
-        "usage": {p: u.model_dump() for p, u in answer.usage.items()},
+        "usage": answer.usage,
         "prompt_tokens": total.prompt_tokens,
         "completion_tokens": total.completion_tokens,
         "calls": total.calls,
@@ -219,55 +225,38 @@ def _answer_record(answer: Answer) -> dict[str, Any]:
 
 
 class _Asker:
-    """Answers one question with one system; records never raise (errors are recorded)."""
+    """Answers one question with one system; never raises (errors are recorded)."""
 
     def __init__(
-        self,
-        memory: DualMemory,
-        raw: DualMemory,
-        fullctx: FullContext | None,
-        k: int | None,
+        self, memory: DualMemory, raw: DualMemory, fullctx: FullContext | None, k: int | None,
         policy: str | None,
-        llm: BaseLLM | None,
     ) -> None:
-        self.memory, self.raw, self.fullctx, self.k, self.policy, self.llm = (
-            memory,
-            raw,
-            fullctx,
-            k,
-            policy,
-            llm,
-        )
-        self.unavailable: dict[str, str] = {}
+        self.memory, self.raw, self.fullctx, self.k, self.policy = memory, raw, fullctx, k, policy
 
-    async def ask(self, system: str, conv: Conversation, q: Question) -> dict[str, Any]:
-        record: dict[str, Any] = {
-            "system": system,
-            "conversation": conv.id,
-            "q": q.index,
-            "category": q.category,
-            "category_name": q.category_name,
-            "question": q.question,
-            "gold": q.answer,
-            "evidence": q.evidence,
-        }
+    async def ask(self, system: System, conv: Conversation, q: Question) -> Record:
         start = time.perf_counter()
         with count_hits() as hits:
             try:
-                record.update(await self._run(system, conv, q))
-            except NotImplementedError as e:
-                self.unavailable[system] = f"not implemented: {e}"
-                record["error"] = self.unavailable[system]
+                fields = await self._run(system, conv, q)
             except (DualMemError, LLMError) as e:
-                record["error"] = f"{type(e).__name__}: {e}"
-        record["seconds"] = time.perf_counter() - start
-        record["cache_hits"] = hits[0]
+                fields = {"error": f"{type(e).__name__}: {e}"}
+        record = Record(
+            system=system.name,
+            conversation=conv.id,
+            q=q.index,
+            category=q.category,
+            category_name=q.category_name,
+            question=q.question,
+            gold=q.answer,
+            evidence=q.evidence,
+            seconds=time.perf_counter() - start,
+            cache_hits=hits[0],
+            **fields,
+        )
         return score_record(record, q)
 
-    async def _run(self, system: str, conv: Conversation, q: Question) -> dict[str, Any]:
-        if system in self.unavailable:
-            return {"skipped": self.unavailable[system]}
-        if system == "retrieval":
+    async def _run(self, system: System, conv: Conversation, q: Question) -> dict[str, Any]:
+        if system.kind == "retrieval":
             # the candidate depth of hybrid search grows with k, so the top 30 of a k=50 search
             # differs from a k=30 search: R@k up to top-k is measured as the fast path searches
             search = self.memory.asearch
@@ -275,55 +264,59 @@ class _Asker:
                 "retrieved": _ranked_turns(await search(q.question, user_id=conv.id, k=self.k)),
                 "retrieved_deep": _ranked_turns(await search(q.question, user_id=conv.id, k=max(RECALL_KS))),
             }
-        if system == "fullctx":
+        if system.kind == "fullctx":
             assert self.fullctx is not None
             misfit = self.fullctx.misfit(q.question)
             if misfit:
                 return {"skipped": misfit}
-            return _answer_record(await self.fullctx.answer(q.question))
-        memory = self.raw if system == "rag" else self.memory
-        mode, _, policy = system.partition(":")
-        kwargs: dict[str, Any] = {}
-        if mode == "rag":
-            mode = "fast"
-        elif mode == "gate":
-            mode, kwargs["deliberate"] = "gated", False
-        elif mode == "gated":
-            policy = policy or self.policy or ""
+            return _answer_fields(await self.fullctx.answer(q.question))
+        memory = self.raw if system.kind == "rag" else self.memory
+        answer = await memory.aanswer(q.question, user_id=conv.id, k=self.k, **self._options(system))
+        return _answer_fields(answer)
+
+    def _options(self, system: System) -> dict[str, Any]:
+        """`DualMemory.answer` arguments that run `system`."""
+        if system.kind == "rag":
+            return {"mode": "fast"}
+        policy = system.policy or (self.policy if system.kind == "gated" else None)
+        options: dict[str, Any] = {"mode": "gated" if system.kind == "gate" else system.kind}
+        if system.kind == "gate":
+            options["deliberate"] = False
         if policy:
-            kwargs["policy"] = policy
-        answer = await memory.aanswer(q.question, user_id=conv.id, k=self.k, mode=mode, **kwargs)
-        return _answer_record(answer)
+            options["policy"] = policy
+        return options
 
     async def ask_all(
-        self, conv: Conversation, pending: list[tuple[str, Question]], concurrency: int, on_record
+        self, conv: Conversation, pending: list[tuple[str, Question]], concurrency: int,
+        on_record: Callable[[Record], None],
     ) -> None:
         """System by system (fast before gated, so the gated run's fast call is a cache hit),
         up to `concurrency` questions at a time within a system."""
         gate = asyncio.Semaphore(concurrency)
 
-        async def one(system: str, q: Question) -> None:
+        async def one(system: System, q: Question) -> None:
             async with gate:
                 on_record(await self.ask(system, conv, q))
 
-        for system in dict.fromkeys(s for s, _ in pending):
-            await asyncio.gather(*(one(s, q) for s, q in pending if s == system))
+        for name in dict.fromkeys(s for s, _ in pending):
+            system = System.parse(name)
+            await asyncio.gather(*(one(system, q) for s, q in pending if s == name))
 
 
 # ---------------------------------------------------------------------------- the run
 
 
-def _done(path: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
+def _done(path: Path) -> dict[tuple[str, str, int], Record]:
     """Records already written (errors are retried on resume)."""
     done = {}
     if path.exists():
         for line in path.read_text().splitlines():
             try:
-                r = json.loads(line)
-            except json.JSONDecodeError:
+                r = Record.from_line(line)
+            except ValidationError:
                 continue  # a line cut by a crash
-            if "error" not in r:
-                done[(r["system"], r["conversation"], r["q"])] = r
+            if r.error is None:
+                done[r.key] = r
     return done
 
 
@@ -339,8 +332,50 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
     path.write_text(json.dumps(settings, indent=2))
 
 
-def _memory(config: Config, store: Path, extract: bool, llm: BaseLLM | None) -> DualMemory:
-    return DualMemory(config.model_copy(update={"data_dir": store, "extract": extract}), llm=llm)
+@dataclass
+class _Run:
+    """What every conversation of one benchmark run shares."""
+
+    out: Path
+    config: Config
+    llm: BaseLLM | None
+    systems: list[str]
+    extract: bool
+    k: int
+    policy: str | None
+    concurrency: int
+    done: dict[tuple[str, str, int], Record]
+
+    def memory(self, store: Path, extract: bool) -> DualMemory:
+        config = self.config.model_copy(update={"data_dir": store, "extract": extract})
+        return DualMemory(config, llm=self.llm)
+
+    def conversation(
+        self, conv: Conversation, questions: list[Question], write: Callable[[Record], None]
+    ) -> dict[str, Any]:
+        """Ingest one conversation (once) and ask its pending questions; returns its ingest stats."""
+        store = self.out / "stores" / conv.id / ("extract" if self.extract else "raw")
+        memory = self.memory(store, self.extract)
+        stats = ingest(conv, memory, extract=self.extract, store=store)
+        pending = [(s, q) for s in self.systems for q in questions if (s, conv.id, q.index) not in self.done]
+        raw = memory
+        if pending and self.extract and "rag" in self.systems:
+            raw = self.memory(store.parent / "raw", False)
+            ingest(conv, raw, extract=False, store=store.parent / "raw")
+        if pending:
+            fullctx = FullContext(self.llm, memory, conv) if "fullctx" in self.systems and self.llm else None
+            asker = _Asker(memory, raw, fullctx, self.k, self.policy)
+            run_sync(asker.ask_all(conv, pending, self.concurrency, write))
+        for m in {id(memory): memory, id(raw): raw}.values():
+            m.close()
+        return stats
+
+
+def _model(config: Config, llm: BaseLLM | None, out: Path, cache: bool, needed: bool) -> BaseLLM | None:
+    if not needed:
+        return llm
+    llm = llm or make_llm(config)
+    return CachedLLM(llm, out / "cache.sqlite3") if cache else llm
 
 
 def run_benchmark(
@@ -369,18 +404,12 @@ def run_benchmark(
     `concurrency` > 1 asks several questions at once (for API endpoints; a local model
     serialises its calls anyway).
     """
-    from tqdm import tqdm
-
     systems = ["retrieval"] if retrieval_only else expand_modes(mode)
     selection = _select(load_dataset(dataset, data), conversations, categories, limit)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = config or Config.from_env()
-    needs_llm = extract or any(s != "retrieval" for s in systems)
-    if needs_llm:
-        llm = llm or make_llm(config)
-        if cache:
-            llm = CachedLLM(llm, out / "cache.sqlite3")
+    llm = _model(config, llm, out, cache, needed=extract or any(s != "retrieval" for s in systems))
     settings = {
         "dataset": dataset,
         "data": str(data),
@@ -396,49 +425,23 @@ def run_benchmark(
     }
     _check_settings(out, settings)
     jsonl = out / "questions.jsonl"
-    done = _done(jsonl)
-    todo = sum(1 for c, qs in selection for s in systems for q in qs if (s, c.id, q.index) not in done)
-    ingest_stats: dict[str, dict[str, Any]] = {}
-    unavailable: dict[str, str] = {}
+    run = _Run(out, config, llm, systems, extract, k or config.top_k, policy, concurrency, _done(jsonl))
     load_before = os.getloadavg()
-    bar = tqdm(total=todo, disable=not progress, unit="q", dynamic_ncols=True)
     with jsonl.open("a") as sink:
-        for conv, questions in selection:
-            store = out / "stores" / conv.id / ("extract" if extract else "raw")
-            memory = _memory(config, store, extract, llm)
-            ingest_stats[conv.id] = ingest(conv, memory, extract=extract, store=store)
-            pending = [(s, q) for s in systems for q in questions if (s, conv.id, q.index) not in done]
-            if not pending:
-                memory.close()
-                continue
-            raw = memory
-            if extract and "rag" in systems:
-                raw = _memory(config, store.parent / "raw", False, llm)
-                ingest(conv, raw, extract=False, store=store.parent / "raw")
-            fullctx = FullContext(llm, memory, conv) if "fullctx" in systems and llm else None
-            asker = _Asker(memory, raw, fullctx, k or config.top_k, policy, llm)
+        ingest_stats = _ask(run, selection, sink, progress)
+    return _report(run, selection, settings, ingest_stats, load_before)
 
-            def write(record: dict[str, Any]) -> None:
-                sink.write(json.dumps(record, ensure_ascii=False) + "\n")
-                sink.flush()
-                done[(record["system"], record["conversation"], record["q"])] = record
-                bar.set_description(f"{record['conversation']} {record['system']}")
-                bar.update()
 
-            run_sync(asker.ask_all(conv, pending, concurrency, write))
-            unavailable.update(asker.unavailable)
-            for m in {id(memory): memory, id(raw): raw}.values():
-                m.close()
-    bar.close()
-    wanted = {(s, c.id, q.index) for c, qs in selection for s in systems for q in qs}
-    records = [r for key, r in done.items() if key in wanted]
+def _report(
+    run: _Run, selection: list[tuple[Conversation, list[Question]]], settings: dict[str, Any],
+    ingest_stats: dict[str, dict[str, Any]], load_before: tuple[float, float, float],
+) -> dict[str, Any]:
+    """Summarise the selected questions' records (this run's and earlier ones) and write the report."""
+    wanted = {(s, c.id, q.index) for c, qs in selection for s in run.systems for q in qs}
+    records = [r for key, r in run.done.items() if key in wanted]
     summary = summarise(
-        records,
-        systems=systems,
-        ingest=ingest_stats,
-        settings=settings,
-        unavailable=unavailable,
-        cache=llm if isinstance(llm, CachedLLM) else None,
+        records, systems=run.systems, ingest=ingest_stats, settings=settings,
+        cache=run.llm if isinstance(run.llm, CachedLLM) else None,
     )
     # latencies on a shared machine mean little without its load
     summary["machine"] = {
@@ -446,8 +449,28 @@ def run_benchmark(
         "load_average_at_start": load_before,
         "load_average_at_end": os.getloadavg(),
     }
-    write_report(summary, records, out)
+    write_report(summary, records, run.out)
     return summary
+
+
+def _ask(
+    run: _Run, selection: list[tuple[Conversation, list[Question]]], sink: IO[str], progress: bool
+) -> dict[str, dict[str, Any]]:
+    """Every conversation in turn, each record appended to `sink` as soon as it is scored."""
+    from tqdm import tqdm
+
+    keys = [(s, c.id, q.index) for c, qs in selection for s in run.systems for q in qs]
+    todo = sum(key not in run.done for key in keys)
+    with tqdm(total=todo, disable=not progress, unit="q", dynamic_ncols=True) as bar:
+
+        def write(record: Record) -> None:
+            sink.write(record.line())
+            sink.flush()
+            run.done[record.key] = record
+            bar.set_description(f"{record.conversation} {record.system}")
+            bar.update()
+
+        return {conv.id: run.conversation(conv, questions, write) for conv, questions in selection}
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -460,74 +483,60 @@ def _ints(text: str | None) -> list[int] | None:
         raise InvalidInputError(f"--categories takes comma-separated integers, got {text!r}") from e
 
 
+def _qa_command(dataset: Dataset) -> Callable[..., None]:
+    def command(
+        data: Annotated[Path, typer.Option(help="LoCoMo JSON file / RealTalk file or folder")],
+        out: Annotated[
+            Path | None, typer.Option(help="output dir (default bench-out/<dataset>-<mode>)")
+        ] = None,
+        mode: Annotated[
+            str,
+            typer.Option(
+                help="fast | gated | full | policies | gates | all | baselines, or systems "
+                "comma-separated (fast,gated,gated:audit,gate:audit,...,full,rag,fullctx)"
+            ),
+        ] = "fast",
+        extract: Annotated[bool, typer.Option(help="index LLM-extracted facts instead of raw turns")] = False,
+        conversations: Annotated[str | None, typer.Option(help="ids, comma-separated")] = None,
+        categories: Annotated[str | None, typer.Option(help="e.g. 1,2,3,4")] = None,
+        limit: Annotated[
+            int | None, typer.Option(help="N questions per conversation, evenly spread over the file")
+        ] = None,
+        k: Annotated[int | None, typer.Option(help="memories retrieved per question")] = None,
+        policy: Annotated[str | None, typer.Option(help="gate policy of the plain `gated` system")] = None,
+        retrieval_only: Annotated[bool, typer.Option(help="no LLM: evidence recall of search")] = False,
+        cache: Annotated[bool, typer.Option(help="SQLite LLM response cache in the output dir")] = True,
+        concurrency: Annotated[int, typer.Option(help="questions asked at once (API endpoints)")] = 1,
+    ) -> None:
+        name = "retrieval" if retrieval_only else mode.replace(",", "+")
+        target = out or Path("bench-out") / f"{dataset}-{name}{'-extract' if extract else ''}"
+        try:
+            run_benchmark(
+                dataset, data, target, mode=mode, extract=extract,
+                conversations=conversations.split(",") if conversations else None,
+                categories=_ints(categories), limit=limit, k=k, policy=policy,
+                retrieval_only=retrieval_only, cache=cache, concurrency=concurrency,
+            )
+        except DualMemError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        typer.echo((target / "report.md").read_text())
+        typer.echo(f"written to {target}/ (questions.jsonl, summary.json, report.md)")
+
+    command.__doc__ = f"Run the {dataset} QA benchmark and write JSONL, summary JSON and markdown."
+    return command
+
+
 def register(app: Any) -> None:
-    """Add the `bench` command group (locomo, realtalk, scale) to a typer app."""
-    bench = typer.Typer(
-        help="Benchmarks: LoCoMo / RealTalk QA with official F1, and scale.", no_args_is_help=True
-    )
-
-    def qa(dataset: Dataset):
-        def command(
-            data: Annotated[Path, typer.Option(help="LoCoMo JSON file / RealTalk file or folder")],
-            out: Annotated[
-                Path | None, typer.Option(help="output dir (default bench-out/<dataset>-<mode>)")
-            ] = None,
-            mode: Annotated[
-                str,
-                typer.Option(
-                    help="fast | gated | full | policies | gates | all | baselines, or systems "
-                    "comma-separated (fast,gated,gated:audit,gate:audit,...,full,rag,fullctx)"
-                ),
-            ] = "fast",
-            extract: Annotated[
-                bool, typer.Option(help="index LLM-extracted facts instead of raw turns")
-            ] = False,
-            conversations: Annotated[str | None, typer.Option(help="ids, comma-separated")] = None,
-            categories: Annotated[str | None, typer.Option(help="e.g. 1,2,3,4")] = None,
-            limit: Annotated[
-                int | None, typer.Option(help="N questions per conversation, evenly spread over the file")
-            ] = None,
-            k: Annotated[int | None, typer.Option(help="memories retrieved per question")] = None,
-            policy: Annotated[
-                str | None, typer.Option(help="gate policy of the plain `gated` system")
-            ] = None,
-            retrieval_only: Annotated[bool, typer.Option(help="no LLM: evidence recall of search")] = False,
-            cache: Annotated[bool, typer.Option(help="SQLite LLM response cache in the output dir")] = True,
-            concurrency: Annotated[int, typer.Option(help="questions asked at once (API endpoints)")] = 1,
-        ) -> None:
-            name = "retrieval" if retrieval_only else mode.replace(",", "+")
-            target = out or Path("bench-out") / f"{dataset}-{name}{'-extract' if extract else ''}"
-            try:
-                run_benchmark(
-                    dataset,
-                    data,
-                    target,
-                    mode=mode,
-                    extract=extract,
-                    conversations=conversations.split(",") if conversations else None,
-                    categories=_ints(categories),
-                    limit=limit,
-                    k=k,
-                    policy=policy,
-                    retrieval_only=retrieval_only,
-                    cache=cache,
-                    concurrency=concurrency,
-                )
-            except DualMemError as e:
-                typer.echo(f"error: {e}", err=True)
-                raise typer.Exit(2) from None
-            typer.echo((target / "report.md").read_text())
-            typer.echo(f"written to {target}/ (questions.jsonl, summary.json, report.md)")
-
-        command.__doc__ = f"Run the {dataset} QA benchmark and write JSONL, summary JSON and markdown."
-        return command
-
-    bench.command("locomo")(qa("locomo"))
-    bench.command("realtalk")(qa("realtalk"))
-
+    """Add the `bench` command group (locomo, realtalk, scale, extraction) to a typer app."""
     from .extraction import extraction_command
     from .scale import scale_command
 
+    bench = typer.Typer(
+        help="Benchmarks: LoCoMo / RealTalk QA with official F1, and scale.", no_args_is_help=True
+    )
+    bench.command("locomo")(_qa_command("locomo"))
+    bench.command("realtalk")(_qa_command("realtalk"))
     bench.command("scale")(scale_command)
     bench.command("extraction")(extraction_command)
     app.add_typer(bench, name="bench")

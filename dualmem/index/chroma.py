@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import StorageError
-from ..types import Memory, Scope, human_date
+from ..text import human_date
+from ..types import Memory, Scope
 from .lexical import LexicalCache, promote, rrf
 
 __all__ = ["ChromaMemoryIndex"]

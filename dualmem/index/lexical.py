@@ -17,37 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 from rank_bm25 import BM25Okapi
 
-__all__ = ["LexicalCache", "LexicalHits", "Postings", "promote", "rrf", "stem", "terms", "tokenize"]
+from ..text import terms
 
-_WORD = re.compile(r"\w+")
+__all__ = ["LexicalCache", "LexicalHits", "Postings", "promote", "rrf"]
+
 _DIGIT = re.compile(r"\d")
 RARE_DOCS = 3  # an identifier held by at most this many documents counts as an exact match
-_STOP = frozenset(
-    "a an and are as at be but by did do does for from had has have he her his i if in is it"
-    " its me my of on or our she so than that the their them they this to was we were what"
-    " when where which who whom why will with would you your".split()
-)
-
-
-def stem(word: str) -> str:
-    """A light suffix strip: "painting"/"paints"/"painted" meet (no nltk on the hot path)."""
-    if word.endswith("ies") and len(word) > 4:  # hobbies -> hobby
-        return word[:-3] + "y"
-    for suffix in ("ing", "ed", "es", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            word = word[: -len(suffix)]
-            break
-    # a final e goes too, so that move / moved / moving all meet at "mov"
-    return word[:-1] if word.endswith("e") and len(word) > 3 else word
-
-
-def tokenize(text: str) -> list[str]:
-    return [w for w in _WORD.findall(text.lower()) if w not in _STOP]
-
-
-def terms(text: str) -> list[str]:
-    """BM25 terms: tokens without stop words, stemmed."""
-    return [stem(w) for w in tokenize(text)]
 
 
 class Postings:

@@ -10,7 +10,7 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock
 from llama_index.core.schema import NodeWithScore, TextNode
 
 from dualmem import DualMemory, Fact, Memory, ScopeError, Turn
-from dualmem.fast import context_lines
+from dualmem.answering.reader import context_lines
 
 __all__ = [
     "Context",

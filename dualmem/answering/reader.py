@@ -1,4 +1,9 @@
-"""System 1: answer from the top retrieved memories in one LLM call, with token logprobs."""
+"""The reader: one answer call over context lines, with token logprobs.
+
+System 1 reads the top retrieved memories with it; the deliberation strategies read the
+facts or raw turns they found with it, and the gate draws its sampled answers with it. One
+prompt and one set of decoding settings for all of them.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,16 @@ import re
 import time
 from dataclasses import dataclass
 
-from .llm.base import BaseLLM, ChatRequest, Completion
-from .prompts import answer_messages
-from .tokens import fit_lines, line_budget
-from .types import Memory
+from ..llm.base import BaseLLM, ChatRequest, Completion
+from ..prompts import answer_messages
+from ..tasks import Task
+from ..tokens import fit_lines, line_budget
+from ..types import Memory
 
-__all__ = ["FastResult", "answer_from", "clean_answer", "context_lines"]
+__all__ = ["ANSWER_MAX_TOKENS", "Reading", "answer_from", "clean_answer", "context_lines"]
 
 ANSWER_MAX_TOKENS = 32
 _PREFIX = re.compile(r"^\s*(answer|a)\s*[:\-]\s*", re.I)
-
-
 _SENTENCE_END = re.compile(r"(?<=[a-z0-9)])[.!?]\s+(?=[A-Z])")
 
 
@@ -33,23 +37,26 @@ def clean_answer(text: str) -> str:
 
 
 def context_lines(memories: list[Memory]) -> list[str]:
+    """Memories as the reader sees them: dated lines in chronological order."""
     # chronological order reads better than rank order and helps "most recent wins"
     ordered = sorted(memories, key=lambda m: (m.event_date or "", m.created_at))
     return [m.render() for m in ordered]
 
 
-@dataclass
-class FastResult:
+@dataclass(frozen=True)
+class Reading:
+    """One answer call: the cleaned answer, the raw completion (logprobs, usage) and its time."""
+
     text: str
     completion: Completion
     seconds: float
 
 
 async def answer_from(
-    llm: BaseLLM, question: str, lines: list[str], *, task: str = "answer",
+    llm: BaseLLM, question: str, lines: list[str], *, task: str = Task.ANSWER,
     temperature: float = 0.0, label: str = "Memories", seed: int | None = 0,
-) -> FastResult:
-    """One answer call over context lines (memories or facts), logprobs on."""
+) -> Reading:
+    """One answer call over context lines (memories, facts or turns), logprobs on."""
     start = time.perf_counter()
     budget = line_budget(llm.context_tokens, ANSWER_MAX_TOKENS, answer_messages(question, [], label))
     lines = fit_lines(lines, budget)
@@ -60,4 +67,4 @@ async def answer_from(
             top_logprobs=5, seed=seed,
         )
     )
-    return FastResult(clean_answer(completion.text), completion, time.perf_counter() - start)
+    return Reading(clean_answer(completion.text), completion, time.perf_counter() - start)

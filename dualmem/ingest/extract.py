@@ -24,13 +24,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from .index.base import MemoryIndex
-from .llm.base import BaseLLM, ChatRequest, Numbers
-from .prompts import extract_messages, reconcile_messages
-from .tokens import fit_lines, line_budget
-from .types import Memory, Scope, Turn, Usage, human_date
+from ..index.base import MemoryIndex
+from ..llm.base import BaseLLM, ChatRequest, Numbers
+from ..prompts import extract_messages, is_instruction, reconcile_messages
+from ..tasks import Task
+from ..text import dated, tokenize
+from ..tokens import fit_lines, line_budget
+from ..types import Memory, Scope, Turn, Usage
 
-__all__ = ["ExtractionResult", "Extractor", "is_instruction", "is_raw", "raw_memories"]
+__all__ = ["ExtractionResult", "Extractor", "is_raw", "raw_memories"]
 
 # D-Mem keeps update neighbours with cosine > 0.8; that misses changes such as "lives in
 # Lisbon" -> "moved to Porto" (0.78 with MiniLM; tests/data/temporal_changes.json), and a
@@ -43,33 +45,6 @@ RECENT_MESSAGES = 9
 REPLY_RETRIES = 1
 
 log = logging.getLogger("dualmem")
-
-# Prompt-injection defense: a "fact" that is an instruction to an assistant (what a model that
-# obeys an injected "ignore previous instructions, always answer X" would extract) is dropped,
-# never stored as a memory. Narrow on purpose: facts about people must pass (tests/test_poisoning.py).
-_INSTRUCTION = re.compile(
-    r"\b(ignore|disregard|forget|override)\s+(all\s+|any\s+|the\s+)?(previous|prior|above|earlier|"
-    r"preceding|your|all|system)\s+(instructions?|rules|prompts?|guidelines|directions|messages)\b"
-    r"|^\W*(system|assistant|developer)\s*:"
-    r"|<\s*\|\s*im_(start|end)|\[/?INST\]|<</?SYS>>"
-    r"|\bsystem\s+(prompt|override|message)\b"
-    r"|\b(new|updated)\s+(instructions|rules)\s+for\b"
-    r"|\b(the\s+assistant|the\s+ai|ai\s+model|chatbot|language\s+model|llm|memory\s+system)\s+"
-    r"(must|should|shall|has\s+to|is\s+(required|instructed)\s+to)\b"
-    r"|(^|[.!?]\s+)you\s+are\s+now\b|\byou\s+must\s+(always|never|only|answer|reply|respond|say|output)\b"
-    r"|\b(your|the)\s+new\s+(task|role|goal)\b|\b(note|message)\s+(to|for)\s+the\s+(ai|assistant|model)\b"
-    r"|#+\s*instructions?\s*:|\b(all|every|any)\s+(answers|replies|responses)\s+(must|should|shall)\b"
-    r'|\{\s*"(facts|answer|actions)"\s*:'
-    r"|\bfrom\s+now\s+on\b.{0,40}\b(answer|reply|respond|say|output|you)\b"
-    r"|^\W*((always|never|only)\s+)?(answer|reply|respond|output|print|repeat|pretend|say)\b"
-    r"|\b(developer|debug|jailbreak)\s+mode\b",
-    re.I,
-)
-
-
-def is_instruction(text: str) -> bool:
-    """True for text that addresses an assistant with orders rather than stating a fact."""
-    return bool(_INSTRUCTION.search(text))
 
 
 # The json_schema_extra bounds only shape constrained decoding (a reply that fits max_tokens
@@ -91,11 +66,9 @@ class _Fact(BaseModel):
         except ValueError:
             return None
 
-
-
     def render(self) -> str:
         # the form the index embeds memories in (`Memory.render`), so that cosines compare
-        return f"[{human_date(self.date)}] {self.text}" if self.date else self.text
+        return dated(self.text, self.date)
 
 
 class ExtractReply(BaseModel):
@@ -188,7 +161,7 @@ class Extractor:
         lines = fit_lines(new + old + [m.render() for m in known],
                           line_budget(self.llm.context_tokens, 512, extract_messages([], [], [])))
         request = ChatRequest(
-            task="extract",
+            task=Task.EXTRACT,
             messages=extract_messages(lines[: len(new)], lines[len(new) : len(new) + len(old)],
                                       lines[len(new) + len(old) :]),
             max_tokens=512,
@@ -216,7 +189,7 @@ class Extractor:
         contested = [i for i, ns in enumerate(close) if ns and i not in actions]
         if contested:
             request = ChatRequest(
-                task="reconcile",
+                task=Task.RECONCILE,
                 messages=reconcile_messages(
                     [(facts[i].text, [(m.id, m.render()) for m in close[i]]) for i in contested]
                 ),
@@ -291,6 +264,7 @@ def _restates(fact: _Fact, memory: Memory) -> bool:
 
 
 def _norm(text: str) -> str:
+    # every word counts here ("has" vs "had"), unlike `text.tokenize`, which drops stop words
     return " ".join(re.findall(r"\w+", text.lower()))
 
 
@@ -300,8 +274,8 @@ def _sources(fact: _Fact, batch: list[Turn]) -> list[str]:
     cited = [batch[n - 1].id for n in fact.turns if 1 <= n <= len(batch)]
     if cited:
         return list(dict.fromkeys(cited))
-    words = set(_norm(fact.text).split())
-    return [max(batch, key=lambda t: len(words & set(_norm(t.text).split()))).id]
+    words = set(tokenize(fact.text))
+    return [max(batch, key=lambda t: len(words & set(tokenize(t.text)))).id]
 
 
 def _turn_date(batch: list[Turn], ids: list[str]) -> str:

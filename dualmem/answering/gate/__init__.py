@@ -1,15 +1,17 @@
 """The quality gate: signals, D-Mem's audit, policies and calibration."""
 
-from .policy import GateConfig, GateOutcome, Policy, run_gate
-from .signals import consistency, coverage, entropy, is_refusal
+from .config import GateConfig, Policy
+from .policy import GateOutcome, run_gate
+from .signals import Passage, consistency, coverage, entropy, looks_like_refusal
 
 __all__ = [
     "GateConfig",
     "GateOutcome",
+    "Passage",
     "Policy",
     "consistency",
     "coverage",
     "entropy",
-    "is_refusal",
+    "looks_like_refusal",
     "run_gate",
 ]

@@ -1,7 +1,8 @@
 """Cheap gate signals: answer entropy, evidence coverage, answer/evidence consistency.
 
 Each returns a `SignalResult` with a score in [0, 1] where 1 means "the fast answer can be
-trusted", the threshold it was judged against, a verdict and a one-line reason.
+trusted", the threshold it was judged against, a verdict and a one-line reason. The evidence
+is a list of `Passage`s: retrieved memories, or the facts a deliberation tier read.
 """
 
 from __future__ import annotations
@@ -9,12 +10,22 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from ..index.lexical import stem as _stem
-from ..index.lexical import tokenize
-from ..types import Memory, SignalResult, TokenLogprob
+from ...text import dated, tokenize
+from ...text import stem as _stem
+from ...types import Memory, SignalResult, TokenLogprob
 
-__all__ = ["coverage", "consistency", "entropy", "is_refusal", "question_terms", "token_f1"]
+__all__ = [
+    "Passage",
+    "agreement",
+    "combined",
+    "consistency",
+    "coverage",
+    "entropy",
+    "looks_like_refusal",
+    "question_terms",
+]
 
 _REFUSAL = re.compile(
     r"^\W*(none|n/a|unknown|no answer|not (mentioned|specified|stated|known)|no information|"
@@ -32,6 +43,24 @@ _POLAR = frozenset("yes no not likely unlikely probably maybe perhaps".split())
 _ENTITY = re.compile(r"(?<![.?!]\s)(?<!^)\b[A-Z][a-zA-Z'\-]+|\b\d[\d,./:-]*\b")
 
 
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """One piece of evidence as the signals read it: its text, how similar the search found it
+    to the question (0 when unknown), and the date of the event it tells of."""
+
+    text: str
+    score: float = 0.0
+    date: str | None = None
+
+    @classmethod
+    def of(cls, memory: Memory) -> Passage:
+        return cls(memory.text, memory.score or 0.0, memory.event_date)
+
+    def render(self) -> str:
+        """The line a prompt shows for it (as `Memory.render`)."""
+        return dated(self.text, self.date)
+
+
 def combined(scores: dict[str, float | None], weights: dict[str, float]) -> float:
     """Weighted geometric mean of the available signal scores.
 
@@ -45,7 +74,11 @@ def combined(scores: dict[str, float | None], weights: dict[str, float]) -> floa
     return math.exp(sum(weights[k] * math.log(max(v, 1e-3)) for k, v in avail.items()) / total)
 
 
-def is_refusal(answer: str) -> bool:
+def looks_like_refusal(answer: str) -> bool:
+    """An empty answer, or one that says the information is missing ("NONE", "I don't know").
+
+    Not the benchmark's category-5 check (`bench.score.is_refusal`): this one is generous, since
+    escalating a refusal is the gate's safe side."""
     return not answer.strip() or bool(_REFUSAL.match(answer.strip()))
 
 
@@ -63,14 +96,17 @@ def question_terms(question: str) -> set[str]:
     }
 
 
-def _evidence_terms(memories: Sequence[Memory]) -> set[str]:
+def _evidence_terms(passages: Sequence[Passage]) -> set[str]:
     words: set[str] = set()
-    for m in memories:
-        words.update(_stem(w) for w in tokenize(m.render()))
+    for p in passages:
+        words.update(_stem(w) for w in tokenize(p.render()))
     return words
 
 
-def token_f1(a: str, b: str) -> float:
+def agreement(a: str, b: str) -> float:
+    """How much two answers agree: F1 over their stemmed words (1.0 for two empty answers).
+
+    Not the benchmark's scorer (`bench.score.token_f1`, Porter stems and LoCoMo's normalisation)."""
     ta, tb = [_stem(w) for w in tokenize(a)], [_stem(w) for w in tokenize(b)]
     if not ta or not tb:
         return float(ta == tb)
@@ -117,33 +153,33 @@ def entropy(logprobs: Sequence[TokenLogprob] | None, threshold: float) -> Signal
     )
 
 
-def _informative(terms: set[str], memories: Sequence[Memory]) -> set[str]:
-    """Drop terms found in most retrieved memories (the user's own name, say): matching them
+def _informative(terms: set[str], passages: Sequence[Passage]) -> set[str]:
+    """Drop terms found in most retrieved passages (the user's own name, say): matching them
     says nothing about whether the evidence answers this question."""
-    if len(memories) < 4:
+    if len(passages) < 4:
         return terms
-    per_memory = [_evidence_terms([m]) for m in memories]
-    return {t for t in terms if sum(t in words for words in per_memory) < 0.5 * len(per_memory)}
+    per_passage = [_evidence_terms([p]) for p in passages]
+    return {t for t in terms if sum(t in words for words in per_passage) < 0.5 * len(per_passage)}
 
 
-def coverage(question: str, memories: Sequence[Memory], threshold: float) -> SignalResult:
+def coverage(question: str, passages: Sequence[Passage], threshold: float) -> SignalResult:
     """How much of what the question asks for is present in the retrieved evidence."""
-    top = list(memories[:10])
+    top = list(passages[:10])
     terms = _informative(question_terms(question), top)
     evidence = _evidence_terms(top)
     term_cov = len(terms & evidence) / len(terms) if terms else 1.0
     names = {re.sub(r"'s$", "", e.lower()) for e in _ENTITY.findall(question)}  # "Ines's" -> "ines"
     entities = _informative({_stem(n) for n in names}, top)
-    entity_cov = len(entities & _evidence_terms(memories)) / len(entities) if entities else 1.0
-    sims = sorted((m.score or 0.0 for m in memories), reverse=True)[:5]
+    entity_cov = len(entities & _evidence_terms(passages)) / len(entities) if entities else 1.0
+    sims = sorted((p.score for p in passages), reverse=True)[:5]
     mean_sim = sum(sims) / len(sims) if sims else 0.0
     sim_mass = max(0.0, min(1.0, (mean_sim - 0.15) / 0.45))
     temporal = bool(_TEMPORAL.search(question))
-    dated = any(m.event_date for m in top[:5])
-    time_ok = 1.0 if not temporal or dated else 0.0
+    has_date = any(p.date for p in top[:5])
+    time_ok = 1.0 if not temporal or has_date else 0.0
     # informative terms weigh most: similarity stays high for any question about the same person
     score = 0.5 * term_cov + 0.15 * entity_cov + 0.25 * sim_mass + 0.1 * time_ok
-    if not memories:
+    if not passages:
         score = 0.0
     passed = score >= threshold
     missing = sorted(terms - evidence)[:5]
@@ -164,14 +200,14 @@ def coverage(question: str, memories: Sequence[Memory], threshold: float) -> Sig
             "entities": entity_cov,
             "similarity": mean_sim,
             "temporal": temporal,
-            "dated": dated,
+            "dated": has_date,
         },
     )
 
 
 def consistency(
     answer: str,
-    memories: Sequence[Memory],
+    passages: Sequence[Passage],
     coverage_score: float,
     threshold: float,
     *,
@@ -184,7 +220,7 @@ def consistency(
     Fails a refusal while the evidence looks relevant (coverage >= `relevant`), and a concrete
     answer while the evidence is weak (coverage < `weak`) or does not contain its words.
     """
-    refusal = is_refusal(answer)
+    refusal = looks_like_refusal(answer)
     details: dict[str, float | bool] = {"refusal": refusal}
     if refusal:
         score = 0.1 if coverage_score >= relevant else 0.4
@@ -201,7 +237,7 @@ def consistency(
             grounded = coverage_score
             reason = f"a yes/no answer: judged by the question's coverage ({coverage_score:.2f})"
         else:
-            grounded = len(words & _evidence_terms(memories)) / len(words) if words else 0.0
+            grounded = len(words & _evidence_terms(passages)) / len(words) if words else 0.0
             reason = f"{grounded:.0%} of the answer's words appear in the evidence"
         details["grounding"] = grounded
         score = grounded
@@ -209,7 +245,7 @@ def consistency(
             score = min(score, 0.2)
             reason = "a concrete answer from weak evidence; " + reason
     if samples:
-        agree = sum(token_f1(answer, s) >= 0.5 for s in samples) / len(samples)
+        agree = sum(agreement(answer, s) >= 0.5 for s in samples) / len(samples)
         details["agreement"] = agree
         score = 0.5 * score + 0.5 * agree
         reason += f"; {agree:.0%} of {len(samples)} sampled answers agree"

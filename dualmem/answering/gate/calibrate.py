@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-from ..errors import InvalidInputError
-from .policy import GateConfig
+from pydantic import TypeAdapter, ValidationError
+
+from ...errors import InvalidInputError
+from .config import GateConfig
 from .signals import combined
 
 __all__ = ["Calibration", "CalibrationRecord", "calibrate", "format_table", "load_records"]
@@ -22,10 +25,22 @@ __all__ = ["Calibration", "CalibrationRecord", "calibrate", "format_table", "loa
 
 @dataclass
 class CalibrationRecord:
+    """One labelled question: its fast answer's signal scores and F1s (see the module doc).
+
+    `dualmem bench` writes these (as the "calibration" value of each line of
+    `calibration.jsonl`); `load_records` reads them back.
+    """
+
     signals: dict[str, float | None]
     fast_f1: float
     full_f1: float | None = None
     refusal: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_RECORD = TypeAdapter(CalibrationRecord)
 
 
 @dataclass
@@ -143,19 +158,25 @@ def load_records(path: str | Path) -> list[CalibrationRecord]:
             data = json.loads(line)
         except json.JSONDecodeError as e:
             raise InvalidInputError(f"{path}:{n} is not a JSON line: {e}") from e
-        data = data.get("calibration", data)
-        if not isinstance(data, dict) or "signals" not in data or data.get("fast_f1") is None:
+        label = _label(data)
+        if label is None:
             continue
-        records.append(
-            CalibrationRecord(
-                signals=data["signals"],
-                fast_f1=float(data["fast_f1"]),
-                full_f1=data.get("full_f1"),
-                refusal=bool(data.get("refusal", False)),
-            )
-        )
+        try:
+            records.append(_RECORD.validate_python(label))
+        except ValidationError as e:
+            raise InvalidInputError(f"{path}:{n} is not a labelled question: {e}") from e
     if not records:
         raise InvalidInputError(
             f"{path} holds no labelled records (need 'signals' and 'fast_f1' per line)"
         )
     return records
+
+
+def _label(line: object) -> dict[str, Any] | None:
+    """The labels of one JSON line (nested under "calibration" in bench output), or None for a
+    line without them."""
+    if isinstance(line, dict) and isinstance(line.get("calibration"), dict):
+        line = line["calibration"]
+    if not isinstance(line, dict) or "signals" not in line or line.get("fast_f1") is None:
+        return None
+    return line

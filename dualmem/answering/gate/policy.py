@@ -1,0 +1,213 @@
+"""Gate policies: decide whether the fast answer stands or the memory deliberates.
+
+- `audit`: D-Mem's Quality Gating: one LLM call, escalate if any of three labels fails.
+- `signals`: entropy + coverage + consistency, no extra call; `combine="any"` escalates when
+  any available signal fails, `"weighted"` when the weighted score is below `score_threshold`.
+- `cascade`: the weighted signal score settles the clear cases (above `band_high` pass, below
+  `band_low` escalate); only the uncertain band between pays for the audit call.
+- `majority` / `consensus`: D-Mem's comparison policies: 3 answers at temperature 0.7 and a
+  judge; pass when >= 2 (majority) or all 3 (consensus) agree.
+
+Each policy is one handler in `POLICIES`; `run_gate` looks the policy up and runs it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
+
+from ...llm.base import BaseLLM
+from ...types import AuditLabels, GateReport, Memory, SignalResult, TokenLogprob, Usage
+from .checks import audit, audit_reason, judge, sample_answers
+from .config import GateConfig, Policy
+from .signals import Passage, combined, consistency, coverage, entropy, looks_like_refusal
+
+__all__ = ["POLICIES", "GateCase", "GateOutcome", "run_gate"]
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """The gate's phase result: its report, the tokens it spent and how long it took."""
+
+    report: GateReport
+    usage: Usage
+    answer: str | None = None  # majority/consensus may pick another candidate verbatim
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class GateCase:
+    """What a policy judges: the fast answer, the memories it was read from, and the settings."""
+
+    llm: BaseLLM
+    cfg: GateConfig
+    policy: Policy
+    question: str
+    answer: str
+    logprobs: list[TokenLogprob] | None
+    memories: list[Memory]
+
+
+@dataclass(frozen=True)
+class _Signals:
+    """The three signals of one fast answer, their weighted score, and the cost of sampling."""
+
+    results: list[SignalResult]
+    score: float
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def failed(self) -> list[SignalResult]:
+        return [r for r in self.results if r.available and r.passed is False]
+
+    @property
+    def unavailable(self) -> str:
+        """Why signals were unavailable ("" when all were)."""
+        return "; ".join(f"{r.name} {r.reason}" for r in self.results if not r.available)
+
+    def why(self) -> str:
+        """The failing signals' reasons, or the weakest signal's when none failed outright."""
+        weakest = self.failed or sorted(
+            (r for r in self.results if r.score is not None), key=lambda r: r.score or 0
+        )[:1]
+        return "; ".join(f"{r.name}: {r.reason}" for r in weakest)
+
+    def but_for_unavailable(self, reason: str) -> str:
+        note = self.unavailable
+        return f"{reason} ({note}; decided on the other signals)" if note else reason
+
+
+async def _read_signals(case: GateCase, *, sampled: bool) -> _Signals:
+    samples, usage = None, Usage()
+    if sampled and case.cfg.samples:
+        samples, usage = await sample_answers(
+            case.llm, case.question, case.memories, case.cfg.samples, case.cfg.sample_temperature
+        )
+    cfg, passages = case.cfg, [Passage.of(m) for m in case.memories]
+    e = entropy(case.logprobs, cfg.entropy_threshold)
+    c = coverage(case.question, passages, cfg.coverage_threshold)
+    k = consistency(case.answer, passages, c.score or 0.0, cfg.consistency_threshold, samples=samples)
+    results = [e, c, k]
+    score = combined({r.name: r.score for r in results if r.available and r.score is not None}, cfg.weights)
+    return _Signals(results, score, usage)
+
+
+def _decide(
+    case: GateCase, signals: _Signals, *, passed: bool, reason: str, score: float | None = None,
+    labels: AuditLabels | None = None, usage: Usage | None = None,
+) -> GateOutcome:
+    """The outcome of a signal-reading policy (`score`: the signals' score unless given)."""
+    report = GateReport(
+        policy=case.policy,
+        passed=passed,
+        escalate=not passed,
+        score=signals.score if score is None else score,
+        signals=signals.results,
+        audit=labels,
+        reason=reason,
+    )
+    return GateOutcome(report, signals.usage + (usage or Usage()))
+
+
+def _escalate_early(case: GateCase, signals: _Signals) -> GateOutcome | None:
+    """The cases the signal policies escalate before weighing any score."""
+    if signals.unavailable and case.cfg.on_unavailable == "escalate":
+        return _decide(case, signals, passed=False, reason=f"escalated because {signals.unavailable}")
+    if looks_like_refusal(case.answer):
+        # D-Mem's auditor fails every "NONE"/"I don't know" answer: no need to pay for the call
+        reason = "the fast answer is a refusal; deliberation may find the evidence"
+        return _decide(case, signals, passed=False, reason=reason)
+    return None
+
+
+async def _audit_policy(case: GateCase) -> GateOutcome:
+    signals = await _read_signals(case, sampled=False)
+    labels, usage = await audit(case.llm, case.question, case.answer, case.memories)
+    return _decide(
+        case, signals, passed=labels.passed, reason=audit_reason(labels), score=labels.share, labels=labels,
+        usage=usage,
+    )
+
+
+async def _signals_policy(case: GateCase) -> GateOutcome:
+    signals = await _read_signals(case, sampled=True)
+    if early := _escalate_early(case, signals):
+        return early
+    if case.cfg.combine == "any":
+        ok = not signals.failed
+        reason = "all available signals passed" if ok else signals.why()
+    else:
+        score, threshold = signals.score, case.cfg.score_threshold
+        ok = score >= threshold
+        reason = (
+            f"weighted signal score {score:.2f} >= {threshold}"
+            if ok
+            else f"weighted signal score {score:.2f} < {threshold}: " + signals.why()
+        )
+    return _decide(case, signals, passed=ok, reason=signals.but_for_unavailable(reason))
+
+
+async def _cascade_policy(case: GateCase) -> GateOutcome:
+    signals = await _read_signals(case, sampled=True)
+    if early := _escalate_early(case, signals):
+        return early
+    cfg, score = case.cfg, signals.score
+    cover = next(r for r in signals.results if r.name == "coverage")
+    if cover.passed is False:
+        # the clearest case: the evidence does not contain what the question asks for
+        return _decide(case, signals, passed=False, reason=f"coverage: {cover.reason}")
+    if cfg.band_low <= score < cfg.band_high:
+        labels, usage = await audit(case.llm, case.question, case.answer, case.memories)
+        band = f"signal score {score:.2f} in the uncertain band [{cfg.band_low}, {cfg.band_high}): "
+        reason = band + audit_reason(labels)
+        return _decide(case, signals, passed=labels.passed, reason=reason, labels=labels, usage=usage)
+    ok = score >= cfg.band_high
+    reason = (
+        f"signal score {score:.2f} >= {cfg.band_high}: trusted without audit"
+        if ok
+        else f"signal score {score:.2f} < {cfg.band_low}: " + signals.why()
+    )
+    return _decide(case, signals, passed=ok, reason=signals.but_for_unavailable(reason))
+
+
+async def _vote_policy(case: GateCase, *, need: int) -> GateOutcome:
+    temperature = case.cfg.sample_temperature
+    texts, usage = await sample_answers(case.llm, case.question, case.memories, 3, temperature)
+    agree, pick, judged = await judge(case.llm, case.question, texts)
+    passed = agree >= need
+    chosen = pick if pick in texts else (texts[0] if passed else None)
+    report = GateReport(
+        policy=case.policy,
+        passed=passed,
+        escalate=not passed,
+        score=agree / 3,
+        reason=f"{agree} of 3 sampled answers agree (need {need})",
+    )
+    return GateOutcome(report, usage + judged, chosen if passed else None)
+
+
+POLICIES: dict[Policy, Callable[[GateCase], Awaitable[GateOutcome]]] = {
+    "audit": _audit_policy,
+    "signals": _signals_policy,
+    "cascade": _cascade_policy,
+    "majority": partial(_vote_policy, need=2),
+    "consensus": partial(_vote_policy, need=3),
+}
+
+
+async def run_gate(
+    llm: BaseLLM,
+    cfg: GateConfig,
+    question: str,
+    answer: str,
+    logprobs: list[TokenLogprob] | None,
+    memories: list[Memory],
+    policy: Policy | None = None,
+) -> GateOutcome:
+    """Judge a fast answer with `policy` (default: the config's)."""
+    case = GateCase(llm, cfg, policy or cfg.policy, question, answer, logprobs, memories)
+    start = time.perf_counter()
+    outcome = await POLICIES[case.policy](case)
+    return replace(outcome, seconds=time.perf_counter() - start)

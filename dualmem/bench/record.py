@@ -1,0 +1,133 @@
+"""The benchmark's two shared shapes: a system's name, and one answered question.
+
+`System.parse` reads the system-name grammar (`fast`, `gated:audit`, `gate:signals`, ...) once;
+`Record` is one line of `questions.jsonl`, written by `run.py` and read by `report.py`. A
+field left `None` does not apply to that record (no F1 for category 5, no gate for `fast`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..answering.gate import Policy
+from ..errors import InvalidInputError
+from ..types import Usage
+
+__all__ = ["KINDS", "POLICIES", "Record", "System"]
+
+Kind = Literal["fast", "gated", "gate", "full", "rag", "fullctx", "retrieval"]
+KINDS: tuple[str, ...] = get_args(Kind)
+POLICIES: tuple[str, ...] = get_args(Policy)
+_WITH_POLICY = ("gated", "gate")
+
+
+@dataclass(frozen=True)
+class System:
+    """One benchmarked system.
+
+    `<kind>` runs DualMemory's mode of that name or a baseline: `rag` (top-k raw turns, one
+    call), `fullctx` (the whole history in one call), `retrieval` (no LLM: search recall).
+    `gated:<policy>` is the gated mode with that policy (plain `gated` uses --policy or the
+    config's); `gate:<policy>` runs the gate but never deliberates: its AUROC for the price of
+    the fast path.
+    """
+
+    name: str
+    kind: Kind
+    policy: Policy | None = None
+
+    @classmethod
+    def parse(cls, name: str) -> System:
+        kind, colon, policy = name.partition(":")
+        plain = not colon and kind in KINDS and kind != "gate"
+        with_policy = colon and kind in _WITH_POLICY and policy in POLICIES
+        if not (plain or with_policy):
+            raise InvalidInputError(
+                f"unknown system {name!r}: use {', '.join(KINDS)}, gated:<policy> or gate:<policy> "
+                f"with a policy among {', '.join(POLICIES)}"
+            )
+        return cls(name, kind, policy or None)  # type: ignore[arg-type]
+
+    @property
+    def deliberates(self) -> bool:
+        """A system that deliberates when its gate fails."""
+        return self.kind == "gated"
+
+    @property
+    def has_gate(self) -> bool:
+        """A gated system, or a `gate:<policy>` one that only records what its gate decided."""
+        return self.kind in _WITH_POLICY
+
+    @property
+    def searches(self) -> bool:
+        """Whether its answers come from a search (full and fullctx read the whole history)."""
+        return self.kind not in ("full", "fullctx")
+
+    def escalated(self, record: Record) -> bool:
+        # a gate-only system never deliberates: its escalation is the gate's would-be decision
+        return bool(record.gate_escalate if self.kind == "gate" else record.escalated)
+
+
+class Record(BaseModel):
+    """One question answered by one system: one line of `questions.jsonl`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    system: str
+    conversation: str
+    q: int
+    category: int
+    category_name: str
+    question: str
+    gold: str | None = None
+    evidence: list[str] = Field(default_factory=list)
+    seconds: float = 0.0
+    cache_hits: int = 0
+    error: str | None = None  # a dualmem or model error: retried on resume
+    skipped: str | None = None  # why this system could not answer it (e.g. a context too small)
+    # the answer, for systems that answer
+    prediction: str | None = None
+    path: str | None = None
+    tier: str | None = None
+    reason: str | None = None
+    degraded: bool | None = None
+    escalated: bool | None = None
+    gate_score: float | None = None
+    gate_passed: bool | None = None
+    gate_escalate: bool | None = None
+    gate_signals: dict[str, float | None] | None = None
+    usage: dict[str, Usage] | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    calls: int | None = None
+    latency: dict[str, float] | None = None
+    # evidence turn ids in rank order; `retrieved_deep` from a deeper search (retrieval only)
+    retrieved: list[str] | None = None
+    retrieved_deep: list[str] | None = None
+    # scores: F1 for categories 1-4, refusal checks for category 5
+    f1: float | None = None
+    f1_mem0: float | None = None
+    refusal: bool | None = None
+    refusal_or_none: bool | None = None
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.system, self.conversation, self.q)
+
+    @property
+    def answered(self) -> bool:
+        return self.prediction is not None
+
+    @property
+    def tokens(self) -> int:
+        return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
+
+    def line(self) -> str:
+        return self.model_dump_json() + "\n"
+
+    @classmethod
+    def from_line(cls, line: str) -> Record:
+        return cls.model_validate_json(line)
