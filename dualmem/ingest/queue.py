@@ -21,9 +21,8 @@ __all__ = ["ExtractionQueue"]
 
 log = logging.getLogger("dualmem")
 
-#: turns taken per round: the extractor batches them further, and a bounded round lets
-#: `close` stop between rounds
-ROUND_TURNS = 100
+#: turns taken per round (two extraction batches): `close` waits for at most one round
+ROUND_TURNS = 20
 
 #: extracts one scope's turns and marks them extracted; returns an error message or None
 Extract = Callable[[list[Turn], Scope], Awaitable[str | None]]
