@@ -41,6 +41,9 @@ NEIGHBOUR_SIMILARITY = 0.65
 NEIGHBOURS = 5
 KNOWN_MEMORIES = 10
 RECENT_MESSAGES = 9
+# In a mixed index the raw turns nearest a batch or a fact (its own source turns first) come
+# before the facts; this many extra results leave room for them, then they are dropped.
+RAW_HEADROOM = 50
 # one retry: a malformed reply is rarely fixed by a third try, and each try can cost 384 tokens
 REPLY_RETRIES = 1
 
@@ -152,7 +155,7 @@ class Extractor:
     ) -> None:
         wide = _reconcile_scope(scope)
         found = await asyncio.to_thread(
-            self.index.search, " ".join(t.text for t in batch), wide, 3 * KNOWN_MEMORIES
+            self.index.search, " ".join(t.text for t in batch), wide, KNOWN_MEMORIES + RAW_HEADROOM
         )
         # raw turns in a mixed index are context already (the recent messages), not facts
         known = [m for m in found if not is_raw(m)][:KNOWN_MEMORIES]
@@ -175,7 +178,7 @@ class Extractor:
         if not facts:
             return
         neighbours = await asyncio.to_thread(
-            self.index.nearest, [f.render() for f in facts], wide, NEIGHBOURS + KNOWN_MEMORIES
+            self.index.nearest, [f.render() for f in facts], wide, NEIGHBOURS + RAW_HEADROOM
         )
         close = [[m for m in ns if not is_raw(m) and (m.score or 0) > NEIGHBOUR_SIMILARITY][:NEIGHBOURS]
                  for ns in neighbours]
