@@ -18,29 +18,22 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from .config import Config
+from .config import Config, redact_url
 from .errors import ConfigError, StorageError
 from .history.base import HistoryStore, TurnQuery
 from .index.base import MemoryIndex
-from .types import Scope
+from .types import Memory, Scope
 
 __all__ = [
-    "ProcessLockedIndex", "chroma_http_client", "copy_history", "make_history", "make_index", "redact",
+    "ProcessLockedIndex", "chroma_http_client", "copy_history", "make_history", "make_index",
 ]
 
+T = TypeVar("T")
+
 _INDEX_OPTIONS = {"tenant", "database", "token_header"}
-
-
-def redact(url: str) -> str:
-    """The URL with its password masked: the only form of a URL we put in messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 def make_history(config: Config) -> HistoryStore:
@@ -59,7 +52,7 @@ def make_history(config: Config) -> HistoryStore:
             ) from e
         return PostgresHistoryStore(url)
     raise ConfigError(
-        f"unsupported history_url {redact(url)!r}: use sqlite:///path/to/file or "
+        f"unsupported history_url {redact_url(url)!r}: use sqlite:///path/to/file or "
         "postgresql://user:password@host:5432/dbname"
     )
 
@@ -71,11 +64,7 @@ def copy_history(source: HistoryStore, target: HistoryStore) -> int:
     Idempotent: turns the target already has are skipped, so an interrupted copy can rerun.
     Then rebuild the index on the new backends with `DualMemory(...).reindex()`.
     """
-    partitions: dict[str, Scope] = {}
-    for s in source.scopes():
-        whole = (Scope(user_id=s.user_id) if s.user_id is not None
-                 else Scope(agent_id=s.agent_id) if s.agent_id is not None else s)
-        partitions.setdefault(whole.partition, whole)
+    partitions = {s.partition: s.whole_partition() for s in source.scopes()}
     return sum(len(target.append(source.list(TurnQuery(scope=p)))) for p in partitions.values())
 
 
@@ -86,7 +75,7 @@ def make_index(config: Config) -> MemoryIndex:
     url = config.index_url
     if url is not None and not url.startswith(("http://", "https://")):
         raise ConfigError(
-            f"unsupported index_url {redact(url)!r}: use http://host:8000 (a Chroma server), "
+            f"unsupported index_url {redact_url(url)!r}: use http://host:8000 (a Chroma server), "
             "or leave it unset for the embedded index in data_dir"
         )
     embedding = make_embedding(config.embedder, config.embedding_model, config.base_url)
@@ -108,7 +97,7 @@ def chroma_http_client(url: str) -> Any:
     unknown = set(options) - _INDEX_OPTIONS
     if unknown or not parts.hostname:
         raise ConfigError(
-            f"bad index_url {redact(url)!r}: expected http(s)://host:port with optional "
+            f"bad index_url {redact_url(url)!r}: expected http(s)://host:port with optional "
             f"?tenant=, &database=, &token_header= (unknown: {sorted(unknown)})"
         )
     ssl = parts.scheme == "https"
@@ -129,7 +118,7 @@ def chroma_http_client(url: str) -> Any:
         )
     except Exception as e:  # connection refused, auth failure, unknown tenant/database
         raise StorageError(
-            f"cannot reach the Chroma server at {redact(url)}: {e}. Check that it is running "
+            f"cannot reach the Chroma server at {redact_url(url)}: {e}. Check that it is running "
             "(chroma run --host ... --port ...) and the tenant, database and token are right."
         ) from e
 
@@ -143,9 +132,11 @@ class ProcessLockedIndex:
     exclusive `flock`; each write leaves a new token in the lock file, and a process that
     finds a token it did not write reopens the index before its call (~0.1 s). One process
     pays nothing; many processes are correct but serialised: use a Chroma server for speed.
-    """
 
-    _READS = frozenset({"search", "nearest", "get", "list", "count"})
+    Every method of the protocol is declared here as a read or a write, so a method added to
+    `MemoryIndex` is missing (an AttributeError) until it is declared, never silently wrapped
+    as one or the other; the wrapped index itself is `inner`.
+    """
 
     def __init__(self, open_index: Callable[[], MemoryIndex], lock_path: str | Path) -> None:
         lock_path = Path(lock_path)
@@ -156,6 +147,45 @@ class ProcessLockedIndex:
         with self._locked():
             self.inner = open_index()
             self._token = self._read_token()
+
+    # reads
+
+    def search(self, query: str, scope: Scope, k: int) -> list[Memory]:
+        return self._call(False, lambda index: index.search(query, scope, k))
+
+    def nearest(self, texts: list[str], scope: Scope, k: int) -> list[list[Memory]]:
+        return self._call(False, lambda index: index.nearest(texts, scope, k))
+
+    def get(self, ids: list[str], scope: Scope) -> list[Memory]:
+        return self._call(False, lambda index: index.get(ids, scope))
+
+    def count(self, scope: Scope) -> int:
+        return self._call(False, lambda index: index.count(scope))
+
+    # writes
+
+    def upsert(self, memories: list[Memory]) -> None:
+        return self._call(True, lambda index: index.upsert(memories))
+
+    def delete(self, ids: list[str], scope: Scope) -> int:
+        return self._call(True, lambda index: index.delete(ids, scope))
+
+    def delete_scope(self, scope: Scope) -> int:
+        return self._call(True, lambda index: index.delete_scope(scope))
+
+    def reset(self) -> int:
+        return self._call(True, lambda index: index.reset())
+
+    # a read, declared last: below it, `list[...]` in an annotation would name this method
+    def list(self, scope: Scope, limit: int | None = None) -> list[Memory]:
+        return self._call(False, lambda index: index.list(scope, limit))
+
+    def close(self) -> None:
+        if self._file.closed:  # closing twice is harmless
+            return
+        with self._locked():
+            _release(self.inner)
+        self._file.close()
 
     def _read_token(self) -> str:
         self._file.seek(0)
@@ -170,37 +200,21 @@ class ProcessLockedIndex:
             finally:
                 fcntl.flock(self._file, fcntl.LOCK_UN)
 
-    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, write: bool, call: Callable[[MemoryIndex], T]) -> T:
         with self._locked():
             token = self._read_token()
             if token != self._token:  # another process wrote: drop our stale view
                 _release(self.inner)
                 self.inner = self._open()
                 self._token = token
-            result = getattr(self.inner, name)(*args, **kwargs)
-            if name not in self._READS:
+            result = call(self.inner)
+            if write:
                 self._token = uuid.uuid4().hex
                 self._file.seek(0)
                 self._file.truncate()
                 self._file.write(self._token)
                 self._file.flush()
             return result
-
-    def close(self) -> None:
-        if self._file.closed:  # closing twice is harmless
-            return
-        with self._locked():
-            _release(self.inner)
-        self._file.close()
-
-    def __getattr__(self, name: str) -> Any:
-        # every call goes through `_call`; plain attributes pass through to the index
-        if name == "inner":  # not set yet: no recursion
-            raise AttributeError(name)
-        attr = getattr(self.inner, name)
-        if not callable(attr):
-            return attr
-        return lambda *args, **kwargs: self._call(name, *args, **kwargs)
 
 
 def _release(index: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from tqdm import tqdm
 
-from .config import Config
+from .config import Config, GateConfig
 from .errors import DualMemError
 
 app = typer.Typer(
@@ -43,8 +43,8 @@ def main(
 def _config(**extra: Any) -> Config:
     config = Config.from_env(**_state.get("overrides", {}), **extra)
     saved = config.data_dir / "config.json"
-    if saved.exists() and not config.gate:  # calibrated gate settings live with the memory
-        config = config.model_copy(update={"gate": Config.load(saved).gate})
+    if saved.exists() and "gate" not in config.model_fields_set:  # calibrated settings live with the memory
+        config = config.updated(gate=Config.load(saved).gate)
     return config
 
 
@@ -254,29 +254,61 @@ def calibrate(
     target_quality: Annotated[
         float | None, typer.Option(help="reach this share of always-deliberate F1")
     ] = None,
+    fit: Annotated[
+        bool, typer.Option("--fit", help="fit the learned gate, cross-validated by conversation")
+    ] = False,
+    max_escalation: Annotated[float, typer.Option(help="--fit: escalate at most this share")] = 0.35,
+    max_right_escalated: Annotated[
+        float, typer.Option(help="--fit: escalate at most this share of right fast answers")
+    ] = 0.10,
+    out: Annotated[Path | None, typer.Option(help="--fit: model file (default: the data dir's)")] = None,
     save: Annotated[bool, typer.Option(help="save the fitted gate into the data dir's config.json")] = True,
 ) -> None:
-    """Fit the gate thresholds and cascade band on labelled questions; print the trade-off table."""
-    from .answering.gate.calibrate import calibrate as fit
-    from .answering.gate.calibrate import format_table, load_records
+    """Fit the gate on labelled questions and print the trade-off table: thresholds and the
+    cascade band for a target, or (--fit) the learned gate's weights and operating point."""
 
     def go() -> None:
         config = _config()
-        from .answering.gate import GateConfig
-
-        cal = fit(
-            load_records(results),
-            base=GateConfig(**config.gate),
-            target_escalation=target_escalation,
-            target_quality=target_quality,
-        )
-        typer.echo(format_table(cal))
-        typer.echo("\n" + cal.config.model_dump_json(indent=2))
+        if fit:
+            gate = _fit_learned(results, config, out, max_escalation, max_right_escalated)
+        else:
+            gate = _calibrate_thresholds(results, config, target_escalation, target_quality)
         if save:
-            path = config.model_copy(update={"gate": cal.config.model_dump()}).save()
-            typer.echo(f"saved to {path}")
+            typer.echo(f"saved to {config.updated(gate=gate).save()}")
 
     _run(go)
+
+
+def _fit_learned(
+    results: Path, config: Config, out: Path | None, max_esc: float, max_right: float
+) -> GateConfig:
+    from .answering.gate.learned import FEATURES, fit, format_fit, load_labelled
+
+    data = load_labelled(results)
+    report = fit(data.features, data.wrong, data.groups, names=FEATURES, max_escalation=max_esc,
+                 max_right_escalated=max_right)
+    report.model.fitted_on = f"{results} ({report.n} questions, {report.groups} conversations)"
+    typer.echo(format_fit(report))
+    path = out or Path(config.data_dir) / "gate_model.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report.model.save(path)
+    typer.echo(f"model written to {path}")
+    return config.gate.model_copy(update={"policy": "learned", "model": str(path)})
+
+
+def _calibrate_thresholds(
+    results: Path, config: Config, escalation: float | None, quality: float | None
+) -> GateConfig:
+    from .answering.gate.calibrate import calibrate as fit_thresholds
+    from .answering.gate.calibrate import format_table, load_records
+
+    cal = fit_thresholds(
+        load_records(results), base=config.gate, target_escalation=escalation,
+        target_quality=quality,
+    )
+    typer.echo(format_table(cal))
+    typer.echo("\n" + cal.config.model_dump_json(indent=2))
+    return cal.config
 
 
 _BENCH_EXTRA = ("nltk", "matplotlib")  # [project.optional-dependencies] bench

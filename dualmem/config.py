@@ -1,24 +1,131 @@
-"""One typed configuration, with offline defaults, readable from the environment."""
+"""One typed configuration, with offline defaults, readable from the environment.
+
+`Config` holds the settings of every phase: `gate` (`GateConfig`), `deliberation`
+(`DeliberationConfig`) and `extraction` (`ExtractionConfig`), each validated where it is
+defined; plain dicts are accepted for them, as in a saved `config.json`. `redact_url` is the
+one form in which a URL appears in messages, reprs and saved files.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from .errors import ConfigError
+from .types import Policy
 
-__all__ = ["Config", "default_data_dir"]
+__all__ = [
+    "Config", "DeliberationConfig", "ExtractionConfig", "GateConfig", "default_data_dir", "redact_url",
+]
 
 
 _URLS = ("base_url", "history_url", "index_url")
+# query parameters (and libpq key=value settings) whose value is a credential
+_SECRET_NAME = re.compile(
+    r"(pass(word)?|passwd|pwd|secret|token|key|auth(orization)?|credentials?|sig(nature)?)$", re.I
+)
+_DSN_SETTING = re.compile(r"(\w+)(\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
 
 
 def default_data_dir() -> Path:
     return Path(os.environ.get("DUALMEM_DATA_DIR", Path.home() / ".dualmem"))
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password and secret-looking query values (`password=`, `token=`,
+    `api_key=`, ...) masked as `***`; everything else kept, so the message still says which
+    server and options were meant. A libpq `key=value` DSN is masked the same way."""
+    if "://" not in url:
+        return _DSN_SETTING.sub(lambda m: m[1] + m[2] + ("***" if _SECRET_NAME.search(m[1]) else m[3]), url)
+    try:
+        parts = urlsplit(url)
+        has_password = parts.password is not None
+    except ValueError:  # e.g. a broken IPv6 host: nothing of it is safe to show
+        return "<unparseable URL>"
+    netloc = parts.netloc
+    if has_password:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+    query = "&".join(_mask_parameter(p) for p in parts.query.split("&"))
+    return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if parts.query else "")
+            + (f"#{parts.fragment}" if parts.fragment else ""))
+
+
+def _mask_parameter(parameter: str) -> str:
+    name, equals, _ = parameter.partition("=")
+    return f"{name}=***" if equals and _SECRET_NAME.search(name) else parameter
+
+
+class GateConfig(BaseModel):
+    """The quality gate: its policy, thresholds and weights; `dualmem calibrate` fits them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Policy = "cascade"
+    combine: Literal["any", "weighted"] = "weighted"
+    entropy_threshold: float = 0.5
+    coverage_threshold: float = 0.5
+    consistency_threshold: float = 0.5
+    sufficiency_threshold: float = 0.5
+    recency_threshold: float = 0.5
+    aggregation_threshold: float = 0.75
+    # evidence signals whose failure escalates under every signal policy, whatever the score:
+    # they judge what a fitted weight sees too rarely to learn (a "now" question answered from
+    # older evidence, a list answered with one item)
+    vetoes: list[Literal["sufficiency", "recency", "aggregation"]] = Field(
+        default_factory=lambda: ["recency", "aggregation"]
+    )
+    model: str | None = Field(None, description="a fitted gate model file; None: the packaged one")
+    learned_threshold: float | None = Field(None, description="P(wrong) to escalate at; None: the model's")
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {"entropy": 0.15, "coverage": 0.6, "consistency": 0.25}
+    )
+    score_threshold: float = 0.55
+    band_low: float = 0.5
+    band_high: float = 0.7
+    samples: int = 0
+    sample_temperature: float = 0.7
+    on_unavailable: Literal["ignore", "escalate"] = "ignore"
+    tiered: bool = True
+
+
+class DeliberationConfig(BaseModel):
+    """System 2 over the raw history (D-Mem's full deliberation, and the neighbours tier)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    chunk_messages: int = Field(default=60, ge=1, description="messages per chunk (D-Mem: 60)")
+    history_messages: int = Field(default=4, ge=0, description="read-only messages before a chunk")
+    concurrency: int = Field(default=4, ge=1, description="chunks in flight at once")
+    extract_threshold: float = Field(default=5, description="a chunk keeps facts scoring >= this")
+    keep_threshold: float = Field(default=6, description="the reduce step keeps facts scoring >= this")
+    filter_min_facts: int = Field(default=6, ge=1, description="an LLM filter runs from this many facts")
+    neighbour_window: int = Field(default=2, ge=0, description="turns read around a memory's source")
+
+
+class ExtractionConfig(BaseModel):
+    """How `add` makes memories: extract dated facts, then reconcile them (Mem0's scheme)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_turns: int = Field(default=10, ge=1, description="new turns per extraction call")
+    recent_messages: int = Field(default=9, ge=1, description="earlier turns shown as context")
+    known_memories: int = Field(default=10, ge=0, description="existing memories shown to extraction")
+    neighbours: int = Field(default=5, ge=1, description="nearest memories a new fact is reconciled with")
+    # D-Mem keeps update neighbours with cosine > 0.8; that misses changes such as "lives in
+    # Lisbon" -> "moved to Porto" (0.78 with MiniLM; tests/data/temporal_changes.json), and a
+    # wider net costs no extra call: one reconcile call covers every contested fact of a batch
+    neighbour_similarity: float = Field(
+        default=0.65, description="only neighbours with a cosine above this may be superseded"
+    )
+    # one retry: a malformed reply is rarely fixed by a third try, and each try can cost 384 tokens
+    reply_retries: int = Field(default=1, ge=0, description="retries of a malformed reply")
 
 
 class Config(BaseModel):
@@ -49,14 +156,21 @@ class Config(BaseModel):
     top_k: int = 30
     history_url: str | None = None
     index_url: str | None = None
-    gate: dict[str, Any] = Field(default_factory=dict)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    deliberation: DeliberationConfig = Field(default_factory=DeliberationConfig)
+    extraction: ExtractionConfig = Field(default_factory=ExtractionConfig)
 
     def __repr_args__(self) -> Any:
         # URLs may carry passwords: repr/str show them masked
-        from .backends import redact
-
         for name, value in super().__repr_args__():
-            yield name, redact(value) if name in _URLS and value else value
+            yield name, redact_url(value) if name in _URLS and value else value
+
+    def updated(self, **changes: Any) -> Config:
+        """A copy with some settings changed, validated like a new `Config` (`ConfigError`)."""
+        try:
+            return type(self).model_validate({**dict(self), **changes})
+        except ValidationError as e:
+            raise ConfigError(f"invalid dualmem configuration: {e}") from e
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Config:
@@ -90,14 +204,12 @@ class Config(BaseModel):
     def save(self, path: Path | None = None) -> Path:
         """Write the config as JSON (the data dir by default) without secrets: no API key, and
         passwords in URLs masked (give them again through the environment)."""
-        from .backends import redact
-
         path = path or self.data_dir / "config.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         data = self.model_dump(mode="json", exclude={"api_key"})
         for key in _URLS:
             if data[key]:
-                data[key] = redact(data[key])
+                data[key] = redact_url(data[key])
         path.write_text(json.dumps(data, indent=2))
         return path
 

@@ -7,21 +7,18 @@ before anything is written, so a rejected call stores nothing and loses nothing.
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from .errors import InvalidInputError, ScopeError
-from .types import Scope, Turn
+from .errors import InvalidInputError
+from .types import MAX_ID_LENGTH, Scope, Turn, is_unicode
 
 __all__ = ["check_id", "check_limit", "check_text", "make_scope", "make_turns", "parse_timestamp"]
 
-MAX_ID_LENGTH = 256
 MAX_TEXT_CHARS = 1_000_000
 MAX_LIMIT = 2**31 - 1  # larger limits mean "no limit" (and would overflow Chroma and SQLite)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TIME_FORMATS = (
     "%I:%M %p on %d %B, %Y",  # LoCoMo session dates: "1:56 pm on 8 May, 2023"
     "%d %B %Y",
@@ -36,19 +33,8 @@ _TIME_FORMATS = (
 def make_scope(
     user_id: str | None = None, agent_id: str | None = None, session_id: str | None = None
 ) -> Scope:
-    values = {"user_id": user_id, "agent_id": agent_id, "session_id": session_id}
-    for key, value in values.items():
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise ScopeError(f"{key} must be a string, got {type(value).__name__}")
-        if not value.strip() or len(value) > MAX_ID_LENGTH or _CONTROL.search(value) or not _unicode(value):
-            raise ScopeError(
-                f"{key}={value[:40]!r} is not a valid id: use 1-{MAX_ID_LENGTH} printable characters"
-            )
-    if all(v is None for v in values.values()):
-        raise ScopeError("every call needs a scope: pass user_id=..., agent_id=... or session_id=...")
-    return Scope(**values)
+    """The scope of a call's keywords; `Scope` itself enforces the rule (`ScopeError`)."""
+    return Scope(user_id=user_id, agent_id=agent_id, session_id=session_id)
 
 
 def parse_timestamp(value: Any) -> datetime:
@@ -97,7 +83,7 @@ def check_text(value: Any, what: str = "message text") -> str:
             raise InvalidInputError(f"{what} is not valid UTF-8: decode it first") from e
     if not isinstance(value, str):
         raise InvalidInputError(f"{what} must be a string, got {type(value).__name__}")
-    if not _unicode(value):
+    if not is_unicode(value):
         raise InvalidInputError(f"{what} contains characters that are not valid Unicode")
     if not value.strip():
         raise InvalidInputError(f"{what} is empty")
@@ -129,7 +115,7 @@ def make_turns(messages: Any, scope: Scope, timestamp: Any = None) -> list[Turn]
         text = check_text(text, f"{where} content")
         role = m.get("role") or "user"
         speaker = m.get("speaker") or m.get("name")
-        if not all(isinstance(v, str) and _unicode(v) for v in (role, speaker or "")):
+        if not all(isinstance(v, str) and is_unicode(v) for v in (role, speaker or "")):
             raise InvalidInputError(f"{where}: role and speaker must be strings of valid Unicode")
         ts = m.get("timestamp")
         when = parse_timestamp(ts) if ts is not None else default_ts or now
@@ -141,7 +127,7 @@ def make_turns(messages: Any, scope: Scope, timestamp: Any = None) -> list[Turn]
         except (TypeError, ValueError) as e:  # incl. UnicodeEncodeError (lone surrogates)
             raise InvalidInputError(f"{where}: metadata must be JSON-serialisable ({e})") from e
         turn_id = m.get("id") or str(uuid.uuid4())
-        if not isinstance(turn_id, str) or len(turn_id) > MAX_ID_LENGTH or not _unicode(turn_id):
+        if not isinstance(turn_id, str) or len(turn_id) > MAX_ID_LENGTH or not is_unicode(turn_id):
             raise InvalidInputError(f"{where}: id must be a string of at most {MAX_ID_LENGTH} chars")
         turns.append(
             Turn(
@@ -168,17 +154,8 @@ def check_limit(limit: Any) -> int | None:
 
 
 def check_id(value: Any, what: str = "memory_id") -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH or not _unicode(value):
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH or not is_unicode(value):
         raise InvalidInputError(
             f"{what} must be a non-empty string of at most {MAX_ID_LENGTH} chars, got {value!r}"
         )
     return value
-
-
-def _unicode(value: str) -> bool:
-    """False for lone surrogates: storage layers cannot encode them (UnicodeEncodeError)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -6,26 +6,25 @@ Async is the implementation; each sync method runs its `a*` twin (see `_sync.py`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
 
-from ._sync import run_sync
-from .answering.gate import GateConfig, Policy
-from .answering.pipeline import Mode, Pipeline
+from ._locks import KeyedLock
+from ._sync import sync_twin
+from .answering.pipeline import Pipeline
 from .backends import make_history, make_index
 from .config import Config
-from .errors import ConfigError, InvalidInputError, LLMError, ScopeError, StorageError
+from .errors import InvalidInputError, LLMError, ScopeError, StorageError
 from .history.base import HistoryStore, TurnQuery
 from .index.base import MemoryIndex
 from .ingest.extract import ExtractionResult, Extractor, raw_memories
 from .ingest.queue import ExtractionQueue
 from .inputs import check_id, check_limit, check_text, make_scope, make_turns, parse_timestamp
 from .llm.base import BaseLLM
-from .types import Answer, Memory, Scope, Turn, Usage
+from .scoped import ScopedMemory
+from .types import Answer, Memory, Mode, Policy, Scope, Turn, Usage
 
 __all__ = ["AddResult", "DualMemory", "ReindexResult"]
 
@@ -82,23 +81,19 @@ class DualMemory:
         index: MemoryIndex | None = None,
         **overrides: Any,
     ) -> None:
+        if path:
+            overrides["data_dir"] = Path(path)
         if config is None:
-            config = Config.from_env(**({"data_dir": Path(path)} if path else {}), **overrides)
-        elif path is not None or overrides:
-            config = config.model_copy(
-                update={**({"data_dir": Path(path)} if path else {}), **overrides}
-            )
+            config = Config.from_env(**overrides)
+        elif overrides:
+            config = config.updated(**overrides)
         self.config = config
-        try:
-            self.gate_config = GateConfig(**config.gate)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"invalid gate settings {config.gate!r}: {e}") from e
         self._check_data_dir()
         self.history_store = history or make_history(config)
         self.index = index or make_index(config)
         self._llm = llm
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        # extraction of one partition is serialised so that reconciliation sees its own writes
+        self._extracting = KeyedLock()
         self._queue = ExtractionQueue(self.history_store, self._extract_pending)
         if config.extract and self.history_store.pending(limit=1):
             self._queue.start()  # turns a crash or a failed model left unextracted
@@ -127,18 +122,19 @@ class DualMemory:
             self._llm = make_llm(self.config)
         return self._llm
 
-    @contextlib.asynccontextmanager
-    async def _lock(self, scope: Scope):
-        # extraction of one partition is serialised so reconciliation sees its own writes; a
-        # thread lock (awaited off the loop) because sync calls run on dualmem's own loop while
-        # async calls run on the caller's, and an asyncio.Lock belongs to one loop
-        with self._locks_guard:
-            lock = self._locks.setdefault(scope.partition, threading.Lock())
-        await asyncio.to_thread(lock.acquire)
-        try:
-            yield
-        finally:
-            lock.release()
+    def scoped(
+        self, *, user_id: str | None = None, agent_id: str | None = None, session_id: str | None = None
+    ) -> ScopedMemory:
+        """This memory bound to one scope: the same methods, without the scope keywords.
+
+        ```python
+        alice = memory.scoped(user_id="alice", session_id="chat-1")
+        alice.add("I moved to Paris in 2021.")
+        alice.widened().search("Where does Alice live?")   # every session of alice
+        ```
+        A bad or missing id raises `ScopeError` here, not on first use.
+        """
+        return ScopedMemory(self, make_scope(user_id, agent_id, session_id))
 
     # ------------------------------------------------------------------ write
 
@@ -201,17 +197,18 @@ class DualMemory:
             await asyncio.to_thread(self.index.upsert, memories)
             if not use_llm:
                 return ExtractionResult(added=memories), None
-        async with self._lock(scope):
+        async with self._extracting.hold(scope.partition):
             first = turns[0]
+            settings = self.config.extraction
             recent = await asyncio.to_thread(
                 self.history_store.list,
                 TurnQuery(scope=scope, until=first.timestamp, session_id=first.session_id,
-                          limit=9 + len(turns), newest=True),
+                          limit=settings.recent_messages + len(turns), newest=True),
             )
             known = {t.id for t in turns}
-            recent = [t for t in recent if t.id not in known][-9:]
+            recent = [t for t in recent if t.id not in known][-settings.recent_messages:]
             try:
-                result = await Extractor(self.llm, self.index).run(turns, recent, scope)
+                result = await Extractor(self.llm, self.index, settings).run(turns, recent, scope)
             except LLMError as e:
                 spent = getattr(e, "usage", None)  # a malformed reply still cost tokens
                 message = f"extraction failed, {len(turns)} turn(s) kept in history: {e}"
@@ -219,6 +216,8 @@ class DualMemory:
                 return ExtractionResult(usage=spent if isinstance(spent, Usage) else Usage()), message
             await asyncio.to_thread(self.history_store.mark_extracted, turns)
             return result, None
+
+    add = sync_twin(aadd)
 
     async def _extract_pending(self, turns: list[Turn], scope: Scope) -> str | None:
         """The background worker's job: extract turns the history marks pending."""
@@ -234,19 +233,14 @@ class DualMemory:
         scope = None if unscoped else make_scope(user_id, agent_id, session_id)
         return await asyncio.to_thread(self.history_store.pending, scope)
 
-    def pending(self, **kwargs: Any) -> list[Turn]:
-        return run_sync(self.apending(**kwargs))
+    pending = sync_twin(apending)
 
     async def aflush(self, timeout: float | None = None) -> bool:
         """Wait for background extraction; False if `timeout` (seconds) ran out first.
         Turns whose extraction failed stay pending (see `pending()`) until the next start."""
         return await asyncio.to_thread(self._queue.flush, timeout)
 
-    def flush(self, timeout: float | None = None) -> bool:
-        return self._queue.flush(timeout)
-
-    def add(self, messages: Any, **kwargs: Any) -> AddResult:
-        return run_sync(self.aadd(messages, **kwargs))
+    flush = sync_twin(aflush)
 
     # ------------------------------------------------------------------ read
 
@@ -270,8 +264,7 @@ class DualMemory:
             raise InvalidInputError(f"k must be a positive integer, got {k!r}")
         return k
 
-    def search(self, query: str, **kwargs: Any) -> list[Memory]:
-        return run_sync(self.asearch(query, **kwargs))
+    search = sync_twin(asearch)
 
     async def aanswer(
         self,
@@ -302,13 +295,14 @@ class DualMemory:
             raise InvalidInputError(f"policy must be one of {', '.join(get_args(Policy))}, got {policy!r}")
         k = self._check_k(k)
         await self._require_history(scope)
-        pipeline = Pipeline(self.llm, self.history_store, self.index, self.gate_config)
+        pipeline = Pipeline(
+            self.llm, self.history_store, self.index, self.config.gate, self.config.deliberation
+        )
         return await pipeline.answer(
             question, scope, k=k, mode=mode, policy=policy, tiered=tiered, deliberate=deliberate
         )
 
-    def answer(self, question: str, **kwargs: Any) -> Answer:
-        return run_sync(self.aanswer(question, **kwargs))
+    answer = sync_twin(aanswer)
 
     async def _require_history(self, scope: Scope) -> None:
         found = await asyncio.to_thread(self.history_store.list, TurnQuery(scope=scope, limit=1))
@@ -342,29 +336,28 @@ class DualMemory:
         )
         return await asyncio.to_thread(self.history_store.list, query)
 
-    def history(self, **kwargs: Any) -> list[Turn]:
-        return run_sync(self.ahistory(**kwargs))
+    history = sync_twin(ahistory)
 
     async def aget(
         self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None,
         session_id: str | None = None,
     ) -> Memory | None:
+        """One memory by id, or None when the scope has no memory with that id."""
         scope = make_scope(user_id, agent_id, session_id)
         found = await asyncio.to_thread(self.index.get, [check_id(memory_id)], scope)
         return found[0] if found else None
 
-    def get(self, memory_id: str, **kwargs: Any) -> Memory | None:
-        return run_sync(self.aget(memory_id, **kwargs))
+    get = sync_twin(aget)
 
     async def aget_all(
         self, *, user_id: str | None = None, agent_id: str | None = None,
         session_id: str | None = None, limit: int | None = None,
     ) -> list[Memory]:
+        """Every memory of the scope (at most `limit`), oldest first."""
         scope = make_scope(user_id, agent_id, session_id)
         return await asyncio.to_thread(self.index.list, scope, check_limit(limit))
 
-    def get_all(self, **kwargs: Any) -> list[Memory]:
-        return run_sync(self.aget_all(**kwargs))
+    get_all = sync_twin(aget_all)
 
     # ------------------------------------------------------------------ forget
 
@@ -376,8 +369,7 @@ class DualMemory:
         scope = make_scope(user_id, agent_id, session_id)
         return await asyncio.to_thread(self.index.delete, [check_id(memory_id)], scope) > 0
 
-    def delete(self, memory_id: str, **kwargs: Any) -> bool:
-        return run_sync(self.adelete(memory_id, **kwargs))
+    delete = sync_twin(adelete)
 
     async def adelete_all(
         self, *, user_id: str | None = None, agent_id: str | None = None,
@@ -387,9 +379,9 @@ class DualMemory:
         the memories of other sessions that extraction merged its turns into."""
         scope = make_scope(user_id, agent_id, session_id)
         memories = await asyncio.to_thread(self.index.delete_scope, scope)
-        if session_id is not None and (user_id is not None or agent_id is not None):
+        wide = scope.widened()
+        if wide != scope:
             # reconciliation updates memories across the sessions of a user (or agent)
-            wide = Scope(user_id=user_id, agent_id=agent_id)
             gone = {t.id for t in await asyncio.to_thread(self.history_store.list, TurnQuery(scope=scope))}
             merged = [m.id for m in await asyncio.to_thread(self.index.list, wide)
                       if gone & set(m.source_turn_ids)]
@@ -398,8 +390,7 @@ class DualMemory:
         turns = await asyncio.to_thread(self.history_store.delete, scope)
         return {"turns": turns, "memories": memories}
 
-    def delete_all(self, **kwargs: Any) -> dict[str, int]:
-        return run_sync(self.adelete_all(**kwargs))
+    delete_all = sync_twin(adelete_all)
 
     async def areset(self) -> None:
         """Delete everything of every scope (history and index)."""
@@ -408,8 +399,7 @@ class DualMemory:
         # the index may hold memories whose turns are already gone (e.g. after a crash)
         await asyncio.to_thread(self.index.reset)
 
-    def reset(self) -> None:
-        run_sync(self.areset())
+    reset = sync_twin(areset)
 
     async def areindex(
         self, *, user_id: str | None = None, agent_id: str | None = None,
@@ -418,11 +408,7 @@ class DualMemory:
         """Rebuild the index from the history (one scope, or every scope when none given)."""
         if user_id is None and agent_id is None and session_id is None:
             scopes = await asyncio.to_thread(self.history_store.scopes)
-            partitions: dict[str, Scope] = {}
-            for s in scopes:
-                partitions.setdefault(s.partition, Scope(user_id=s.user_id) if s.user_id
-                                      else Scope(agent_id=s.agent_id) if s.agent_id else s)
-            targets = list(partitions.values())
+            targets = list({s.partition: s.whole_partition() for s in scopes}.values())
         else:
             targets = [make_scope(user_id, agent_id, session_id)]
         result = ReindexResult()
@@ -432,17 +418,13 @@ class DualMemory:
             result.scopes += 1
             result.turns += len(turns)
             for sub in _by_scope(turns):
-                first = sub[0]
-                sub_scope = Scope(user_id=first.user_id, agent_id=first.agent_id,
-                                  session_id=first.session_id)
-                indexed, error = await self._index_turns(sub, sub_scope, extract)
+                indexed, error = await self._index_turns(sub, sub[0].scope, extract)
                 result.memories += len(indexed.added)
                 result.usage = result.usage + indexed.usage
                 result.errors += [error] if error else []
         return result
 
-    def reindex(self, **kwargs: Any) -> ReindexResult:
-        return run_sync(self.areindex(**kwargs))
+    reindex = sync_twin(areindex)
 
     def close(self) -> None:
         self._queue.close()
@@ -456,9 +438,7 @@ def _by_scope(turns: list[Turn]) -> list[list[Turn]]:
     """Consecutive runs of turns sharing one (user, agent, session), in order."""
     groups: list[list[Turn]] = []
     for t in turns:
-        key = (t.user_id, t.agent_id, t.session_id)
-        if groups and (groups[-1][0].user_id, groups[-1][0].agent_id,
-                       groups[-1][0].session_id) == key:
+        if groups and groups[-1][0].scope == t.scope:
             groups[-1].append(t)
         else:
             groups.append([t])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .errors import ScopeError
 from .text import dated, human_date, human_day
 
 __all__ = [
@@ -17,6 +20,8 @@ __all__ = [
     "Fact",
     "GateReport",
     "Memory",
+    "Mode",
+    "Policy",
     "Scope",
     "SignalResult",
     "TokenLogprob",
@@ -25,12 +30,45 @@ __all__ = [
 ]
 
 
+#: how `answer` works: "fast" never escalates, "gated" asks the quality gate, "full" always deliberates
+Mode = Literal["fast", "full", "gated"]
+#: the quality gate's policy (see `dualmem.answering.gate.policy`)
+Policy = Literal["audit", "signals", "cascade", "majority", "consensus", "learned", "entropy"]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+ScopeKey = Literal["user_id", "agent_id", "session_id"]
+SCOPE_KEYS: tuple[ScopeKey, ...] = ("user_id", "agent_id", "session_id")
+MAX_ID_LENGTH = 256
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def is_unicode(value: str) -> bool:
+    """False for lone surrogates: storage layers cannot encode them (UnicodeEncodeError)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Scope(_Model):
-    """Who a turn or memory belongs to. At least one id must be set on every call."""
+    """Who a turn or memory belongs to: at least one valid id, checked on construction.
+
+    The partition (user, else agent, else session) is a hard wall: stores keep partitions
+    physically apart. `widened()` and `whole_partition()` are the two ways to look past the
+    session; `contains` says whether a record lies inside this scope.
+
+    ```python
+    scope = Scope(user_id="alice", session_id="s1")
+    scope.partition                      # "user:alice"
+    scope.widened()                      # Scope(user_id="alice"): every session of alice
+    Scope()                              # ScopeError: pass user_id=..., agent_id=... or session_id=...
+    ```
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -38,13 +76,45 @@ class Scope(_Model):
     agent_id: str | None = None
     session_id: str | None = None
 
+    def __init__(
+        self, *, user_id: str | None = None, agent_id: str | None = None, session_id: str | None = None
+    ) -> None:
+        try:
+            super().__init__(user_id=user_id, agent_id=agent_id, session_id=session_id)
+        except ValidationError as e:
+            # the rule raises ScopeError; pydantic wraps it (ScopeError is a ValueError):
+            # direct construction gives the caller the typed error back
+            for error in e.errors():
+                cause = error.get("ctx", {}).get("error")
+                if isinstance(cause, ScopeError):
+                    raise cause from None
+            raise
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_ids(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        for key in SCOPE_KEYS:
+            value = data.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise ScopeError(f"{key} must be a string, got {type(value).__name__}")
+            if (not value.strip() or len(value) > MAX_ID_LENGTH or _CONTROL.search(value)
+                    or not is_unicode(value)):
+                raise ScopeError(
+                    f"{key}={value[:40]!r} is not a valid id: use 1-{MAX_ID_LENGTH} printable characters"
+                )
+        if all(data.get(key) is None for key in SCOPE_KEYS):
+            raise ScopeError("every call needs a scope: pass user_id=..., agent_id=... or session_id=...")
+        return data
+
     @property
-    def partition_key(self) -> str:
+    def partition_key(self) -> ScopeKey:
         """The id field that partitions this scope: the user when given, else the agent, else
         the session."""
-        if self.user_id is not None:
-            return "user_id"
-        return "agent_id" if self.agent_id is not None else "session_id"
+        return _partition_key(_ids(self))
 
     @property
     def partition(self) -> str:
@@ -53,8 +123,48 @@ class Scope(_Model):
         Stores keep partitions physically apart (own Chroma collection, own row key), so a
         wrong filter value can narrow a result but never reach into another partition.
         """
+        return _partition(_ids(self))
+
+    def widened(self) -> Scope:
+        """Every session of this scope's user (or agent): the session id dropped.
+
+        Where facts about a person are reconciled, where a forgotten session's merged memories
+        are looked for, and what long-term recall searches. A bare session stays itself.
+        """
+        if self.user_id is None and self.agent_id is None:
+            return self
+        return Scope(user_id=self.user_id, agent_id=self.agent_id)
+
+    def whole_partition(self) -> Scope:
+        """Only the partitioning id: everything stored in this scope's partition."""
         key = self.partition_key
-        return f"{key.removesuffix('_id')}:{getattr(self, key)}"
+        return Scope(**{key: getattr(self, key)})
+
+    def contains(self, record: Scope | Turn | Memory | Mapping[str, Any]) -> bool:
+        """Whether a record (a turn, a memory, a scope, or a mapping of its ids, such as index
+        metadata) lies in this scope: in its partition and matching every id it sets."""
+        ids = _ids(record)
+        # with every id of this scope matched, the partitions agree when the keys do
+        return all(
+            ids.get(key) == value for key in SCOPE_KEYS if (value := getattr(self, key)) is not None
+        ) and _partition_key(ids) == self.partition_key
+
+
+def _ids(record: Any) -> Mapping[str, Any]:
+    if isinstance(record, Mapping):
+        return record
+    return {key: getattr(record, key) for key in SCOPE_KEYS}
+
+
+def _partition_key(ids: Mapping[str, Any]) -> ScopeKey:
+    if ids.get("user_id") is not None:
+        return "user_id"
+    return "agent_id" if ids.get("agent_id") is not None else "session_id"
+
+
+def _partition(ids: Mapping[str, Any]) -> str:
+    key = _partition_key(ids)
+    return f"{key.removesuffix('_id')}:{ids.get(key)}"
 
 
 class Turn(_Model):
@@ -70,6 +180,11 @@ class Turn(_Model):
     session_id: str | None = None
     seq: int = 0
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def scope(self) -> Scope:
+        """The scope this turn was stored under."""
+        return Scope(user_id=self.user_id, agent_id=self.agent_id, session_id=self.session_id)
 
     def render(self) -> str:
         """The line a prompt shows for this turn."""
@@ -91,6 +206,11 @@ class Memory(_Model):
     event_date: str | None = None
     score: float | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def scope(self) -> Scope:
+        """The scope this memory was indexed under."""
+        return Scope(user_id=self.user_id, agent_id=self.agent_id, session_id=self.session_id)
 
     def render(self) -> str:
         text = dated(self.text, self.event_date)

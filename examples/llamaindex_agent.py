@@ -32,8 +32,7 @@ from llama_index.core.llms.mock import MockFunctionCallingLLM
 from llama_index.core.tools import QueryEngineTool
 from llama_index.memory.dualmem import DualMemMemory, DualMemQueryEngine
 
-from dualmem import DualMemory
-from dualmem.llm.base import ChatRequest
+from dualmem import ChatRequest, DualMemory
 from dualmem.testing import ScriptedLLM, ScriptedReply
 
 USER = "alice"

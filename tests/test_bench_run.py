@@ -195,7 +195,8 @@ def test_limit_spreads_questions_over_the_file():
 
 
 def test_expand_modes():
-    policies = ["gated:audit", "gated:signals", "gated:cascade", "gated:majority", "gated:consensus"]
+    policies = ["gated:audit", "gated:signals", "gated:cascade", "gated:majority", "gated:consensus",
+                "gated:learned", "gated:entropy"]
     assert expand_modes("gated") == ["fast", "gated"]
     assert expand_modes("all") == ["fast", "full", *policies, "rag", "fullctx"]
     assert expand_modes("policies") == ["fast", "full", *policies]
@@ -210,7 +211,7 @@ def test_all_modes_with_gate_quality_and_full_context(data: Path, tmp_path: Path
     out = tmp_path / "all"
     summary = run_benchmark("locomo", data, out, mode="all", config=Config(), llm=_llm(), progress=False)
     systems = summary["systems"]
-    policies = {"audit", "signals", "cascade", "majority", "consensus"}
+    policies = {"audit", "signals", "cascade", "majority", "consensus", "learned", "entropy"}
     assert set(systems) == {"fast", "full", "rag", "fullctx"} | {f"gated:{p}" for p in policies}
     for name, v in systems.items():
         assert v["errors"] == 0, (name, v["error_examples"])
@@ -225,6 +226,11 @@ def test_all_modes_with_gate_quality_and_full_context(data: Path, tmp_path: Path
     assert not any(r["gate_signals"] for r in records if r["system"] == "gated:majority")
     gate = summary["gates"]["gated:cascade"]
     assert gate["n"] == 4 and gate["auroc"] is not None
+    # every signal's own AUROC, an interval, and the risk-coverage trade-off with its plot
+    assert set(gate["signals"]) >= {"entropy", "coverage", "sufficiency"}
+    assert gate["signals"]["coverage"]["n"] == 4
+    assert gate["risk_coverage"][-1]["escalation"] == 1.0 and (out / "risk-coverage.png").exists()
+    assert "Each signal on its own" in (out / "report.md").read_text()
     assert gate["sweep"][0]["escalation"] == 0.0 and gate["sweep"][-1]["escalation"] == 1.0
     # each claim next to its target: one row per policy against full, the best AUROC, recall@30
     targets = summary["targets"]

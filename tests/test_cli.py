@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -98,6 +99,38 @@ def test_calibrate_fits_and_saves_the_gate(tmp_path) -> None:
     r = run(tmp_path, "calibrate", str(results))
     assert r.exit_code == 2 and "error: give exactly one target" in r.output
     assert json.loads((tmp_path / "config.json").read_text()) == saved
+
+
+def test_calibrate_fit_learns_the_gate_cross_validated_and_saves_it(tmp_path) -> None:
+    import random
+
+    rng = random.Random(5)
+    lines = []
+    for i in range(120):
+        coverage = rng.random()
+        wrong = coverage + rng.gauss(0, 0.15) < 0.5
+        features = {"coverage": coverage, "entropy": rng.random(), "question.temporal": float(i % 3 == 0)}
+        for system in ("gate:entropy", "gate:signals"):  # the same question twice counts once
+            lines.append(json.dumps({"system": system, "conversation": f"conv-{i % 4}", "q": i,
+                                     "gate_features": features, "f1": 0.2 if wrong else 0.9, "path": "fast"}))
+    lines.append(json.dumps({"system": "fast", "conversation": "conv-0", "q": 999, "f1": 1.0}))  # no features
+    results = tmp_path / "questions.jsonl"
+    results.write_text("\n".join(lines))
+    r = run(tmp_path, "calibrate", str(results), "--fit")
+    assert r.exit_code == 0, r.output
+    assert "120 questions" in r.output and "from 4 conversations" in r.output
+    auc = float(r.output.split("(each conversation held out): ")[1].split()[0])
+    assert auc > 0.85 and "<- chosen" in r.output or "chosen:" in r.output
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["gate"]["policy"] == "learned"
+    model = json.loads(Path(saved["gate"]["model"]).read_text())
+    assert model["features"] and model["format"] == "dualmem.gate-model/1"
+    assert "120 questions" in model["fitted_on"]
+    # a file without gate readings: a clear error
+    bare = tmp_path / "bare.jsonl"
+    bare.write_text(json.dumps({"system": "fast", "conversation": "c", "q": 1, "f1": 1.0}) + "\n")
+    r = run(tmp_path, "calibrate", str(bare), "--fit", "--no-save")
+    assert r.exit_code == 2 and "no labelled gate readings" in r.output
 
 
 def test_demo_runs_and_reports(tmp_path, scripted) -> None:

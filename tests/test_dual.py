@@ -270,10 +270,13 @@ def test_trace_of_an_audited_escalation(make_memory) -> None:
     assert a.evidence.memory_ids == [m.id for m in a.memories]  # what the fast path retrieved
     # the gate: signals with score, threshold and verdict, and the audit labels
     signals = {s.name: s for s in a.gate.signals}
-    assert set(signals) == {"entropy", "coverage", "consistency"}
-    for s in signals.values():
+    assert set(signals) == {"entropy", "coverage", "consistency", "sufficiency", "recency", "aggregation"}
+    for s in (signals[n] for n in ("entropy", "coverage", "consistency")):
         assert s.available and 0 <= s.score <= 1 and s.threshold == 0.5
         assert s.passed is (s.score >= s.threshold) and s.reason
+    for s in (signals[n] for n in ("sufficiency", "recency", "aggregation")):
+        # judged, or unavailable with the reason why: never a silent pass
+        assert s.reason and (s.passed is (s.score >= s.threshold) if s.available else s.passed is None)
     assert a.gate.audit.model_dump() == {
         "relevance": True, "faithfulness": False, "completeness": True, "malformed": False, "raw": None,
         "error": None,

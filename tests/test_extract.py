@@ -11,9 +11,11 @@ import re
 import pytest
 
 from dualmem import DualMemory, Memory
-from dualmem.ingest.extract import REPLY_RETRIES
+from dualmem.config import ExtractionConfig
 from dualmem.llm.base import ChatRequest
 from dualmem.testing import ScriptedLLM
+
+REPLY_RETRIES = ExtractionConfig().reply_retries
 
 TS = "2023-05-08T13:56:00"
 

@@ -137,7 +137,9 @@ async def test_audit_call_error_fails_and_is_flagged() -> None:
 async def test_audit_report_still_carries_the_signals() -> None:
     llm = ScriptedLLM(by_task={"answer": [confident_right()], "gate.audit": [AUDIT_PASS]})
     report = (await gate(llm, STRONG, policy="audit")).report
-    assert [s.name for s in report.signals] == ["entropy", "coverage", "consistency"]
+    assert [s.name for s in report.signals] == [
+        "entropy", "coverage", "consistency", "sufficiency", "recency", "aggregation"
+    ]
 
 
 # ---------------------------------------------------------------- signals
@@ -383,3 +385,81 @@ def test_memory_config_thresholds_reach_the_gate(tmp_path) -> None:
     report = memory.answer(QUESTION, user_id="mel").gate
     assert report.policy == "signals"
     assert report.signals[0].threshold == 0.123
+
+
+# ---------------------------------------------------------------- learned (fitted) and entropy (L-RAG)
+
+
+def _model(tmp_path, weights: dict[str, float], threshold: float = 0.5) -> str:
+    from dualmem.answering.gate.learned import GateModel
+
+    names = sorted(weights)
+    model = GateModel(features=names, mean=[0.0] * len(names), scale=[1.0] * len(names),
+                      weights=[weights[n] for n in names], bias=0.0, threshold=threshold)
+    path = tmp_path / "gate.json"
+    model.save(path)
+    return str(path)
+
+
+async def test_learned_policy_escalates_on_the_fitted_probability(tmp_path) -> None:
+    # P(wrong) rises as coverage falls: strong evidence passes, weak evidence escalates
+    path = _model(tmp_path, {"coverage": -8.0}, threshold=0.02)
+    for memories, escalate in ((STRONG, False), (WEAK, True)):
+        llm = ScriptedLLM(by_task={"answer": [confident_right()]})
+        out = await gate(llm, memories, policy="learned", model=path)
+        assert out.report.escalate is escalate
+        assert out.report.reason.startswith("P(wrong) ") and "coverage" in out.report.reason
+        assert 0.0 <= out.report.score <= 1.0
+        assert tasks(llm) == ["answer"]  # no extra call
+        # every signal is in the trace, the evidence signals too
+        assert [s.name for s in out.report.signals] == [
+            "entropy", "coverage", "consistency", "sufficiency", "recency", "aggregation"
+        ]
+    # a threshold from the config overrides the model's
+    llm = ScriptedLLM(by_task={"answer": [confident_right()]})
+    assert (await gate(llm, WEAK, policy="learned", model=path, learned_threshold=0.999)).report.passed
+
+
+async def test_learned_policy_still_escalates_a_refusal_and_refuses_a_foreign_model(tmp_path) -> None:
+    path = _model(tmp_path, {"coverage": -1.0}, threshold=0.99)
+    llm = ScriptedLLM(by_task={"answer": [ScriptedReply("NONE", confidence=0.99)]})
+    out = await gate(llm, STRONG, policy="learned", model=path)
+    assert out.report.escalate and "refusal" in out.report.reason
+    from dualmem.errors import ConfigError
+
+    foreign = _model(tmp_path, {"not-a-feature": 1.0})
+    with pytest.raises(ConfigError, match="other features"):
+        llm = ScriptedLLM(by_task={"answer": [confident_right()]})
+        await gate(llm, STRONG, policy="learned", model=foreign)
+
+
+async def test_entropy_policy_is_l_rag_gate() -> None:
+    llm = ScriptedLLM(by_task={"answer": [guessing_wrong()]})
+    out = await gate(llm, STRONG, policy="entropy")
+    assert out.report.escalate and out.report.reason.startswith("entropy: ")
+    llm = ScriptedLLM(by_task={"answer": [confident_ungrounded()]})
+    assert (await gate(llm, STRONG, policy="entropy")).report.passed  # confident, so trusted
+    # without logprobs it cannot judge: it says so, and follows on_unavailable
+    for setting, escalate in (("ignore", False), ("escalate", True)):
+        llm = ScriptedLLM(by_task={"answer": [ScriptedReply("violin", logprobs=False)]})
+        out = await gate(llm, STRONG, policy="entropy", on_unavailable=setting)
+        assert out.report.escalate is escalate and "unavailable" in out.report.reason
+
+
+async def test_a_failing_veto_signal_escalates_under_the_signal_policies(tmp_path) -> None:
+    # "now" question answered from older evidence while newer evidence on the subject exists
+    question = "Which city does Maya live in now?"
+    memories = [
+        Memory(id="a", text="Maya: I still live in Lisbon.", created_at=NOW, updated_at=NOW,
+               event_date="2025-03-03", score=0.6, source_turn_ids=["a"]),
+        Memory(id="b", text="Maya: I moved to Porto last week!", created_at=NOW, updated_at=NOW,
+               event_date="2025-06-02", score=0.5, source_turn_ids=["b"]),
+    ]
+    for policy in ("signals", "cascade", "learned"):
+        out = await run_gate(ScriptedLLM(), GateConfig(), question, "Lisbon", None, memories, policy)
+        assert out.report.escalate and out.report.reason.startswith("recency: "), policy
+        off = GateConfig(vetoes=[])
+        kept = await run_gate(ScriptedLLM(), off, question, "Lisbon", None, memories, policy)
+        assert not kept.report.reason.startswith("recency: ")
+    fresh = await run_gate(ScriptedLLM(), GateConfig(), question, "Porto", None, memories, "signals")
+    assert not fresh.report.reason.startswith("recency")

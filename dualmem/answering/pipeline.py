@@ -9,22 +9,19 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Literal
 
+from ..config import DeliberationConfig
 from ..errors import DualMemError
 from ..history.base import HistoryStore, TurnQuery
 from ..index.base import MemoryIndex
 from ..llm.base import BaseLLM
 from ..tasks import Task
-from ..types import Answer, Evidence, Memory, Scope, TokenLogprob, Usage
+from ..types import Answer, Evidence, Memory, Mode, Scope, TokenLogprob, Usage
 from .deliberate import Deliberation, Neighbours, Scan, Strategy
 from .gate import GateConfig, GateOutcome, Policy, run_gate
 from .reader import answer_from, context_lines
 
 __all__ = ["Deliberated", "FastAnswer", "Mode", "Pipeline", "build_answer"]
-
-Mode = Literal["fast", "full", "gated"]
-
 
 @dataclass(frozen=True)
 class FastAnswer:
@@ -54,13 +51,20 @@ class Deliberated:
 class Pipeline:
     """Runs the phases for one question and builds its `Answer`."""
 
-    def __init__(self, llm: BaseLLM, history: HistoryStore, index: MemoryIndex, gate: GateConfig) -> None:
+    def __init__(
+        self, llm: BaseLLM, history: HistoryStore, index: MemoryIndex, gate: GateConfig,
+        deliberation: DeliberationConfig | None = None,
+    ) -> None:
         self.llm = llm
         self.history = history
         self.index = index
         self.gate = gate
+        d = deliberation or DeliberationConfig()
         # tried in this order; the last one always stands
-        self.strategies: list[Strategy] = [Neighbours(llm, gate), Scan(llm)]
+        self.strategies: list[Strategy] = [
+            Neighbours(llm, gate, window=d.neighbour_window),
+            Scan(llm, **d.model_dump(exclude={"neighbour_window"})),
+        ]
 
     async def answer(
         self,

@@ -37,7 +37,8 @@ def clean_answer(text: str) -> str:
 
 
 def context_lines(memories: list[Memory]) -> list[str]:
-    """Memories as the reader sees them: dated lines in chronological order."""
+    """Memories as the reader sees them: dated lines in chronological order (public as
+    `dualmem.format_memories`)."""
     # chronological order reads better than rank order and helps "most recent wins"
     ordered = sorted(memories, key=lambda m: (m.event_date or "", m.created_at))
     return [m.render() for m in ordered]

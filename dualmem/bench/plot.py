@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["frontier"]
+__all__ = ["frontier", "risk_coverage"]
 
 
 def frontier(summary: dict[str, Any], path: Path) -> Path | None:
@@ -53,6 +53,36 @@ def frontier(summary: dict[str, Any], path: Path) -> Path | None:
     ax.set_title(f"{s['dataset']}: cost vs quality ({s['model']})", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def risk_coverage(summary: dict[str, Any], path: Path) -> Path | None:
+    """Share of wrong fast answers caught against the share of questions escalated, one line
+    per gate (each escalating its least trusted questions first)."""
+    gates = {n: g["risk_coverage"] for n, g in (summary.get("gates") or {}).items() if g.get("risk_coverage")}
+    if not gates:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.6, 4.4), dpi=120)
+    ax.plot([0, 1], [0, 1], ":", color="0.6", lw=1, label="chance")
+    for name, rows in gates.items():
+        ax.plot(
+            [0] + [r["escalation"] for r in rows], [0] + [r["caught"] for r in rows], "-o", ms=3, label=name
+        )
+    ax.set_xlabel("questions escalated")
+    ax.set_ylabel("wrong fast answers caught")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{summary['settings']['dataset']}: risk-coverage of the gates", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

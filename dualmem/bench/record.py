@@ -99,6 +99,7 @@ class Record(BaseModel):
     gate_passed: bool | None = None
     gate_escalate: bool | None = None
     gate_signals: dict[str, float | None] | None = None
+    gate_features: dict[str, float | None] | None = None  # what the learned gate reads: `calibrate --fit`
     usage: dict[str, Usage] | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None

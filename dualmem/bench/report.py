@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 
 from ..answering.gate.calibrate import CalibrationRecord
+from ..answering.gate.learned import auroc, bootstrap_interval, risk_coverage
 from ..answering.gate.signals import looks_like_refusal
 from .data import CATEGORY_NAMES
 from .record import Record, System
-from .score import auroc, recall_at_k
+from .score import recall_at_k
 
 __all__ = ["summarise", "write_report"]
 
@@ -144,28 +145,50 @@ def _f1(r: Record) -> float:
 
 
 def _gate(by: Scored, name: str) -> dict[str, Any] | None:
-    """AUROC of one gated system's gate score for "fast answer wrong", and a threshold sweep
-    (`by`: the scored records of every system, from `_scored`)."""
+    """AUROC (with a bootstrap interval) of one gated system's gate score, and of each signal,
+    for "fast answer wrong"; the risk-coverage trade-off; and a threshold sweep (`by`: the
+    scored records of every system, from `_scored`)."""
     system = System.parse(name)
     gated = {key: r for key, r in by[name].items() if r.gate_score is not None}
-    keys = [key for key in gated if key in by["fast"]]
+    # a gate-only system's answer is the fast answer; a deliberating one's may be System 2's
+    labels = by[name] if system.kind == "gate" else by["fast"]
+    keys = [key for key in gated if key in labels]
     if not keys:
         return None
     scores = [gated[key].gate_score or 0.0 for key in keys]
-    wrong = [_f1(by["fast"][key]) < WRONG_BELOW for key in keys]
+    wrong = [_f1(labels[key]) < WRONG_BELOW for key in keys]
     escalated = [system.escalated(gated[key]) for key in keys]
-    n_wrong = sum(wrong)
+    risk = [1 - s for s in scores]  # score: higher = more trustworthy
+    interval = bootstrap_interval(risk, wrong)
     out: dict[str, Any] = {
         "n": len(keys),
-        "fast_wrong": n_wrong,
-        # score: higher = more trustworthy, so 1 - score predicts "wrong"
-        "auroc": auroc([1 - s for s in scores], wrong),
+        "fast_wrong": sum(wrong),
+        "auroc": auroc(risk, wrong),
+        "auroc_interval": list(interval) if interval else None,
+        "escalation": _mean([float(e) for e in escalated]),
         "escalation_precision": _mean([float(w) for w, e in zip(wrong, escalated, strict=True) if e]),
         "escalation_recall": _mean([float(e) for w, e in zip(wrong, escalated, strict=True) if w]),
+        "signals": _signal_aurocs([gated[key] for key in keys], wrong),
+        "risk_coverage": [vars(row) for row in risk_coverage(risk, wrong)],
     }
     full = [key for key in keys if key in by["full"]]
     if full:
         out["sweep"] = _sweep(full, gated, by["fast"], by["full"])
+    return out
+
+
+def _signal_aurocs(records: list[Record], wrong: list[bool]) -> dict[str, dict[str, Any]]:
+    """Each signal's own AUROC for "wrong" (1 - its score), over the questions it could judge."""
+    names = sorted({n for r in records for n in (r.gate_signals or {})})
+    out = {}
+    for name in names:
+        pairs = [(1 - v, w) for r, w in zip(records, wrong, strict=True)
+                 if (v := (r.gate_signals or {}).get(name)) is not None]
+        if pairs:
+            risk, labels = [p[0] for p in pairs], [p[1] for p in pairs]
+            interval = bootstrap_interval(risk, labels)
+            out[name] = {"n": len(pairs), "auroc": auroc(risk, labels),
+                         "auroc_interval": list(interval) if interval else None}
     return out
 
 
@@ -403,14 +426,16 @@ def markdown(summary: dict[str, Any]) -> str:
             "answers that were escalated. `gate:<policy>` systems never deliberate: their "
             "escalation is what the gate would have escalated.",
             "",
-            "| system | n | fast wrong | AUROC | escalation precision | escalation recall |",
-            "|---|---|---|---|---|---|",
+            "| system | n | fast wrong | AUROC [95% bootstrap] | escalation | escalation precision | "
+            "escalation recall |",
+            "|---|---|---|---|---|---|---|",
         ]
         for name, g in gates.items():
             lines.append(
-                f"| {name} | {g['n']} | {g['fast_wrong']} | {_f(g['auroc'])} | "
+                f"| {name} | {g['n']} | {g['fast_wrong']} | {_auroc(g)} | {_share(g.get('escalation'))} | "
                 f"{_f(g['escalation_precision'])} | {_f(g['escalation_recall'])} |"
             )
+        lines += _signal_lines(gates)
         lines += ["", "`calibration.jsonl` holds these questions labelled for `dualmem calibrate`."]
         if any(g.get("sweep") for g in gates.values()):
             lines.append(
@@ -437,6 +462,22 @@ def markdown(summary: dict[str, Any]) -> str:
         )
     lines += ["", "## Notes", ""] + notes
     return "\n".join(lines) + "\n"
+
+
+def _auroc(g: dict[str, Any]) -> str:
+    low_high = g.get("auroc_interval")
+    return _f(g.get("auroc")) + (f" [{low_high[0]:.2f}, {low_high[1]:.2f}]" if low_high else "")
+
+
+def _signal_lines(gates: dict[str, Any]) -> list[str]:
+    """Each signal's own AUROC, from the gate that read the most questions (all read the same)."""
+    widest = max(gates.values(), key=lambda g: g["n"])
+    if not widest.get("signals"):
+        return []
+    lines = ["", "Each signal on its own (AUROC of 1 - score for 'fast answer wrong'):", "",
+             "| signal | n | AUROC [95% bootstrap] |", "|---|---|---|"]
+    lines += [f"| {name} | {v['n']} | {_auroc(v)} |" for name, v in widest["signals"].items()]
+    return lines + ["", "Risk-coverage (wrong answers caught against escalation): `risk-coverage.png`."]
 
 
 def _share(value: float | None) -> str:
@@ -510,6 +551,7 @@ def write_report(summary: dict[str, Any], records: list[Record], out: Path) -> N
         (out / "calibration.jsonl").write_text(text)
     (out / "report.md").write_text(markdown(summary))
     if any(name != "retrieval" for name in summary["systems"]):
-        from .plot import frontier
+        from .plot import frontier, risk_coverage
 
         frontier(summary, out / "frontier.png")
+        risk_coverage(summary, out / "risk-coverage.png")

@@ -25,6 +25,7 @@ import typer
 from pydantic import ValidationError
 
 from .._sync import run_sync
+from ..answering.gate.learned import features
 from ..answering.reader import ANSWER_MAX_TOKENS, answer_from
 from ..config import Config
 from ..errors import DualMemError, InvalidInputError, LLMError
@@ -213,6 +214,7 @@ def _answer_fields(answer: Answer) -> dict[str, Any]:
         "gate_score": gate.score if gate else None,
         "gate_passed": gate.passed if gate else None,
         "gate_signals": {sig.name: sig.score for sig in gate.signals} if gate else None,
+        "gate_features": features(answer.question, gate.signals) if gate else None,
         "escalated": answer.path == "deliberate",
         "gate_escalate": gate.escalate if gate else None,
         "usage": answer.usage,

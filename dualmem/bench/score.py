@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 from nltk.stem import PorterStemmer
 
+from ..answering.gate.learned import auroc  # one implementation, shared with the gate's fitting
+
 __all__ = [
     "auroc",
     "is_refusal",
@@ -122,24 +124,3 @@ def recall_at_k(ranked: Sequence[str], evidence: Sequence[str], k: int) -> float
         return None
     top = set(ranked[:k])
     return sum(e in top for e in evidence) / len(evidence)
-
-
-def auroc(scores: Sequence[float], positives: Sequence[bool]) -> float | None:
-    """Probability that a random positive scores higher than a random negative (ties count
-    half): the Mann-Whitney statistic from average ranks. None when a class is empty."""
-    n_pos = sum(positives)
-    n_neg = len(positives) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return None
-    order = sorted(range(len(scores)), key=lambda i: scores[i])
-    ranks = [0.0] * len(scores)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
-            j += 1
-        for r in range(i, j + 1):
-            ranks[order[r]] = (i + j) / 2 + 1  # average 1-based rank of the tie group
-        i = j + 1
-    rank_sum = sum(r for r, p in zip(ranks, positives, strict=True) if p)
-    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)

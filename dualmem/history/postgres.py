@@ -12,16 +12,16 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from ..config import redact_url
 from ..errors import StorageError
 from ..types import Scope, Turn
 from .base import TurnQuery
 
-__all__ = ["PostgresHistoryStore", "redact_url"]
+__all__ = ["PostgresHistoryStore"]
 
 # Append only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[str] = [
@@ -67,16 +67,6 @@ _LIST = (
     " AND (%(turn_ids)s::text[] IS NULL OR id = ANY(%(turn_ids)s))"
     " ORDER BY seq LIMIT %(limit)s"
 )
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    try:
-        params = conninfo_to_dict(url)
-    except Exception:
-        return "<unparseable PostgreSQL URL>"
-    user, host = params.get("user", ""), params.get("host", "localhost")
-    return f"postgresql://{user}@{host}:{params.get('port', 5432)}/{params.get('dbname', '')}"
 
 
 class PostgresHistoryStore:
@@ -137,7 +127,7 @@ class PostgresHistoryStore:
             return []
         rows = [
             (
-                Scope(user_id=t.user_id, agent_id=t.agent_id, session_id=t.session_id).partition,
+                t.scope.partition,
                 t.id, t.role, t.speaker, t.text, t.timestamp, t.user_id, t.agent_id,
                 t.session_id, Jsonb(t.metadata), pending,
             )

@@ -85,13 +85,12 @@ class SQLiteHistoryStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for t in turns:
-                    part = Scope(user_id=t.user_id, agent_id=t.agent_id, session_id=t.session_id)
                     cur = conn.execute(
                         "INSERT OR IGNORE INTO turns (partition, id, role, speaker, text, ts,"
                         " user_id, agent_id, session_id, metadata, pending)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
-                            part.partition, t.id, t.role, t.speaker, t.text,
+                            t.scope.partition, t.id, t.role, t.speaker, t.text,
                             _utc(t.timestamp), t.user_id, t.agent_id, t.session_id,
                             json.dumps(t.metadata, ensure_ascii=False), int(pending),
                         ),

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import StorageError
+from ..errors import DualMemError, StorageError
 from ..text import human_date
 from ..types import Memory, Scope
 from .lexical import LexicalCache, promote, rrf
@@ -66,11 +66,6 @@ def _scope_where(scope: Scope) -> dict[str, Any] | None:
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
-def _allowed(scope: Scope):
-    wanted = _narrowing(scope)
-    return lambda meta: all(meta.get(k) == v for k, v in wanted.items())
-
-
 def _to_metadata(m: Memory) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "source_turn_ids": json.dumps(m.source_turn_ids),
@@ -101,18 +96,27 @@ def _from_chroma(id_: str, doc: str, meta: dict[str, Any], score: float | None =
     )
 
 
-def _refreshing(method):
-    """Retry once with fresh handles when another client dropped a cached collection."""
+def _guarded(method):
+    """Retry once with fresh handles when another client dropped a cached collection; any
+    other failure is a `StorageError` with Chroma's exception as its cause, as the SQL stores
+    do (chromadb raises many kinds: its own errors, ValueError, errors of its Rust bindings,
+    and the HTTP client's)."""
 
     @functools.wraps(method)
     def wrapper(self: ChromaMemoryIndex, *args: Any, **kwargs: Any) -> Any:
         from chromadb.errors import NotFoundError
 
         try:
-            return method(self, *args, **kwargs)
-        except NotFoundError:
-            self._collections.clear()
-            return method(self, *args, **kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            except NotFoundError:
+                self._collections.clear()
+                return method(self, *args, **kwargs)
+        except DualMemError:
+            raise
+        except Exception as e:
+            message = f"the Chroma index failed in {method.__name__}: {type(e).__name__}: {e}"
+            raise StorageError(message) from e
 
     return wrapper
 
@@ -180,15 +184,13 @@ class ChromaMemoryIndex:
         self._collections[part] = col
         return col
 
-    @_refreshing
+    @_guarded
     def upsert(self, memories: list[Memory]) -> None:
         by_part: dict[str, list[Memory]] = {}
         for m in memories:
-            scope = Scope(user_id=m.user_id, agent_id=m.agent_id, session_id=m.session_id)
-            by_part.setdefault(scope.partition, []).append(m)
+            by_part.setdefault(m.scope.partition, []).append(m)
         for group in by_part.values():
-            first = group[0]
-            scope = Scope(user_id=first.user_id, agent_id=first.agent_id, session_id=first.session_id)
+            scope = group[0].scope
             col = self._collection(scope)
             # the stored document is the plain text; the embedding also sees the event date
             col.upsert(
@@ -206,7 +208,7 @@ class ChromaMemoryIndex:
         ids_, docs, metas = _paged(col, _scope_where(scope), limit)
         return list(zip(ids_, docs, metas, strict=True))
 
-    @_refreshing
+    @_guarded
     def search(self, query: str, scope: Scope, k: int) -> list[Memory]:
         col = self._collection(scope, create=False)
         if col is None or k <= 0:
@@ -228,7 +230,7 @@ class ChromaMemoryIndex:
         ranked = dense
         if self.hybrid:
             lexical = self._lexical.search(
-                scope.partition, count, lambda: self._load_all(col), query, _allowed(scope), n
+                scope.partition, count, lambda: self._load_all(col), query, scope.contains, n
             )
             ranked = promote(rrf([dense, lexical.ranked]), lexical.exact)
             missing = [i for i in ranked[:k] if i not in rows]
@@ -247,7 +249,7 @@ class ChromaMemoryIndex:
         ]
         return ids, docs, metas
 
-    @_refreshing
+    @_guarded
     def nearest(self, texts: list[str], scope: Scope, k: int) -> list[list[Memory]]:
         col = self._collection(scope, create=False)
         if col is None or not texts or col.count() == 0:
@@ -261,14 +263,14 @@ class ChromaMemoryIndex:
                             strict=True)
         ]
 
-    @_refreshing
+    @_guarded
     def get(self, ids: list[str], scope: Scope) -> list[Memory]:
         col = self._collection(scope, create=False)
         if col is None or not ids:
             return []
         return [_from_chroma(*row) for row in self._rows(col, scope, ids=ids)]
 
-    @_refreshing
+    @_guarded
     def list(self, scope: Scope, limit: int | None = None) -> list[Memory]:
         col = self._collection(scope, create=False)
         if col is None:
@@ -276,7 +278,7 @@ class ChromaMemoryIndex:
         memories = [_from_chroma(*row) for row in self._rows(col, scope, limit=limit)]
         return sorted(memories, key=lambda m: m.created_at)
 
-    @_refreshing
+    @_guarded
     def delete(self, ids: list[str], scope: Scope) -> int:
         found = self.get(ids, scope)
         if found:
@@ -285,7 +287,7 @@ class ChromaMemoryIndex:
             self._lexical.invalidate(scope.partition)
         return len(found)
 
-    @_refreshing
+    @_guarded
     def delete_scope(self, scope: Scope) -> int:
         col = self._collection(scope, create=False)
         if col is None:
@@ -299,6 +301,7 @@ class ChromaMemoryIndex:
         self._lexical.invalidate(scope.partition)
         return len(ids)
 
+    @_guarded
     def reset(self) -> int:
         names = [c if isinstance(c, str) else c.name for c in self.client.list_collections()]
         ours = [n for n in names if n.startswith(_PREFIX)]
@@ -315,7 +318,7 @@ class ChromaMemoryIndex:
             self.client.close()
         self._collections.clear()
 
-    @_refreshing
+    @_guarded
     def count(self, scope: Scope) -> int:
         col = self._collection(scope, create=False)
         if col is None:

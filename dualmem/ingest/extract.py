@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from ..config import ExtractionConfig
 from ..index.base import MemoryIndex
 from ..llm.base import BaseLLM, ChatRequest, Numbers
 from ..prompts import extract_messages, is_instruction, reconcile_messages
@@ -34,18 +35,9 @@ from ..types import Memory, Scope, Turn, Usage
 
 __all__ = ["ExtractionResult", "Extractor", "is_raw", "raw_memories"]
 
-# D-Mem keeps update neighbours with cosine > 0.8; that misses changes such as "lives in
-# Lisbon" -> "moved to Porto" (0.78 with MiniLM; tests/data/temporal_changes.json), and a
-# wider net costs no extra call: one reconcile call covers every contested fact of a batch
-NEIGHBOUR_SIMILARITY = 0.65
-NEIGHBOURS = 5
-KNOWN_MEMORIES = 10
-RECENT_MESSAGES = 9
 # In a mixed index the raw turns nearest a batch or a fact (its own source turns first) come
 # before the facts; this many extra results leave room for them, then they are dropped.
 RAW_HEADROOM = 50
-# one retry: a malformed reply is rarely fixed by a third try, and each try can cost 384 tokens
-REPLY_RETRIES = 1
 
 log = logging.getLogger("dualmem")
 
@@ -135,30 +127,32 @@ def raw_memories(turns: list[Turn]) -> list[Memory]:
 
 
 class Extractor:
-    def __init__(self, llm: BaseLLM, index: MemoryIndex, *, batch_turns: int = 10) -> None:
+    def __init__(self, llm: BaseLLM, index: MemoryIndex, config: ExtractionConfig | None = None) -> None:
         self.llm = llm
         self.index = index
-        self.batch_turns = batch_turns
+        self.config = config or ExtractionConfig()
 
     async def run(self, new: list[Turn], recent: list[Turn], scope: Scope) -> ExtractionResult:
         """Extract from `new` in batches; raises `LLMReplyError` if a reply stays malformed."""
         result = ExtractionResult()
         context = list(recent)
-        for start in range(0, len(new), self.batch_turns):
-            batch = new[start : start + self.batch_turns]
-            await self._batch(batch, context[-RECENT_MESSAGES:], scope, result)
+        step = self.config.batch_turns
+        for start in range(0, len(new), step):
+            batch = new[start : start + step]
+            await self._batch(batch, context[-self.config.recent_messages:], scope, result)
             context.extend(batch)
         return result
 
     async def _batch(
         self, batch: list[Turn], recent: list[Turn], scope: Scope, result: ExtractionResult
     ) -> None:
-        wide = _reconcile_scope(scope)
+        wide = scope.widened()
         found = await asyncio.to_thread(
-            self.index.search, " ".join(t.text for t in batch), wide, KNOWN_MEMORIES + RAW_HEADROOM
+            self.index.search, " ".join(t.text for t in batch), wide,
+            self.config.known_memories + RAW_HEADROOM,
         )
         # raw turns in a mixed index are context already (the recent messages), not facts
-        known = [m for m in found if not is_raw(m)][:KNOWN_MEMORIES]
+        known = [m for m in found if not is_raw(m)][: self.config.known_memories]
         new, old = [t.render() for t in batch], [t.render() for t in recent]
         # cut over-long lines so the prompt fits the model (the history keeps the full text)
         lines = fit_lines(new + old + [m.render() for m in known],
@@ -169,7 +163,7 @@ class Extractor:
                                       lines[len(new) + len(old) :]),
             max_tokens=512,
         )
-        reply, usage = await self.llm.ajson(request, ExtractReply, retries=REPLY_RETRIES)
+        reply, usage = await self.llm.ajson(request, ExtractReply, retries=self.config.reply_retries)
         result.usage = result.usage + usage
         stated = [f for f in reply.facts if f.text.strip()]
         facts = [f for f in stated if not is_instruction(f.text)]
@@ -178,10 +172,10 @@ class Extractor:
         if not facts:
             return
         neighbours = await asyncio.to_thread(
-            self.index.nearest, [f.render() for f in facts], wide, NEIGHBOURS + RAW_HEADROOM
+            self.index.nearest, [f.render() for f in facts], wide, self.config.neighbours + RAW_HEADROOM
         )
-        close = [[m for m in ns if not is_raw(m) and (m.score or 0) > NEIGHBOUR_SIMILARITY][:NEIGHBOURS]
-                 for ns in neighbours]
+        close = [[m for m in ns if not is_raw(m) and (m.score or 0) > self.config.neighbour_similarity]
+                 [: self.config.neighbours] for ns in neighbours]
         actions: dict[int, _Action] = {}
         # a fact that restates a memory is a NOOP without asking: a small model asked about
         # an exact repeat may answer DELETE (mem0 #1674)
@@ -198,7 +192,7 @@ class Extractor:
                 ),
                 max_tokens=384,
             )
-            reply_r, usage = await self.llm.ajson(request, ReconcileReply, retries=REPLY_RETRIES)
+            reply_r, usage = await self.llm.ajson(request, ReconcileReply, retries=self.config.reply_retries)
             result.usage = result.usage + usage
             for a in reply_r.actions:
                 if 1 <= a.fact <= len(contested):
@@ -284,10 +278,3 @@ def _sources(fact: _Fact, batch: list[Turn]) -> list[str]:
 def _turn_date(batch: list[Turn], ids: list[str]) -> str:
     return next(t for t in batch if t.id == ids[0]).timestamp.date().isoformat()
 
-
-def _reconcile_scope(scope: Scope) -> Scope:
-    """Where a new fact's known memories and neighbours are looked up: the user's (or
-    agent's) memories of every session, since a fact about a person outlives its session."""
-    if scope.user_id is None and scope.agent_id is None:
-        return scope
-    return Scope(user_id=scope.user_id, agent_id=scope.agent_id)

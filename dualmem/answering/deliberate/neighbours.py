@@ -6,11 +6,11 @@ when the gate's coverage and consistency signals find it supported by those turn
 
 from __future__ import annotations
 
+from ...config import DeliberationConfig, GateConfig
 from ...llm.base import BaseLLM
 from ...tasks import Task
 from ...text import human_day
 from ...types import Fact, Memory, Turn
-from ..gate.config import GateConfig
 from ..gate.signals import Passage, consistency, coverage, looks_like_refusal
 from .base import Deliberation, Strategy, shown
 
@@ -24,7 +24,10 @@ class Neighbours(Strategy):
     answer_task = Task.NEIGHBOURS_ANSWER
     label = "Conversation excerpts"
 
-    def __init__(self, llm: BaseLLM, gate: GateConfig | None = None, *, window: int = 2) -> None:
+    def __init__(
+        self, llm: BaseLLM, gate: GateConfig | None = None, *,
+        window: int = DeliberationConfig().neighbour_window,
+    ) -> None:
         super().__init__(llm)
         self.gate = gate or GateConfig()
         self.window = window

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field, field_validator
 
+from ...config import DeliberationConfig
 from ...errors import ConfigError, LLMReplyError
 from ...llm.base import BaseLLM, ChatRequest, Numbers
 from ...prompts import facts_messages, filter_messages
@@ -26,6 +27,8 @@ from ...types import Fact, Memory, Turn, Usage
 from .base import Deliberation, Strategy, fitting, shown
 
 __all__ = ["Chunk", "Scan"]
+
+_DEFAULTS = DeliberationConfig()
 
 
 class _ChunkFact(BaseModel):
@@ -74,13 +77,14 @@ class Scan(Strategy):
         self,
         llm: BaseLLM,
         *,
-        chunk_messages: int = 60,
-        history_messages: int = 4,
-        concurrency: int = 4,
-        extract_threshold: float = 5,
-        keep_threshold: float = 6,
-        filter_min_facts: int = 6,
+        chunk_messages: int = _DEFAULTS.chunk_messages,
+        history_messages: int = _DEFAULTS.history_messages,
+        concurrency: int = _DEFAULTS.concurrency,
+        extract_threshold: float = _DEFAULTS.extract_threshold,
+        keep_threshold: float = _DEFAULTS.keep_threshold,
+        filter_min_facts: int = _DEFAULTS.filter_min_facts,
     ) -> None:
+        """The settings are `DeliberationConfig`'s (`Config.deliberation`), defaults included."""
         super().__init__(llm)
         self.chunk_messages = chunk_messages
         self.history_messages = history_messages

@@ -9,15 +9,15 @@ an expected F1; the table of those is the trade-off the user picks from.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from ...config import GateConfig
 from ...errors import InvalidInputError
-from .config import GateConfig
 from .signals import combined
 
 __all__ = ["Calibration", "CalibrationRecord", "calibrate", "format_table", "load_records"]
@@ -140,24 +140,28 @@ def format_table(cal: Calibration, rows: int = 12) -> str:
     return "\n".join(out)
 
 
+def json_lines(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed JSON) of each non-empty line of a labelled-questions file."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as e:
+        raise InvalidInputError(f"cannot read labelled questions from {path}: {e}") from e
+    for n, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                yield n, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InvalidInputError(f"{path}:{n} is not a JSON line: {e}") from e
+
+
 def load_records(path: str | Path) -> list[CalibrationRecord]:
     """Read JSONL lines holding `signals`, `fast_f1`, optional `full_f1` and `refusal`.
 
     A bench result line nests them under a "calibration" key; both shapes are accepted, and
     lines without labels (e.g. a fast-only run with no score) are skipped.
     """
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as e:
-        raise InvalidInputError(f"cannot read labelled questions from {path}: {e}") from e
     records = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InvalidInputError(f"{path}:{n} is not a JSON line: {e}") from e
+    for n, data in json_lines(path):
         label = _label(data)
         if label is None:
             continue

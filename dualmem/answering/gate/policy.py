@@ -7,6 +7,14 @@
   `band_low` escalate); only the uncertain band between pays for the audit call.
 - `majority` / `consensus`: D-Mem's comparison policies: 3 answers at temperature 0.7 and a
   judge; pass when >= 2 (majority) or all 3 (consensus) agree.
+- `learned`: a logistic regression over every signal (the three above plus the evidence
+  signals: sufficiency, recency, aggregation) and the question's shape gives P(wrong);
+  escalate at or above the model's threshold. Fitted by `dualmem calibrate --fit`.
+- `entropy`: L-RAG's gate, answer entropy alone.
+
+Every policy reads and reports all six signals; only `learned` weighs the evidence signals,
+but a failing veto signal (`GateConfig.vetoes`: recency and aggregation by default) escalates
+under `signals`, `cascade` and `learned` alike.
 
 Each policy is one handler in `POLICIES`; `run_gate` looks the policy up and runs it.
 """
@@ -18,10 +26,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 
+from ...config import GateConfig
 from ...llm.base import BaseLLM
-from ...types import AuditLabels, GateReport, Memory, SignalResult, TokenLogprob, Usage
+from ...types import AuditLabels, GateReport, Memory, Policy, SignalResult, TokenLogprob, Usage
 from .checks import audit, audit_reason, judge, sample_answers
-from .config import GateConfig, Policy
+from .evidence import aggregation, recency, sufficiency
+from .learned import features, load_model
 from .signals import Passage, combined, consistency, coverage, entropy, looks_like_refusal
 
 __all__ = ["POLICIES", "GateCase", "GateOutcome", "run_gate"]
@@ -52,11 +62,13 @@ class GateCase:
 
 @dataclass(frozen=True)
 class _Signals:
-    """The three signals of one fast answer, their weighted score, and the cost of sampling."""
+    """The three hand-set signals of one fast answer, their weighted score, the cost of
+    sampling, and the evidence signals."""
 
     results: list[SignalResult]
     score: float
     usage: Usage = field(default_factory=Usage)
+    evidence: list[SignalResult] = field(default_factory=list)  # reported; the learned policy weighs them
 
     @property
     def failed(self) -> list[SignalResult]:
@@ -91,7 +103,13 @@ async def _read_signals(case: GateCase, *, sampled: bool) -> _Signals:
     k = consistency(case.answer, passages, c.score or 0.0, cfg.consistency_threshold, samples=samples)
     results = [e, c, k]
     score = combined({r.name: r.score for r in results if r.available and r.score is not None}, cfg.weights)
-    return _Signals(results, score, usage)
+    refusal = looks_like_refusal(case.answer)
+    evidence = [
+        sufficiency(case.question, passages, cfg.sufficiency_threshold),
+        recency(case.question, case.answer, passages, refusal, cfg.recency_threshold),
+        aggregation(case.question, case.answer, passages, refusal, cfg.aggregation_threshold),
+    ]
+    return _Signals(results, score, usage, evidence)
 
 
 def _decide(
@@ -104,7 +122,7 @@ def _decide(
         passed=passed,
         escalate=not passed,
         score=signals.score if score is None else score,
-        signals=signals.results,
+        signals=signals.results + signals.evidence,
         audit=labels,
         reason=reason,
     )
@@ -119,6 +137,9 @@ def _escalate_early(case: GateCase, signals: _Signals) -> GateOutcome | None:
         # D-Mem's auditor fails every "NONE"/"I don't know" answer: no need to pay for the call
         reason = "the fast answer is a refusal; deliberation may find the evidence"
         return _decide(case, signals, passed=False, reason=reason)
+    vetoed = [r for r in signals.evidence if r.name in case.cfg.vetoes and r.passed is False]
+    if vetoed:
+        return _decide(case, signals, passed=False, reason="; ".join(f"{r.name}: {r.reason}" for r in vetoed))
     return None
 
 
@@ -188,7 +209,37 @@ async def _vote_policy(case: GateCase, *, need: int) -> GateOutcome:
     return GateOutcome(report, usage + judged, chosen if passed else None)
 
 
+async def _learned_policy(case: GateCase) -> GateOutcome:
+    signals = await _read_signals(case, sampled=False)
+    if early := _escalate_early(case, signals):
+        return early
+    model = load_model(case.cfg.model)
+    read = features(case.question, signals.results + signals.evidence)
+    wrong = model.probability(read)
+    threshold = model.threshold if case.cfg.learned_threshold is None else case.cfg.learned_threshold
+    ok = wrong < threshold
+    parts = sorted(model.contributions(read).items(), key=lambda kv: -kv[1])
+    why = ", ".join(f"{name} {'+' if v >= 0 else ''}{v:.2f}" for name, v in parts[:3])
+    reason = f"P(wrong) {wrong:.2f} {'<' if ok else '>='} {threshold:.2f} (largest log-odds shares: {why})"
+    return _decide(case, signals, passed=ok, reason=reason, score=1.0 - wrong)
+
+
+async def _entropy_policy(case: GateCase) -> GateOutcome:
+    signals = await _read_signals(case, sampled=False)
+    entropy_result = signals.results[0]
+    if not entropy_result.available:
+        escalate = case.cfg.on_unavailable == "escalate"
+        reason = f"entropy {entropy_result.reason}: " + ("escalated" if escalate else "fast answer kept")
+        return _decide(case, signals, passed=not escalate, reason=reason, score=None)
+    return _decide(
+        case, signals, passed=bool(entropy_result.passed), reason=f"entropy: {entropy_result.reason}",
+        score=entropy_result.score,
+    )
+
+
 POLICIES: dict[Policy, Callable[[GateCase], Awaitable[GateOutcome]]] = {
+    "learned": _learned_policy,
+    "entropy": _entropy_policy,
     "audit": _audit_policy,
     "signals": _signals_policy,
     "cascade": _cascade_policy,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Self
 
-from dualmem import DualMemory
-from dualmem.inputs import make_scope
+from dualmem import DualMemory, ScopedMemory
 from pydantic import BaseModel, ConfigDict, model_validator
 
 
@@ -21,9 +20,10 @@ class Scoped(BaseModel):
 
     @model_validator(mode="after")
     def _check_scope(self) -> Self:
-        make_scope(self.user_id, self.agent_id, self.session_id)
+        self.scoped_memory  # noqa: B018 - raises ScopeError for bad ids
         return self
 
     @property
-    def scope(self) -> dict[str, str | None]:
-        return {"user_id": self.user_id, "agent_id": self.agent_id, "session_id": self.session_id}
+    def scoped_memory(self) -> ScopedMemory:
+        """The memory bound to this object's scope (read on each use: the fields may change)."""
+        return self.memory.scoped(user_id=self.user_id, agent_id=self.agent_id, session_id=self.session_id)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dualmem import DualMemory, Turn
-from dualmem.inputs import make_scope
+from dualmem import DualMemory, ScopedMemory, Turn
 from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import AIMessage, BaseMessage, ChatMessage, HumanMessage, SystemMessage
 
@@ -74,38 +73,35 @@ class DualMemChatMessageHistory(BaseChatMessageHistory):
         extract: bool | None = None,
         background: bool = True,
     ) -> None:
-        make_scope(user_id, agent_id, session_id)  # bad ids fail here, not on first use
         self.memory = memory
-        self.user_id = user_id
-        self.agent_id = agent_id
-        self.session_id = session_id
+        self.user_id, self.agent_id, self.session_id = user_id, agent_id, session_id
         self.extract = extract
         self.background = background
+        self.scoped_memory  # noqa: B018 - bad ids fail here, not on first use
 
     @property
-    def _scope(self) -> dict[str, str | None]:
-        return {"user_id": self.user_id, "agent_id": self.agent_id, "session_id": self.session_id}
+    def scoped_memory(self) -> ScopedMemory:
+        return self.memory.scoped(user_id=self.user_id, agent_id=self.agent_id, session_id=self.session_id)
 
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]
-        return [turn_to_message(t) for t in self.memory.history(**self._scope)]
+        return [turn_to_message(t) for t in self.scoped_memory.history()]
 
     async def aget_messages(self) -> list[BaseMessage]:
-        return [turn_to_message(t) for t in await self.memory.ahistory(**self._scope)]
+        return [turn_to_message(t) for t in await self.scoped_memory.ahistory()]
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         turns = [t for t in map(message_to_turn, messages) if t is not None]
         if turns:
-            self.memory.add(turns, **self._scope, extract=self.extract, background=self.background)
+            self.scoped_memory.add(turns, extract=self.extract, background=self.background)
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
         turns = [t for t in map(message_to_turn, messages) if t is not None]
         if turns:
-            await self.memory.aadd(turns, **self._scope, extract=self.extract,
-                                   background=self.background)
+            await self.scoped_memory.aadd(turns, extract=self.extract, background=self.background)
 
     def clear(self) -> None:
-        self.memory.delete_all(**self._scope)
+        self.scoped_memory.delete_all()
 
     async def aclear(self) -> None:
-        await self.memory.adelete_all(**self._scope)
+        await self.scoped_memory.adelete_all()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from dualmem import Memory
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
@@ -57,16 +55,14 @@ class DualMemRetriever(Scoped, BaseRetriever):
 
     k: int = Field(default=10, ge=1)
 
-    def _search_kwargs(self, k: int | None) -> dict[str, Any]:
-        return {**self.scope, "k": self.k if k is None else k}
-
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
     ) -> list[Document]:
-        return [memory_to_document(m) for m in self.memory.search(query, **self._search_kwargs(k))]
+        found = self.scoped_memory.search(query, k=self.k if k is None else k)
+        return [memory_to_document(m) for m in found]
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, k: int | None = None
     ) -> list[Document]:
-        found = await self.memory.asearch(query, **self._search_kwargs(k))
+        found = await self.scoped_memory.asearch(query, k=self.k if k is None else k)
         return [memory_to_document(m) for m in found]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from dualmem import AddResult, Answer, DualMemory, ScopeError
+from dualmem import AddResult, Answer, DualMemory, Mode, ScopeError
 from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
@@ -19,8 +19,6 @@ __all__ = [
     "create_recall_tool",
     "create_remember_tool",
 ]
-
-Mode = Literal["fast", "gated", "full"]
 
 RECALL_DESCRIPTION = (
     "Answer a question from long-term memory of earlier conversations with this user "
@@ -77,7 +75,7 @@ class DualMemRecallTool(Scoped, BaseTool):
         self, question: str, run_manager: CallbackManagerForToolRun | None = None
     ) -> tuple[str, dict[str, Any] | None]:
         try:
-            answer = self.memory.answer(question, **self.scope, k=self.k, mode=self.mode)
+            answer = self.scoped_memory.answer(question, k=self.k, mode=self.mode)
         except ScopeError:  # the scope ids were checked at construction: nothing stored yet
             answer = None
         return self._result(answer)
@@ -86,7 +84,7 @@ class DualMemRecallTool(Scoped, BaseTool):
         self, question: str, run_manager: AsyncCallbackManagerForToolRun | None = None
     ) -> tuple[str, dict[str, Any] | None]:
         try:
-            answer = await self.memory.aanswer(question, **self.scope, k=self.k, mode=self.mode)
+            answer = await self.scoped_memory.aanswer(question, k=self.k, mode=self.mode)
         except ScopeError:
             answer = None
         return self._result(answer)
@@ -112,10 +110,10 @@ class DualMemRememberTool(Scoped, BaseTool):
         return {"role": self.role, "content": text, "metadata": {"source": self.name}}
 
     def _run(self, text: str, run_manager: CallbackManagerForToolRun | None = None) -> str:
-        return format_added(self.memory.add(self._message(text), **self.scope))
+        return format_added(self.scoped_memory.add(self._message(text)))
 
     async def _arun(self, text: str, run_manager: AsyncCallbackManagerForToolRun | None = None) -> str:
-        return format_added(await self.memory.aadd(self._message(text), **self.scope))
+        return format_added(await self.scoped_memory.aadd(self._message(text)))
 
 
 def create_recall_tool(

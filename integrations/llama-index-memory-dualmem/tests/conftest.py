@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dualmem import DualMemory
-from dualmem.llm.base import ChatRequest
+from dualmem import ChatRequest, DualMemory
 from dualmem.testing import ScriptedLLM, ScriptedReply
 
 # question word -> (what the memories must say, the answer)

@@ -15,17 +15,12 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.bridge.pydantic import BaseModel, ConfigDict, Field, model_validator
 from llama_index.core.memory import BaseMemory, BaseMemoryBlock
 
-from dualmem import DualMemory
-from dualmem._sync import run_sync
-from dualmem.inputs import make_scope
-from dualmem.llm.base import BaseLLM
+from dualmem import BaseLLM, DualMemory, Mode, ScopedMemory, run_sync
 
 from .utils import (
     Context,
-    Mode,
     arecall,
     last_user_text,
-    long_term_scope,
     recent_chat,
     to_chat_message,
     to_dualmem_messages,
@@ -49,12 +44,13 @@ class DualMemFields(BaseModel):
 
     @model_validator(mode="after")
     def _check_scope(self) -> DualMemFields:
-        make_scope(self.user_id, self.agent_id, self.session_id)  # fail here, not on first use
+        self.scoped_memory  # noqa: B018 - bad ids fail here, not on first use
         return self
 
     @property
-    def scope(self) -> dict[str, str | None]:
-        return {"user_id": self.user_id, "agent_id": self.agent_id, "session_id": self.session_id}
+    def scoped_memory(self) -> ScopedMemory:
+        """The memory bound to this object's scope (read on each use: the fields may change)."""
+        return self.memory.scoped(user_id=self.user_id, agent_id=self.agent_id, session_id=self.session_id)
 
 
 class _ChatFields(DualMemFields):
@@ -116,15 +112,14 @@ class DualMemMemory(_ChatFields, BaseMemory):
         return cls(memory=memory, **fields)
 
     async def aget(self, input: str | None = None, **kwargs: Any) -> list[ChatMessage]:
-        recent = recent_chat(await self.memory.ahistory(**self.scope), self.recent_messages)
+        recent = recent_chat(await self.scoped_memory.ahistory(), self.recent_messages)
         chat = [to_chat_message(t) for t in recent]
         query = input.content if isinstance(input, ChatMessage) else input
         query = query or last_user_text(chat)
         if not query:
             return chat
-        scope = long_term_scope(self.user_id, self.agent_id, self.session_id)
         recalled = await arecall(
-            self.memory, query, scope, context=self.context, k=self.k, mode=self.mode,
+            self.scoped_memory, query, context=self.context, k=self.k, mode=self.mode,
             shown=frozenset(t.id for t in recent),
         )
         if not recalled:
@@ -132,7 +127,7 @@ class DualMemMemory(_ChatFields, BaseMemory):
         return [ChatMessage(role=MessageRole.SYSTEM, content=f"{CONTEXT_HEADER}\n{recalled}"), *chat]
 
     async def aget_all(self) -> list[ChatMessage]:
-        return [to_chat_message(t) for t in await self.memory.ahistory(**self.scope)]
+        return [to_chat_message(t) for t in await self.scoped_memory.ahistory()]
 
     async def aput(self, message: ChatMessage) -> None:
         await self.aput_messages([message])
@@ -141,7 +136,7 @@ class DualMemMemory(_ChatFields, BaseMemory):
         # one add per batch: dualmem extracts from the batch together, with the recent turns
         converted = to_dualmem_messages(messages, tools=self.tool_messages)
         if converted:
-            await self.memory.aadd(converted, **self.scope, background=self.background)
+            await self.scoped_memory.aadd(converted, background=self.background)
 
     async def aset(self, messages: list[ChatMessage]) -> None:
         """Replace this session's messages (and the memories that came from them)."""
@@ -150,7 +145,7 @@ class DualMemMemory(_ChatFields, BaseMemory):
 
     async def areset(self) -> None:
         """Forget this session only; the user's other sessions stay."""
-        await self.memory.adelete_all(**self.scope)
+        await self.scoped_memory.adelete_all()
 
     def get(self, input: str | None = None, **kwargs: Any) -> list[ChatMessage]:
         return run_sync(self.aget(input, **kwargs))
@@ -192,8 +187,7 @@ class DualMemBlock(_ChatFields, BaseMemoryBlock[str]):
         query = last_user_text(messages or [])
         if not query:
             return ""
-        scope = long_term_scope(self.user_id, self.agent_id, self.session_id)
-        return await arecall(self.memory, query, scope, context=self.context, k=self.k, mode=self.mode)
+        return await arecall(self.scoped_memory, query, context=self.context, k=self.k, mode=self.mode)
 
     async def _aput(self, messages: list[ChatMessage]) -> None:
         converted = to_dualmem_messages(messages, tools=self.tool_messages)
@@ -201,4 +195,5 @@ class DualMemBlock(_ChatFields, BaseMemoryBlock[str]):
             return
         # `Memory` stamps its session on the messages it flushes
         session = self.session_id or messages[0].additional_kwargs.get("session_id")
-        await self.memory.aadd(converted, user_id=self.user_id, agent_id=self.agent_id, session_id=session)
+        scoped = self.memory.scoped(user_id=self.user_id, agent_id=self.agent_id, session_id=session)
+        await scoped.aadd(converted)

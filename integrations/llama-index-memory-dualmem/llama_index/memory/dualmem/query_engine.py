@@ -8,11 +8,10 @@ from llama_index.core.base.response.schema import Response
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.query_engine import CustomQueryEngine
 
-from dualmem import Answer
-from dualmem._sync import run_sync
+from dualmem import Answer, Mode, run_sync
 
 from .base import DualMemFields
-from .utils import Mode, fact_node, memory_node
+from .utils import fact_node, memory_node
 
 __all__ = ["DualMemQueryEngine", "answer_response"]
 
@@ -56,5 +55,5 @@ class DualMemQueryEngine(DualMemFields, CustomQueryEngine):
         return run_sync(self.acustom_query(query_str))
 
     async def acustom_query(self, query_str: str) -> Response:
-        answer = await self.memory.aanswer(query_str, **self.scope, k=self.k, mode=self.mode)
+        answer = await self.scoped_memory.aanswer(query_str, k=self.k, mode=self.mode)
         return answer_response(answer)

@@ -6,9 +6,7 @@ from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks.base import CallbackManager
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
-from dualmem import DualMemory
-from dualmem._sync import run_sync
-from dualmem.inputs import make_scope
+from dualmem import DualMemory, run_sync
 
 from .utils import memory_node
 
@@ -38,9 +36,9 @@ class DualMemRetriever(BaseRetriever):
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,
     ) -> None:
-        make_scope(user_id, agent_id, session_id)  # fail here, not on first use
+        # bad ids fail here, not on first use
+        self.scoped_memory = memory.scoped(user_id=user_id, agent_id=agent_id, session_id=session_id)
         self.memory = memory
-        self.scope = {"user_id": user_id, "agent_id": agent_id, "session_id": session_id}
         self.k = k
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
@@ -48,5 +46,5 @@ class DualMemRetriever(BaseRetriever):
         return run_sync(self._aretrieve(query_bundle))
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        memories = await self.memory.asearch(query_bundle.query_str, **self.scope, k=self.k)
+        memories = await self.scoped_memory.asearch(query_bundle.query_str, k=self.k)
         return [memory_node(m) for m in memories]

@@ -9,16 +9,13 @@ from typing import Any, Literal
 from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock, ToolCallBlock
 from llama_index.core.schema import NodeWithScore, TextNode
 
-from dualmem import DualMemory, Fact, Memory, ScopeError, Turn
-from dualmem.answering.reader import context_lines
+from dualmem import Fact, Memory, Mode, ScopedMemory, ScopeError, Turn, format_memories
 
 __all__ = [
     "Context",
-    "Mode",
     "arecall",
     "fact_node",
     "last_user_text",
-    "long_term_scope",
     "memory_node",
     "recent_chat",
     "to_chat_message",
@@ -26,7 +23,6 @@ __all__ = [
 ]
 
 Context = Literal["memories", "answer"]
-Mode = Literal["fast", "gated", "full"]
 
 # llama-index roles -> the roles dualmem stores (and prompts show)
 _ROLES = {
@@ -125,23 +121,9 @@ def last_user_text(messages: Sequence[ChatMessage]) -> str | None:
     return None
 
 
-def long_term_scope(
-    user_id: str | None, agent_id: str | None, session_id: str | None
-) -> dict[str, str | None]:
-    """Where a chat's memories are searched: every session of the user (or agent).
-
-    The session only narrows the recent chat; remembering earlier sessions is the point of
-    long-term memory. A chat scoped by session alone searches that session.
-    """
-    if user_id is None and agent_id is None:
-        return {"session_id": session_id}
-    return {"user_id": user_id, "agent_id": agent_id}
-
-
 async def arecall(
-    memory: DualMemory,
+    memory: ScopedMemory,
     query: str,
-    scope: dict[str, str | None],
     *,
     context: Context,
     k: int | None,
@@ -150,20 +132,23 @@ async def arecall(
 ) -> str:
     """What a model should be shown for `query`: memory lines, or dualmem's answer. '' if none.
 
-    Memories made only from the turns in `shown` (the recent chat the model already sees) are
-    left out.
+    A chat's memories are recalled from every session of the user (or agent): the session only
+    narrows the recent chat, and remembering earlier sessions is the point of long-term
+    memory (a chat scoped by session alone recalls from that session). Memories made only
+    from the turns in `shown` (the recent chat the model already sees) are left out.
     """
+    memory = memory.widened()
     if context == "answer":
         try:
-            answer = await memory.aanswer(query, **scope, k=k, mode=mode)
+            answer = await memory.aanswer(query, k=k, mode=mode)
         except ScopeError:  # nothing stored for this scope yet (ids were checked on construction)
             return ""
         return f"Question: {query}\nAnswer from memory: {answer.text}"
-    k = k or memory.config.top_k
+    k = k or memory.memory.config.top_k
     # ask for more, as the shown ones are dropped after ranking
-    memories = await memory.asearch(query, **scope, k=k + len(shown))
+    memories = await memory.asearch(query, k=k + len(shown))
     memories = [m for m in memories if not (m.source_turn_ids and set(m.source_turn_ids) <= shown)][:k]
-    return "\n".join(f"- {line}" for line in context_lines(memories))
+    return "\n".join(f"- {line}" for line in format_memories(memories))
 
 
 def _node(text: str, metadata: dict[str, Any], score: float | None, id_: str | None = None) -> NodeWithScore:
