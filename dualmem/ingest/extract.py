@@ -20,7 +20,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -44,8 +44,10 @@ log = logging.getLogger("dualmem")
 
 # The json_schema_extra bounds only shape constrained decoding (a reply that fits max_tokens
 # instead of one cut mid-object); validation stays lenient for backends that ignore them.
+# No maxLength: llama.cpp nests one grammar group per allowed character, and sampling under
+# a 240-deep nest was many times slower than the whole reply.
 class _Fact(BaseModel):
-    text: str = Field(min_length=1, json_schema_extra={"maxLength": 240})
+    text: str = Field(min_length=1)
     date: str | None = Field(None, json_schema_extra={
         "anyOf": [{"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}, {"type": "null"}]})
     turns: Numbers = Field(default_factory=list, json_schema_extra={"maxItems": 4})
@@ -70,15 +72,11 @@ class ExtractReply(BaseModel):
     facts: list[_Fact] = Field(json_schema_extra={"maxItems": 12})
 
 
-def _nullable(max_length: int) -> dict[str, Any]:
-    return {"anyOf": [{"type": "string", "maxLength": max_length}, {"type": "null"}]}
-
-
 class _Action(BaseModel):
     fact: int
     event: Literal["ADD", "UPDATE", "DELETE", "NOOP"]
-    id: str | None = Field(None, json_schema_extra=_nullable(64))
-    text: str | None = Field(None, json_schema_extra=_nullable(240))
+    id: str | None = None
+    text: str | None = None
 
     @field_validator("event", mode="before")
     @classmethod

@@ -183,7 +183,8 @@ def parse_json_reply(text: str, schema: type[M]) -> M:
     error: Exception | None = None
     for candidate in candidates:
         try:
-            data: Any = json.loads(candidate)
+            # strict=False: a control character inside a string (a raw newline) is kept, not fatal
+            data: Any = json.loads(candidate, strict=False)
         except json.JSONDecodeError as e:
             error = e
             continue

@@ -179,7 +179,7 @@ class LocalLLM(BaseLLM):
     def _grammar(self, schema: dict[str, Any]) -> Any:
         """The GBNF grammar of a JSON schema, built once per schema; None (plain JSON mode) if
         llama.cpp's converter cannot express it."""
-        key = json.dumps(schema, sort_keys=True)
+        key = json.dumps(schema)  # not sorted: the grammar writes keys in this order
         if key not in self._grammars:
             from llama_cpp import LlamaGrammar
 

@@ -32,8 +32,7 @@ _DEFAULTS = DeliberationConfig()
 
 
 class _ChunkFact(BaseModel):
-    # json_schema_extra bounds shape constrained decoding only (a reply that fits max_tokens)
-    fact: str = Field(min_length=1, json_schema_extra={"maxLength": 300})
+    fact: str = Field(min_length=1)
     score: float = 0
     turns: Numbers = Field(default_factory=list)
 
@@ -47,6 +46,7 @@ class _ChunkFact(BaseModel):
 
 
 class _FactsReply(BaseModel):
+    # bounds constrained decoding only (a reply that fits max_tokens); validation stays lenient
     facts: list[_ChunkFact] = Field(json_schema_extra={"maxItems": 12})
 
 
