@@ -285,7 +285,7 @@ async def test_extraction_is_serialised_per_user_only(tmp_path):
     reply = ScriptedReply(json.dumps({"facts": [{"text": "A fact.", "turns": [1]}]}), delay=0.2)
     llm = ScriptedLLM(by_task={"extract": lambda r: reply,
                                "reconcile": lambda r: '{"actions": [{"fact": 1, "event": "NOOP"}]}'})
-    memory = DualMemory(path=tmp_path, llm=llm, extract=True)
+    memory = DualMemory(path=tmp_path, llm=llm, extract=True, index_turns=False)
     await asyncio.gather(memory.aadd("one", user_id="alice"), memory.aadd("two", user_id="alice"))
     assert llm.max_concurrency_seen == 1
     # the second extraction saw the first one's memory: it reconciled instead of duplicating
@@ -442,7 +442,7 @@ def test_extraction_lock_works_across_event_loops(tmp_path):
     reply = ScriptedReply(json.dumps({"facts": [{"text": "A fact.", "turns": [1]}]}), delay=0.05)
     llm = ScriptedLLM(by_task={"extract": lambda r: reply,
                                "reconcile": lambda r: '{"actions": [{"fact": 1, "event": "NOOP"}]}'})
-    memory = DualMemory(path=tmp_path, llm=llm, extract=True)
+    memory = DualMemory(path=tmp_path, llm=llm, extract=True, index_turns=False)
 
     async def two_adds():
         return await asyncio.gather(*(memory.aadd(t, user_id="alice") for t in ("one", "two")))
