@@ -124,8 +124,11 @@ class ExtractionConfig(BaseModel):
     recent_messages: int = Field(default=9, ge=1, description="earlier turns shown as context")
     known_memories: int = Field(default=10, ge=0, description="existing memories shown to extraction")
     neighbours: int = Field(default=5, ge=1, description="nearest memories a new fact is reconciled with")
+    # D-Mem keeps update neighbours with cosine > 0.8; that misses changes such as "lives in
+    # Lisbon" -> "moved to Porto" (0.78 with MiniLM; tests/data/temporal_changes.json), and a
+    # wider net costs no extra call: one reconcile call covers every contested fact of a batch
     neighbour_similarity: float = Field(
-        default=0.8, description="D-Mem: only neighbours with a cosine above this may be updated"
+        default=0.65, description="only neighbours with a cosine above this may be superseded"
     )
     # one retry: a malformed reply is rarely fixed by a third try, and each try can cost 384 tokens
     reply_retries: int = Field(default=1, ge=0, description="retries of a malformed reply")
@@ -154,6 +157,8 @@ class Config(BaseModel):
     embedder: Literal["minilm", "openai"] = "minilm"
     embedding_model: str | None = None
     extract: bool = True
+    #: with extract: raw turns stay searchable beside the facts (the mixed index)
+    index_turns: bool = True
     top_k: int = 30
     history_url: str | None = None
     index_url: str | None = None
@@ -188,6 +193,8 @@ class Config(BaseModel):
                 values[field] = env[var]
         if env.get("DUALMEM_EXTRACT"):
             values["extract"] = env["DUALMEM_EXTRACT"].lower() not in ("0", "false", "no")
+        if env.get("DUALMEM_INDEX_TURNS"):
+            values["index_turns"] = env["DUALMEM_INDEX_TURNS"].lower() not in ("0", "false", "no")
         if env.get("OPENAI_API_KEY"):
             values["api_key"] = env["OPENAI_API_KEY"]
             if "llm" not in values and (env.get("OPENAI_MODEL") or env.get("OPENAI_BASE_URL")):

@@ -20,6 +20,7 @@ from .errors import InvalidInputError, LLMError, ScopeError, StorageError
 from .history.base import HistoryStore, TurnQuery
 from .index.base import MemoryIndex
 from .ingest.extract import ExtractionResult, Extractor, raw_memories
+from .ingest.queue import ExtractionQueue
 from .inputs import check_id, check_limit, check_text, make_scope, make_turns, parse_timestamp
 from .llm.base import BaseLLM
 from .scoped import ScopedMemory
@@ -33,15 +34,20 @@ log = logging.getLogger("dualmem")
 
 @dataclass
 class AddResult:
-    """What `add` stored. `error` is set when extraction failed: the turns are kept anyway."""
+    """What `add` stored. `error` is set when extraction failed: the turns are kept anyway.
+
+    `pending` lists the ids of turns stored but not yet extracted: queued by
+    `background=True`, or left by a failed extraction (the next start retries them).
+    Extraction never deletes: `updated` holds memories it superseded or cited again.
+    """
 
     turns: list[Turn]
     added: list[Memory] = field(default_factory=list)
     updated: list[Memory] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
     skipped_duplicates: int = 0
     usage: Usage = field(default_factory=Usage)
     error: str | None = None
+    pending: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -88,6 +94,9 @@ class DualMemory:
         self._llm = llm
         # extraction of one partition is serialised so that reconciliation sees its own writes
         self._extracting = KeyedLock()
+        self._queue = ExtractionQueue(self.history_store, self._extract_pending)
+        if config.extract and self.history_store.pending(limit=1):
+            self._queue.start()  # turns a crash or a failed model left unextracted
 
     def _check_data_dir(self) -> None:
         if self.config.history_url and self.config.index_url:
@@ -138,18 +147,26 @@ class DualMemory:
         session_id: str | None = None,
         timestamp: Any = None,
         extract: bool | None = None,
+        background: bool = False,
     ) -> AddResult:
         """Store messages losslessly, then index them (extracted facts or raw turns).
 
         The turns are committed before any model is called: if extraction fails, the result
-        carries the error, the turns stay in the history, and `reindex` can retry.
+        carries the error, the turns stay in the history marked pending, and the next start
+        (or `reindex`) retries. `background=True` returns once the turns are committed and
+        extracts them in a worker thread (`flush()` waits for it, `pending()` lists what waits).
         """
         scope = make_scope(user_id, agent_id, session_id)
         turns = make_turns(messages, scope, timestamp)
-        inserted = await asyncio.to_thread(self.history_store.append, turns)
-        result = AddResult(turns=inserted, skipped_duplicates=len(turns) - len(inserted))
-        to_index = inserted
         use_llm = self.config.extract if extract is None else extract
+        inserted = await asyncio.to_thread(self.history_store.append, turns, pending=use_llm)
+        result = AddResult(turns=inserted, skipped_duplicates=len(turns) - len(inserted))
+        if use_llm and background:
+            result.pending = [t.id for t in inserted]
+            if inserted:
+                self._queue.start()
+            return result
+        to_index = inserted
         if result.skipped_duplicates and not use_llm:
             # a retried add whose first try died after the history write: index what is missing
             new_ids = {t.id for t in inserted}
@@ -163,8 +180,9 @@ class DualMemory:
         if not to_index:
             return result
         indexed, result.error = await self._index_turns(to_index, scope, extract)
-        result.added, result.updated, result.deleted = indexed.added, indexed.updated, indexed.deleted
-        result.usage = indexed.usage
+        result.added, result.updated, result.usage = indexed.added, indexed.updated, indexed.usage
+        if result.error and use_llm:
+            result.pending = [t.id for t in to_index]
         return result
 
     async def _index_turns(
@@ -173,10 +191,12 @@ class DualMemory:
         """Index turns (raw, or LLM-extracted facts); an extraction failure is returned as an
         error message, with the tokens it spent, never raised: the turns are already stored."""
         use_llm = self.config.extract if extract is None else extract
-        if not use_llm:
+        if not use_llm or self.config.index_turns:
+            # raw turns: the whole index, or beside the facts so nothing extraction missed is lost
             memories = raw_memories(turns)
             await asyncio.to_thread(self.index.upsert, memories)
-            return ExtractionResult(added=memories), None
+            if not use_llm:
+                return ExtractionResult(added=memories), None
         async with self._extracting.hold(scope.partition):
             first = turns[0]
             settings = self.config.extraction
@@ -188,14 +208,39 @@ class DualMemory:
             known = {t.id for t in turns}
             recent = [t for t in recent if t.id not in known][-settings.recent_messages:]
             try:
-                return await Extractor(self.llm, self.index, settings).run(turns, recent, scope), None
+                result = await Extractor(self.llm, self.index, settings).run(turns, recent, scope)
             except LLMError as e:
                 spent = getattr(e, "usage", None)  # a malformed reply still cost tokens
                 message = f"extraction failed, {len(turns)} turn(s) kept in history: {e}"
                 log.warning(message)
                 return ExtractionResult(usage=spent if isinstance(spent, Usage) else Usage()), message
+            await asyncio.to_thread(self.history_store.mark_extracted, turns)
+            return result, None
 
     add = sync_twin(aadd)
+
+    async def _extract_pending(self, turns: list[Turn], scope: Scope) -> str | None:
+        """The background worker's job: extract turns the history marks pending."""
+        _, error = await self._index_turns(turns, scope, True)
+        return error
+
+    async def apending(
+        self, *, user_id: str | None = None, agent_id: str | None = None,
+        session_id: str | None = None,
+    ) -> list[Turn]:
+        """Turns stored but not extracted yet (of one scope, or of every scope when none given)."""
+        unscoped = user_id is None and agent_id is None and session_id is None
+        scope = None if unscoped else make_scope(user_id, agent_id, session_id)
+        return await asyncio.to_thread(self.history_store.pending, scope)
+
+    pending = sync_twin(apending)
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """Wait for background extraction; False if `timeout` (seconds) ran out first.
+        Turns whose extraction failed stay pending (see `pending()`) until the next start."""
+        return await asyncio.to_thread(self._queue.flush, timeout)
+
+    flush = sync_twin(aflush)
 
     # ------------------------------------------------------------------ read
 
@@ -391,6 +436,7 @@ class DualMemory:
     reindex = sync_twin(areindex)
 
     def close(self) -> None:
+        self._queue.close()
         self.history_store.close()
         close = getattr(self.index, "close", None)
         if close is not None:

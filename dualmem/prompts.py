@@ -46,7 +46,8 @@ ANSWER_SYSTEM = (
     "- Answer in at most 6 words: a short phrase, not a sentence.\n"
     "- Lists are comma-separated.\n"
     "- Use the dates in the memories; give absolute dates such as 7 May 2023.\n"
-    "- If memories disagree, trust the most recent one.\n"
+    "- If memories disagree, trust the most recent one. A memory marked (until DATE) stopped "
+    "being true on that date: use it only for questions about before then.\n"
     "- If the memories do not contain the answer, reply exactly: NONE"
 )
 
@@ -137,9 +138,10 @@ def extract_messages(new: Sequence[str], recent: Sequence[str], known: Sequence[
 RECONCILE_SYSTEM = (
     "You keep a memory store consistent. For each new fact you see the existing memories most "
     "similar to it. " + DATA_RULE + "\nDecide one event per new fact:\n"
-    "- ADD: the fact is new information.\n"
-    "- UPDATE: the fact refines or corrects an existing memory; give its id and the merged "
-    "text.\n"
+    "- ADD: the fact is new information; existing memories stay true.\n"
+    "- UPDATE: the fact changes, refines or corrects an existing memory (a move, a new job, "
+    "a changed taste, a correction); give its id and the merged text. The old memory is kept "
+    "as history.\n"
     "- DELETE: the fact shows an existing memory is no longer true; give its id.\n"
     "- NOOP: the fact is already known.\n"
     'Reply with JSON only: {"actions": [{"fact": 1, "event": "ADD|UPDATE|DELETE|NOOP", '

@@ -40,9 +40,17 @@ class ScopedMemory:
         """The view over every session of this user (or agent): `Scope.widened`."""
         return ScopedMemory(self.memory, self.scope.widened())
 
-    async def aadd(self, messages: Any, *, timestamp: Any = None, extract: bool | None = None) -> AddResult:
+    async def aadd(
+        self, messages: Any, *, timestamp: Any = None, extract: bool | None = None, background: bool = False
+    ) -> AddResult:
         """Store messages in this scope (`DualMemory.add`)."""
-        return await self.memory.aadd(messages, **self._ids, timestamp=timestamp, extract=extract)
+        return await self.memory.aadd(
+            messages, **self._ids, timestamp=timestamp, extract=extract, background=background
+        )
+
+    async def apending(self) -> list[Turn]:
+        """This scope's turns still waiting for extraction (`DualMemory.pending`)."""
+        return await self.memory.apending(**self._ids)
 
     async def asearch(self, query: str, *, k: int | None = None) -> list[Memory]:
         """The k memories of this scope most relevant to the query (`DualMemory.search`)."""
@@ -85,6 +93,7 @@ class ScopedMemory:
         return await self.memory.areindex(**self._ids, extract=extract)
 
     add = sync_twin(aadd)
+    pending = sync_twin(apending)
     search = sync_twin(asearch)
     answer = sync_twin(aanswer)
     history = sync_twin(ahistory)

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ScopeError
-from .text import dated, human_day
+from .text import dated, human_date, human_day
 
 __all__ = [
     "Answer",
@@ -218,7 +218,10 @@ class Memory(_Model):
         return Scope(user_id=self.user_id, agent_id=self.agent_id, session_id=self.session_id)
 
     def render(self) -> str:
-        return dated(self.text, self.event_date)
+        text = dated(self.text, self.event_date)
+        # a superseded memory says when it stopped being true, so answers prefer the new one
+        until = self.metadata.get("valid_to")
+        return f"{text} (until {human_date(until)})" if isinstance(until, str) else text
 
 
 class Usage(_Model):

@@ -131,6 +131,18 @@ def test_history_idempotent_by_partition_and_id(store):
     assert ids(got) == ["t1", "t2", "t3"] and got[0].text == "message 1"
 
 
+def test_history_pending_turns_until_marked_extracted(store):
+    store.append([turn(0)])  # not pending: indexed as it was added
+    store.append([turn(1), turn(2)], pending=True)
+    store.append([turn(3, user="bob", id="b3")], pending=True)
+    assert ids(store.pending()) == ["t1", "t2", "b3"]  # every partition, oldest first
+    assert ids(store.pending(ALICE)) == ["t1", "t2"] and ids(store.pending(limit=1)) == ["t1"]
+    store.mark_extracted(store.pending(ALICE)[:1])
+    assert ids(store.pending(ALICE)) == ["t2"]
+    store.mark_extracted([turn(2, user="bob")])  # same id, other partition: not this turn
+    assert ids(store.pending()) == ["t2", "b3"]
+
+
 def test_history_append_is_atomic_on_a_database_error(store):
     store.append([turn(0)])
     reject_turn(store, "t2")

@@ -26,7 +26,7 @@ def extracting_llm(delay: float = 0.0) -> ScriptedLLM:
 
 @pytest.fixture
 def memory(tmp_path):
-    m = DualMemory(path=tmp_path, llm=extracting_llm(delay=0.01), extract=True)
+    m = DualMemory(path=tmp_path, llm=extracting_llm(delay=0.01), extract=True, index_turns=False)
     yield m
     m.close()
 
@@ -74,7 +74,7 @@ async def test_other_users_search_while_one_user_has_many_adds_waiting(memory) -
 
 def test_one_partition_is_serialised_across_event_loops(tmp_path) -> None:
     llm = extracting_llm(delay=0.05)
-    memory = DualMemory(path=tmp_path, llm=llm, extract=True)
+    memory = DualMemory(path=tmp_path, llm=llm, extract=True, index_turns=False)
 
     def sync_adds() -> None:  # on dualmem's background loop
         for i in range(3):

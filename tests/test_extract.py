@@ -1,4 +1,7 @@
-"""Extraction and reconciliation (ADD / UPDATE / DELETE / NOOP) through `DualMemory.add`."""
+"""Extraction and reconciliation (ADD / UPDATE / DELETE / NOOP) through `DualMemory.add`.
+
+These tests look at the facts alone (`index_turns=False`); the mixed index, with raw turns
+beside the facts, is tested in tests/test_mixed_index.py."""
 
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ def first_neighbour(event: str, text: str | None = None):
 def make(tmp_path):
     def make(**by_task) -> tuple[DualMemory, ScriptedLLM]:
         llm = ScriptedLLM(by_task=by_task)
-        return DualMemory(path=tmp_path, llm=llm, extract=True), llm
+        return DualMemory(path=tmp_path, llm=llm, extract=True, index_turns=False), llm
 
     return make
 
@@ -80,26 +83,34 @@ def test_add_without_neighbours_needs_one_call(make):
     assert "1. [8 May 2023] user: I moved to Paris in 2021." in prompt
 
 
-def test_update_merges_into_the_neighbour(make):
+def current(memories: list[Memory]) -> list[str]:
+    return sorted(m.text for m in memories if "valid_to" not in m.metadata)
+
+
+def test_update_supersedes_the_neighbour_and_keeps_it(make):
     memory, llm = make(
         extract=[facts("Alice lives in Paris."), facts(("Alice lives in Paris, France.", None, [1]))],
         reconcile=first_neighbour("UPDATE", "Alice lives in Paris, France, since 2021."),
     )
-    [old] = memory.add({"content": "I live in Paris", "id": "t1"}, user_id="alice").added
-    result = memory.add({"content": "Paris, France, since 2021", "id": "t2"}, user_id="alice")
-    assert result.added == [] and result.deleted == []
-    [updated] = result.updated
-    assert updated.id == old.id
-    assert updated.text == "Alice lives in Paris, France, since 2021."
-    assert updated.source_turn_ids == ["t1", "t2"]
-    assert updated.created_at == old.created_at and updated.updated_at > old.updated_at
-    [stored] = memory.get_all(user_id="alice")
-    assert stored.model_dump(exclude={"score"}) == updated.model_dump(exclude={"score"})
+    [old] = memory.add({"content": "I live in Paris", "id": "t1"}, user_id="alice",
+                       timestamp="2023-01-05T10:00:00").added
+    result = memory.add({"content": "Paris, France, since 2021", "id": "t2"}, user_id="alice",
+                        timestamp=TS)
+    [new] = result.added
+    assert new.text == "Alice lives in Paris, France, since 2021."
+    assert new.source_turn_ids == ["t2"]
+    assert new.metadata == {"valid_from": "2023-05-08", "supersedes": old.id}
+    [closed] = result.updated
+    assert closed.id == old.id and closed.text == old.text
+    assert closed.metadata == {"valid_to": "2023-05-08", "superseded_by": new.id}
+    assert closed.render() == "Alice lives in Paris. (until 8 May 2023)"
+    stored = {m.id: m for m in memory.get_all(user_id="alice")}
+    assert stored[old.id].metadata["superseded_by"] == new.id and new.id in stored
     assert neighbour_ids(llm.calls_for("reconcile")[0]) == [old.id]
     assert result.usage.calls == 2
 
 
-def test_delete_removes_the_contradicted_memory(make):
+def test_delete_closes_the_contradicted_memory_without_destroying_it(make):
     memory, _ = make(
         extract=[facts("Alice lives in Paris.", "Alice likes tea."),
                  facts("Alice no longer lives in Paris.")],
@@ -107,42 +118,66 @@ def test_delete_removes_the_contradicted_memory(make):
     )
     first = memory.add("I live in Paris and I like tea", user_id="alice")
     paris = next(m for m in first.added if "Paris" in m.text)
-    result = memory.add("I left Paris for good", user_id="alice")
-    assert result.deleted == [paris.id] and result.added == [] and result.updated == []
-    assert texts(memory.get_all(user_id="alice")) == ["Alice likes tea."]
+    result = memory.add("I left Paris for good", user_id="alice", timestamp=TS)
+    assert [m.text for m in result.added] == ["Alice no longer lives in Paris."]
+    # closed at the date of the turn that said so (the fact itself has no date)
+    assert [(m.id, m.metadata["valid_to"]) for m in result.updated] == [(paris.id, "2023-05-08")]
+    assert current(memory.get_all(user_id="alice")) == ["Alice likes tea.", "Alice no longer lives in Paris."]
+    assert len(memory.get_all(user_id="alice")) == 3  # the Paris memory is still there, closed
 
 
-def test_noop_keeps_the_store_unchanged(make):
+def test_noop_keeps_the_memory_and_cites_the_new_turn(make):
     memory, llm = make(
         extract=[facts("Alice has a dog named Rex."), facts("Alice has a dog called Rex.")],
-        reconcile=[actions({"fact": 1, "event": "noop", "id": None, "text": None})],
+        reconcile=lambda r: actions({"fact": 1, "event": "noop", "id": neighbour_ids(r)[0]}),
     )
-    before = memory.add("my dog Rex", user_id="alice").added
-    result = memory.add("Rex is my dog", user_id="alice")
-    assert (result.added, result.updated, result.deleted) == ([], [], [])
-    assert memory.get_all(user_id="alice") == [m.model_copy(update={"score": None}) for m in before]
+    [before] = memory.add({"content": "my dog Rex", "id": "t1"}, user_id="alice").added
+    result = memory.add({"content": "Rex is my dog", "id": "t2"}, user_id="alice")
+    assert result.added == []
+    [cited] = result.updated
+    assert cited.id == before.id and cited.text == before.text and cited.metadata == {}
+    assert cited.source_turn_ids == ["t1", "t2"]
+    assert [m.id for m in memory.get_all(user_id="alice")] == [before.id]
     assert len(llm.calls_for("reconcile")) == 1
 
 
+@pytest.mark.parametrize("event", ["NOOP", "UPDATE", "DELETE", "ADD"])
+def test_a_known_fact_added_again_is_a_noop_without_asking(make, event):
+    # mem0 #1674: asked about an exact repeat, a model answered DELETE
+    memory, llm = make(
+        extract=[facts("Alice has a dog named Rex."), facts("alice has a dog named rex")],
+        reconcile=lambda r: actions({"fact": 1, "event": event, "id": neighbour_ids(r)[0]}),
+    )
+    [before] = memory.add("my dog Rex", user_id="alice").added
+    result = memory.add("Rex is my dog", user_id="alice")
+    assert result.added == [] and llm.calls_for("reconcile") == []
+    [kept] = memory.get_all(user_id="alice")
+    assert kept.id == before.id and "valid_to" not in kept.metadata
+
+
 @pytest.mark.parametrize("event", ["UPDATE", "DELETE"])
-def test_an_id_that_is_not_a_neighbour_is_never_touched(make, event):
+def test_an_id_that_is_not_a_neighbour_is_refused_and_logged(make, event, caplog):
     memory, _ = make(
-        extract=[facts("Bob lives in Paris."), facts("Alice likes tea.", "Alice lives in Paris."),
-                 facts("Alice lives in Paris, France.")],
+        extract=[facts("Bob lives in Paris."), facts("Alice likes tea.", "Alice lives in Paris.")],
         reconcile=lambda r: actions({"fact": 1, "event": event, "id": target["id"], "text": "HACKED"}),
     )
     target: dict[str, str] = {}
     [bob] = memory.add("I live in Paris", user_id="bob").added
     alice = memory.add("tea, Paris", user_id="alice").added
     tea = next(m for m in alice if "tea" in m.text)
-    for victim in (bob, tea):  # another user's memory, then one of hers that is not a neighbour
-        target["id"] = victim.id
-        memory._llm._by_task["extract"].append(facts("Alice lives in Paris, France."))
+    for n, victim in enumerate((bob, tea, {"id": "no-such-memory"})):
+        # another user's memory, one of hers that is not a neighbour, an invented id
+        target["id"] = victim.id if isinstance(victim, Memory) else victim["id"]
+        fact = f"Alice lives in Paris, France, since 20{n + 10}."
+        memory._llm._by_task["extract"].append(facts(fact))
+        caplog.clear()
         result = memory.add("Paris, France", user_id="alice")
-        assert [m.text for m in result.added] == ["Alice lives in Paris, France."]
-        assert result.updated == [] and result.deleted == []
-    assert [m.text for m in memory.get_all(user_id="bob")] == ["Bob lives in Paris."]
-    assert memory.get(tea.id, user_id="alice").text == "Alice likes tea."
+        assert [m.text for m in result.added] == [fact]
+        assert result.updated == []
+        assert f"refused {event} of memory id {target['id']!r}" in caplog.text
+    assert [(m.text, m.metadata) for m in memory.get_all(user_id="bob")] == [("Bob lives in Paris.", {})]
+    assert memory.get(tea.id, user_id="alice").model_dump(exclude={"score"}) == tea.model_dump(
+        exclude={"score"})
 
 
 def test_reconcile_actions_out_of_range_fall_back_to_add(make):
@@ -168,8 +203,11 @@ def test_two_updates_of_one_memory_in_one_batch(make):
     [old] = memory.add("Paris", user_id="alice").added
     result = memory.add("Paris, France, now", user_id="alice")
     assert result.error is None
-    [stored] = memory.get_all(user_id="alice")
-    assert stored.id == old.id and stored.text == "merged 2"
+    stored = {m.text: m for m in memory.get_all(user_id="alice")}
+    # the first update closes the memory; the second finds it closed and adds its fact
+    assert sorted(stored) == ["Alice lives in Paris.", "merged 1", "merged 2"]
+    assert stored["Alice lives in Paris."].metadata["superseded_by"] == stored["merged 1"].id
+    assert stored["merged 2"].metadata == {}
 
 
 def test_dated_memories_are_reconciled_too(make):
@@ -181,7 +219,8 @@ def test_dated_memories_are_reconciled_too(make):
     )
     memory.add("I ran a marathon yesterday", user_id="alice", timestamp=TS)
     result = memory.add("Yesterday's marathon was tough", user_id="alice", timestamp=TS)
-    assert len(llm.calls_for("reconcile")) == 1
+    # the same text and date: a restatement, settled without a reconcile call
+    assert llm.calls_for("reconcile") == []
     assert result.added == [] and len(memory.get_all(user_id="alice")) == 1
 
 
@@ -234,7 +273,7 @@ def test_earlier_turns_are_context_not_new(make):
 
 def test_extraction_costs_at_most_two_calls_per_batch(make):
     memory, llm = make(
-        extract=lambda r: facts("Alice likes green tea."),
+        extract=lambda r: facts(f"Alice likes green tea number {len(llm.calls)}."),
         reconcile=lambda r: actions({"fact": 1, "event": "NOOP"}),
     )
     result = memory.add([f"message number {i}" for i in range(25)], user_id="alice")
@@ -244,7 +283,6 @@ def test_extraction_costs_at_most_two_calls_per_batch(make):
     assert [len(re.findall(r"^\d+\. ", c.messages[-1]["content"], re.M)) for c in extracts] == [10, 10, 5]
     assert len(llm.calls_for("reconcile")) == 2
     assert result.usage.calls == len(llm.calls) == 5
-    assert [m.text for m in memory.get_all(user_id="alice")] == ["Alice likes green tea."]
 
 
 def test_extract_false_indexes_raw_turns_without_the_model(make):
@@ -274,8 +312,9 @@ def test_facts_are_reconciled_across_sessions(make):
     )
     [old] = memory.add("I live in Paris", user_id="alice", session_id="s1").added
     result = memory.add("Paris, France", user_id="alice", session_id="s2")
-    assert [m.id for m in result.updated] == [old.id] and result.added == []
-    assert [m.text for m in memory.get_all(user_id="alice")] == ["Alice lives in Paris, France."]
+    assert [m.id for m in result.updated] == [old.id]
+    assert [(m.text, m.session_id) for m in result.added] == [("Alice lives in Paris, France.", "s2")]
+    assert current(memory.get_all(user_id="alice")) == ["Alice lives in Paris, France."]
     # the known-memories context of the second extraction came from session s1
     assert "Alice lives in Paris." in llm.calls_for("extract")[1].messages[-1]["content"]
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from dualmem import DualMemory, LLMError, LLMReplyError
+from dualmem.ingest.extract import is_raw
 from dualmem.llm.base import ChatRequest
 from dualmem.llm.openai import OpenAILLM
 from dualmem.testing import ScriptedLLM, ScriptedReply
@@ -157,24 +158,29 @@ async def test_failed_extraction_keeps_the_turns_and_reindex_recovers(tmp_path, 
     result = await bounded(memory.aadd(TURNS, user_id="mel", session_id="s1"))
     assert result.error and "kept in history" in result.error
     assert [t.id for t in result.turns] == ["t1", "t2", "t3"] and result.added == []
+    assert result.pending == ["t1", "t2", "t3"]
     intact(memory)
-    assert memory.get_all(user_id="mel") == []
+    # no fact, but the raw turns are searchable (the mixed index)
+    assert sorted(m.id for m in memory.get_all(user_id="mel") if is_raw(m)) == ["t1", "t2", "t3"]
+    assert [m for m in memory.get_all(user_id="mel") if not is_raw(m)] == []
     # the model recovers: reindex re-extracts from the history
     fact = '{"facts": [{"text": "Melanie plays the violin", "turns": [1]}]}'
     memory._llm = ScriptedLLM(by_task={"extract": [fact]})
     redone = await bounded(memory.areindex(user_id="mel"))
     assert redone.errors == [] and redone.memories == 1
-    assert [m.source_turn_ids for m in memory.get_all(user_id="mel")] == [["t1"]]
+    assert [m.source_turn_ids for m in memory.get_all(user_id="mel") if not is_raw(m)] == [["t1"]]
+    assert await memory.apending(user_id="mel") == []
     memory.close()
     injected(len(fault))
 
 
 async def test_the_reconcile_call_failing_keeps_the_turns(tmp_path) -> None:
     fact = '{"facts": [{"text": "Melanie plays the violin", "turns": [1]}]}'
-    llm = ScriptedLLM(by_task={"extract": [fact, fact], "reconcile": ["{oops"] * 3})
-    memory = DualMemory(path=tmp_path, llm=llm, extract=True)
+    close = '{"facts": [{"text": "Melanie plays the violin well", "turns": [1]}]}'
+    llm = ScriptedLLM(by_task={"extract": [fact, close], "reconcile": ["{oops"] * 3})
+    memory = DualMemory(path=tmp_path, llm=llm, extract=True, index_turns=False)
     assert (await bounded(memory.aadd(TURNS[:1], user_id="mel"))).error is None
-    second = await bounded(memory.aadd(TURNS[1:], user_id="mel"))  # same fact: reconcile is asked
+    second = await bounded(memory.aadd(TURNS[1:], user_id="mel"))  # a close fact: reconcile is asked
     assert second.error and "ReconcileReply" in second.error
     assert [t.id for t in memory.history(user_id="mel")] == ["t1", "t2", "t3"]
     assert len(memory.get_all(user_id="mel")) == 1  # the first memory is unchanged
@@ -294,7 +300,8 @@ class FakeOpenAI:
 
     Script items: an HTTP status (429, 500, ...), "ok", "logprobs", "slow" (sleeps past the
     client timeout), "garbage" (a non-JSON body), "html", "no-choices", "echo-auth" (401 whose
-    body echoes the Authorization header, like a careless proxy). After the script: "ok".
+    body echoes the Authorization header, like a careless proxy), "no-schema" (400 naming
+    response_format, as servers without json_schema answer). After the script: "ok".
     """
 
     def __init__(self, script: list) -> None:
@@ -322,6 +329,10 @@ class FakeOpenAI:
                     ctype, payload = "text/html", b"<html><body>502 Bad Gateway</body></html>"
                 elif kind == "no-choices":
                     payload = json.dumps({**_completion(), "choices": []}).encode()
+                elif kind == "no-schema":
+                    status = 400
+                    message = "response_format type 'json_schema' is not supported"
+                    payload = json.dumps({"error": {"message": message, "type": "invalid"}}).encode()
                 elif kind == "echo-auth":
                     status = 401
                     message = f"invalid key in header: {self.headers.get('Authorization')}"
@@ -404,6 +415,32 @@ async def test_openai_logprobs_present_or_missing() -> None:
     assert with_lp.logprobs[0].token == "hi" and with_lp.logprobs[0].top_logprobs == {"hi": -0.1}
     assert without.logprobs is None
     assert server.requests[0]["body"]["logprobs"] is True and server.requests[0]["body"]["top_logprobs"] == 5
+    injected()
+
+
+async def test_openai_json_schema_then_a_clean_fallback() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    ask = request("extract").model_copy(update={"json_mode": True, "json_schema": schema})
+    with FakeOpenAI(["ok", "no-schema", "ok", "ok"]) as server:
+        accepting = server.llm()
+        await bounded(accepting.acomplete(ask))
+        rejecting = server.llm(json_response_format=True)
+        await bounded(rejecting.acomplete(ask))
+        await bounded(rejecting.acomplete(ask))  # remembered: json_schema is not tried again
+    formats = [r["body"].get("response_format") for r in server.requests]
+    assert formats[0] == {"type": "json_schema",
+                          "json_schema": {"name": "extract", "schema": schema, "strict": False}}
+    assert formats[1]["type"] == "json_schema"
+    assert formats[2:] == [{"type": "json_object"}, {"type": "json_object"}]
+    injected()
+
+
+async def test_a_400_that_is_not_about_the_format_is_not_retried() -> None:
+    ask = request("extract").model_copy(update={"json_mode": True, "json_schema": {"type": "object"}})
+    with FakeOpenAI([400]) as server:
+        with pytest.raises(LLMError, match="400"):
+            await bounded(server.llm().acomplete(ask))
+    assert len(server.requests) == 1
     injected()
 
 

@@ -39,7 +39,8 @@ def _model(request):
 
 @pytest.fixture
 def memory(tmp_path) -> DualMemory:
-    m = DualMemory(path=tmp_path, llm=ScriptedLLM(default=_model), extract=True)
+    # facts only: these tests count memories; the mixed index is tested in test_mixed_index.py
+    m = DualMemory(path=tmp_path, llm=ScriptedLLM(default=_model), extract=True, index_turns=False)
     m.add([{"content": f"My locker code is {MARKS['alice-s1']}.", "id": "a1"},
            {"content": f"I keep a {MARKS['alice-s1']}x spare key.", "id": "a2"}],
           user_id="alice", session_id="s1")

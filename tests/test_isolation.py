@@ -309,13 +309,15 @@ def test_extraction_reconciles_only_within_the_scope(tmp_path) -> None:
         return json.dumps({"actions": [{"fact": 1, "event": "DELETE", "id": alice_id[0]},
                                        {"fact": 1, "event": "UPDATE", "id": "made-up", "text": "x"}]})
 
-    llm = ScriptedLLM(by_task={"extract": [fact, fact, fact], "reconcile": reconcile})
-    memory = DualMemory(path=tmp_path, llm=llm, extract=True)
+    # bob's second fact differs a little: a restatement would be a NOOP without asking
+    close = json.dumps({"facts": [{"text": "Rex the dog drinks green tea daily.", "turns": [1]}]})
+    llm = ScriptedLLM(by_task={"extract": [fact, fact, close], "reconcile": reconcile})
+    memory = DualMemory(path=tmp_path, llm=llm, extract=True, index_turns=False)
     memory.add("Rex drinks green tea.", user_id="alice", session_id="s1")
     alice_id.append(memory.get_all(user_id="alice")[0].id)
     memory.add("Rex drinks green tea.", user_id="bob", session_id="s1")
-    result = memory.add("Rex drinks green tea!", user_id="bob", session_id="s2")
-    assert llm.calls_for("reconcile") and result.deleted == []
+    result = memory.add("Rex drinks green tea daily!", user_id="bob", session_id="s2")
+    assert llm.calls_for("reconcile") and result.updated == []
     assert [m.id for m in memory.get_all(user_id="alice")] == alice_id
     assert all(m.user_id == "bob" for m in memory.get_all(user_id="bob"))
     memory.close()

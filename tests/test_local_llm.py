@@ -241,6 +241,27 @@ def test_json_mode_returns_json_with_logprobs(smol):
 
 
 @pytest.mark.local_model
+@pytest.mark.parametrize("reply", ["extract", "reconcile", "audit", "facts"])
+def test_structured_replies_are_decoded_under_their_schema(smol, reply):
+    # under the grammar made from the pydantic model a reply has the model's shape; what the
+    # grammar cannot prevent is a reply cut by max_tokens (a 135M model may write one long string)
+    from dualmem.answering.deliberate.scan import _FactsReply
+    from dualmem.answering.gate.checks import _AuditReply
+    from dualmem.ingest.extract import ExtractReply, ReconcileReply
+    from dualmem.llm.base import parse_json_reply, reply_schema
+
+    schema = {"extract": ExtractReply, "reconcile": ReconcileReply, "audit": _AuditReply,
+              "facts": _FactsReply}[reply]
+    messages = [{"role": "system", "content": "Reply with JSON."},
+                {"role": "user", "content": "Alice moved to Paris on 2021-03-01. She has a dog."}]
+    c = smol.complete(ChatRequest(messages=messages, max_tokens=200, json_mode=True,
+                                  json_schema=reply_schema(schema)))
+    if c.finish_reason != "length":
+        assert isinstance(parse_json_reply(c.text, schema), schema)
+    assert smol._grammars and all(g is not None for g in smol._grammars.values())
+
+
+@pytest.mark.local_model
 def test_too_long_prompt_raises_invalid_input(smol):
     long = [{"role": "user", "content": "Alice moved to Paris. " * 400}]  # > 1024 tokens
     with pytest.raises(InvalidInputError, match="context window"):

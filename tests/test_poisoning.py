@@ -142,7 +142,7 @@ def test_facts_with_trigger_words_are_kept(fact) -> None:
 def test_benign_facts_survive_extraction(tmp_path) -> None:
     reply = json.dumps({"facts": [{"text": f, "turns": [1]} for f in BENIGN]})
     llm = ScriptedLLM(by_task={"extract": [reply], "reconcile": lambda r: '{"actions": []}'})
-    memory = DualMemory(path=tmp_path, llm=llm, extract=True)
+    memory = DualMemory(path=tmp_path, llm=llm, extract=True, index_turns=False)
     memory.add("We talked about our week.", user_id="friends")
     assert sorted(m.text for m in memory.get_all(user_id="friends")) == sorted(BENIGN)
     memory.close()
@@ -155,13 +155,16 @@ def test_an_instruction_cannot_enter_through_an_update(tmp_path) -> None:
         return json.dumps({"actions": [action]})
 
     fact = json.dumps({"facts": [{"text": LEGIT, "turns": [1]}]})
-    llm = ScriptedLLM(by_task={"extract": [fact, fact], "reconcile": update})
-    memory = DualMemory(path=tmp_path, llm=llm, extract=True)
+    close = json.dumps({"facts": [{"text": LEGIT.rstrip(".") + ", a beagle.", "turns": [1]}]})
+    llm = ScriptedLLM(by_task={"extract": [fact, close], "reconcile": update})
+    memory = DualMemory(path=tmp_path, llm=llm, extract=True, index_turns=False)
     memory.add("I adopted Rex.", user_id="alice")
     [first] = memory.get_all(user_id="alice")
     result = memory.add("Rex is my beagle.", user_id="alice")
-    assert [m.id for m in result.updated] == [first.id]
-    assert [m.text for m in memory.get_all(user_id="alice")] == [LEGIT]
+    assert llm.calls_for("reconcile") and [m.id for m in result.updated] == [first.id]
+    # the update supersedes with the fact's own text, never the injected merge text
+    texts = sorted(m.text for m in memory.get_all(user_id="alice"))
+    assert texts == sorted([LEGIT, LEGIT.rstrip(".") + ", a beagle."])
     memory.close()
 
 

@@ -27,6 +27,9 @@ REPLIES = {
 
 
 def reply(request: ChatRequest) -> ScriptedReply:
+    if request.task == "extract" and "still" in request.messages[-1]["content"]:
+        # a close fact, not a restatement (that is a NOOP without a reconcile call)
+        return ScriptedReply(REPLIES["extract"].replace("plays", "still plays"))
     return ScriptedReply(REPLIES[request.task])
 
 

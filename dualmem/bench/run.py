@@ -553,7 +553,8 @@ def _qa_command(dataset: Dataset) -> Callable[..., None]:
 
 
 def register(app: Any) -> None:
-    """Add the `bench` command group (locomo, realtalk, scale) to a typer app."""
+    """Add the `bench` command group (locomo, realtalk, scale, extraction) to a typer app."""
+    from .extraction import extraction_command
     from .scale import scale_command
 
     bench = typer.Typer(
@@ -562,4 +563,5 @@ def register(app: Any) -> None:
     bench.command("locomo")(_qa_command("locomo"))
     bench.command("realtalk")(_qa_command("realtalk"))
     bench.command("scale")(scale_command)
+    bench.command("extraction")(extraction_command)
     app.add_typer(bench, name="bench")

@@ -36,11 +36,18 @@ class HistoryStore(Protocol):
     scope, in insertion order; nothing is ever deleted except by `delete`.
     """
 
-    def append(self, turns: list[Turn]) -> list[Turn]:
-        """Store turns in one transaction; returns the turns actually inserted."""
+    def append(self, turns: list[Turn], *, pending: bool = False) -> list[Turn]:
+        """Store turns in one transaction; returns the turns actually inserted. `pending`
+        marks them as waiting for extraction until `mark_extracted`."""
         ...
 
     def list(self, query: TurnQuery) -> list[Turn]: ...
+
+    def pending(self, scope: Scope | None = None, limit: int | None = None) -> list[Turn]:
+        """Turns still waiting for extraction (of one scope, or of all), oldest first."""
+        ...
+
+    def mark_extracted(self, turns: list[Turn]) -> None: ...
 
     def delete(self, scope: Scope) -> int:
         """Delete every turn matching the scope; returns how many."""

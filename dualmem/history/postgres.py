@@ -42,6 +42,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX dualmem_turns_scope ON dualmem_turns (partition, session_id, seq);
     """,
+    # turns waiting for extraction; existing ones were indexed when added
+    """
+    ALTER TABLE dualmem_turns ADD COLUMN pending BOOLEAN NOT NULL DEFAULT FALSE;
+    CREATE INDEX dualmem_turns_pending ON dualmem_turns (seq) WHERE pending;
+    """,
 ]
 
 _LOCK_KEY = 0x64756D656D  # "dumem": the advisory lock that serialises migrations
@@ -117,14 +122,14 @@ class PostgresHistoryStore:
         with self._conn() as conn:
             return conn.execute("SELECT max(version) FROM dualmem_schema_version").fetchone()[0]
 
-    def append(self, turns: list[Turn]) -> list[Turn]:
+    def append(self, turns: list[Turn], *, pending: bool = False) -> list[Turn]:
         if not turns:
             return []
         rows = [
             (
                 t.scope.partition,
                 t.id, t.role, t.speaker, t.text, t.timestamp, t.user_id, t.agent_id,
-                t.session_id, Jsonb(t.metadata),
+                t.session_id, Jsonb(t.metadata), pending,
             )
             for t in turns
         ]
@@ -132,7 +137,8 @@ class PostgresHistoryStore:
             # one pipelined round of inserts; a row that already exists returns nothing
             cur.executemany(
                 "INSERT INTO dualmem_turns (partition, id, role, speaker, text, ts, user_id,"
-                " agent_id, session_id, metadata) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " agent_id, session_id, metadata, pending)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (partition, id) DO NOTHING RETURNING seq",
                 rows, returning=True,
             )
@@ -148,6 +154,22 @@ class PostgresHistoryStore:
         with self._conn() as conn, conn.cursor(row_factory=dict_row) as cur:
             turns = [Turn(**row) for row in cur.execute(sql, params)]  # session time zone: UTC
         return turns[::-1] if query.newest else turns
+
+    def pending(self, scope: Scope | None = None, limit: int | None = None) -> list[Turn]:
+        where = _SCOPE if scope is not None else "TRUE"
+        params = {**(_scope_params(scope) if scope is not None else {}), "limit": limit}
+        with self._conn() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return [Turn(**row) for row in cur.execute(
+                f"SELECT {_COLUMNS} FROM dualmem_turns WHERE {where} AND pending"
+                " ORDER BY seq LIMIT %(limit)s", params)]
+
+    def mark_extracted(self, turns: list[Turn]) -> None:
+        with self._conn() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "UPDATE dualmem_turns SET pending = FALSE WHERE partition = %s AND id = %s",
+                [(Scope(user_id=t.user_id, agent_id=t.agent_id, session_id=t.session_id).partition,
+                  t.id) for t in turns],
+            )
 
     def delete(self, scope: Scope) -> int:
         with self._conn() as conn:

@@ -29,10 +29,15 @@ CREATE TABLE IF NOT EXISTS turns (
     agent_id   TEXT,
     session_id TEXT,
     metadata   TEXT NOT NULL DEFAULT '{}',
+    pending    INTEGER NOT NULL DEFAULT 0,
     UNIQUE (partition, id)
 );
 CREATE INDEX IF NOT EXISTS turns_scope ON turns (partition, session_id, seq);
 """
+# Files made before `pending` existed: their turns were indexed when added, hence DEFAULT 0.
+_MIGRATE = "ALTER TABLE turns ADD COLUMN pending INTEGER NOT NULL DEFAULT 0"
+_PENDING_INDEX = "CREATE INDEX IF NOT EXISTS turns_pending ON turns (seq) WHERE pending = 1"
+_COLUMNS = "seq, id, role, speaker, text, ts, user_id, agent_id, session_id, metadata"
 
 
 class SQLiteHistoryStore:
@@ -45,6 +50,9 @@ class SQLiteHistoryStore:
             with self._connect() as conn:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
+                if "pending" not in {r[1] for r in conn.execute("PRAGMA table_info(turns)")}:
+                    conn.execute(_MIGRATE)
+                conn.execute(_PENDING_INDEX)
         except (OSError, sqlite3.Error) as e:
             raise StorageError(
                 f"cannot open the history database at {self.path}: {e}. "
@@ -71,7 +79,7 @@ class SQLiteHistoryStore:
         except sqlite3.Error as e:
             raise StorageError(f"history database error at {self.path}: {e}") from e
 
-    def append(self, turns: list[Turn]) -> list[Turn]:
+    def append(self, turns: list[Turn], *, pending: bool = False) -> list[Turn]:
         inserted: list[Turn] = []
         with self._conn() as conn:
             conn.execute("BEGIN IMMEDIATE")
@@ -79,12 +87,12 @@ class SQLiteHistoryStore:
                 for t in turns:
                     cur = conn.execute(
                         "INSERT OR IGNORE INTO turns (partition, id, role, speaker, text, ts,"
-                        " user_id, agent_id, session_id, metadata)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " user_id, agent_id, session_id, metadata, pending)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             t.scope.partition, t.id, t.role, t.speaker, t.text,
                             _utc(t.timestamp), t.user_id, t.agent_id, t.session_id,
-                            json.dumps(t.metadata, ensure_ascii=False),
+                            json.dumps(t.metadata, ensure_ascii=False), int(pending),
                         ),
                     )
                     if cur.rowcount:
@@ -116,21 +124,28 @@ class SQLiteHistoryStore:
             sql += " LIMIT ?"
             args.append(query.limit)
         with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT seq, id, role, speaker, text, ts, user_id, agent_id, session_id, metadata"
-                f" FROM turns WHERE {sql}",
-                args,
-            ).fetchall()
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM turns WHERE {sql}", args).fetchall()
         if query.newest:
             rows.reverse()
-        return [
-            Turn(
-                seq=r[0], id=r[1], role=r[2], speaker=r[3], text=r[4],
-                timestamp=datetime.fromisoformat(r[5]), user_id=r[6], agent_id=r[7],
-                session_id=r[8], metadata=json.loads(r[9]),
+        return [_turn(r) for r in rows]
+
+    def pending(self, scope: Scope | None = None, limit: int | None = None) -> list[Turn]:
+        sql, args = _where(scope) if scope is not None else ("1", [])
+        sql += " AND pending = 1 ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self._conn() as conn:
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM turns WHERE {sql}", args).fetchall()
+        return [_turn(r) for r in rows]
+
+    def mark_extracted(self, turns: list[Turn]) -> None:
+        with self._conn() as conn:
+            conn.executemany(
+                "UPDATE turns SET pending = 0 WHERE partition = ? AND id = ?",
+                [(Scope(user_id=t.user_id, agent_id=t.agent_id, session_id=t.session_id).partition,
+                  t.id) for t in turns],
             )
-            for r in rows
-        ]
 
     def delete(self, scope: Scope) -> int:
         sql, args = _where(scope)
@@ -153,6 +168,14 @@ class SQLiteHistoryStore:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def _turn(r: tuple) -> Turn:
+    return Turn(
+        seq=r[0], id=r[1], role=r[2], speaker=r[3], text=r[4],
+        timestamp=datetime.fromisoformat(r[5]), user_id=r[6], agent_id=r[7],
+        session_id=r[8], metadata=json.loads(r[9]),
+    )
 
 
 def _utc(moment: datetime) -> str:

@@ -3,13 +3,20 @@
 Two LLM calls per batch of new turns at most: one extracts candidate facts (with the 10
 most similar existing memories and the recent messages as context, as D-Mem's Mem0* does),
 one reconciles the candidates that have close neighbours (cosine > 0.8). Candidates with no
-close neighbour are added without asking.
+close neighbour are added without asking, and a candidate that restates a memory is a NOOP
+without asking.
+
+Nothing is destroyed over time: an UPDATE or DELETE supersedes the old memory, which stays
+in the index with `valid_to` and `superseded_by` in its metadata (the new one gets
+`valid_from` and `supersedes`), so "where did she live in March?" still finds it while "now"
+questions see that it ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,19 +29,28 @@ from ..index.base import MemoryIndex
 from ..llm.base import BaseLLM, ChatRequest, Numbers
 from ..prompts import extract_messages, is_instruction, reconcile_messages
 from ..tasks import Task
-from ..text import dated
+from ..text import dated, tokenize
 from ..tokens import fit_lines, line_budget
 from ..types import Memory, Scope, Turn, Usage
 
-__all__ = ["ExtractionResult", "Extractor", "raw_memories"]
+__all__ = ["ExtractionResult", "Extractor", "is_raw", "raw_memories"]
+
+# In a mixed index the raw turns nearest a batch or a fact (its own source turns first) come
+# before the facts; this many extra results leave room for them, then they are dropped.
+RAW_HEADROOM = 50
 
 log = logging.getLogger("dualmem")
 
 
+# The json_schema_extra bounds only shape constrained decoding (a reply that fits max_tokens
+# instead of one cut mid-object); validation stays lenient for backends that ignore them.
+# No maxLength: llama.cpp nests one grammar group per allowed character, and sampling under
+# a 240-deep nest was many times slower than the whole reply.
 class _Fact(BaseModel):
     text: str = Field(min_length=1)
-    date: str | None = None
-    turns: Numbers = Field(default_factory=list)
+    date: str | None = Field(None, json_schema_extra={
+        "anyOf": [{"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}, {"type": "null"}]})
+    turns: Numbers = Field(default_factory=list, json_schema_extra={"maxItems": 4})
 
     @field_validator("date", mode="before")
     @classmethod
@@ -53,7 +69,7 @@ class _Fact(BaseModel):
 
 
 class ExtractReply(BaseModel):
-    facts: list[_Fact]
+    facts: list[_Fact] = Field(json_schema_extra={"maxItems": 12})
 
 
 class _Action(BaseModel):
@@ -69,15 +85,16 @@ class _Action(BaseModel):
 
 
 class ReconcileReply(BaseModel):
-    actions: list[_Action]
+    actions: list[_Action] = Field(json_schema_extra={"maxItems": 12})
 
 
 @dataclass
 class ExtractionResult:
     added: list[Memory] = field(default_factory=list)
     updated: list[Memory] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
     noop: int = 0
+    #: UPDATE/DELETE actions naming a memory that is not one of the fact's neighbours
+    refused: int = 0
     usage: Usage = field(default_factory=Usage)
 
 
@@ -128,9 +145,12 @@ class Extractor:
         self, batch: list[Turn], recent: list[Turn], scope: Scope, result: ExtractionResult
     ) -> None:
         wide = scope.widened()
-        known = await asyncio.to_thread(
-            self.index.search, " ".join(t.text for t in batch), wide, self.config.known_memories
+        found = await asyncio.to_thread(
+            self.index.search, " ".join(t.text for t in batch), wide,
+            self.config.known_memories + RAW_HEADROOM,
         )
+        # raw turns in a mixed index are context already (the recent messages), not facts
+        known = [m for m in found if not is_raw(m)][: self.config.known_memories]
         new, old = [t.render() for t in batch], [t.render() for t in recent]
         # cut over-long lines so the prompt fits the model (the history keeps the full text)
         lines = fit_lines(new + old + [m.render() for m in known],
@@ -139,7 +159,7 @@ class Extractor:
             task=Task.EXTRACT,
             messages=extract_messages(lines[: len(new)], lines[len(new) : len(new) + len(old)],
                                       lines[len(new) + len(old) :]),
-            max_tokens=384,
+            max_tokens=512,
         )
         reply, usage = await self.llm.ajson(request, ExtractReply, retries=self.config.reply_retries)
         result.usage = result.usage + usage
@@ -150,16 +170,23 @@ class Extractor:
         if not facts:
             return
         neighbours = await asyncio.to_thread(
-            self.index.nearest, [f.render() for f in facts], wide, self.config.neighbours
+            self.index.nearest, [f.render() for f in facts], wide, self.config.neighbours + RAW_HEADROOM
         )
-        close = [[m for m in ns if (m.score or 0) > self.config.neighbour_similarity] for ns in neighbours]
+        close = [[m for m in ns if not is_raw(m) and (m.score or 0) > self.config.neighbour_similarity]
+                 [: self.config.neighbours] for ns in neighbours]
         actions: dict[int, _Action] = {}
-        contested = [i for i, ns in enumerate(close) if ns]
+        # a fact that restates a memory is a NOOP without asking: a small model asked about
+        # an exact repeat may answer DELETE (mem0 #1674)
+        for i, fact in enumerate(facts):
+            same = next((m for m in close[i] if _restates(fact, m)), None)
+            if same is not None:
+                actions[i] = _Action(fact=i + 1, event="NOOP", id=same.id)
+        contested = [i for i, ns in enumerate(close) if ns and i not in actions]
         if contested:
             request = ChatRequest(
                 task=Task.RECONCILE,
                 messages=reconcile_messages(
-                    [(facts[i].text, [(m.id, m.text) for m in close[i]]) for i in contested]
+                    [(facts[i].text, [(m.id, m.render()) for m in close[i]]) for i in contested]
                 ),
                 max_tokens=384,
             )
@@ -168,51 +195,84 @@ class Extractor:
             for a in reply_r.actions:
                 if 1 <= a.fact <= len(contested):
                     actions[contested[a.fact - 1]] = a
-        await self._apply(batch, facts, close, actions, scope, result)
+        await self._apply(batch, facts, close, actions, result)
 
-    async def _apply(self, batch, facts, close, actions, scope: Scope, result) -> None:
+    async def _apply(self, batch: list[Turn], facts: list[_Fact], close: list[list[Memory]],
+                     actions: dict[int, _Action], result: ExtractionResult) -> None:
         now = _now()
         added: list[Memory] = []
-        updated: dict[str, Memory] = {}  # by id: two facts may update one memory
-        deletes: list[str] = []
+        changed: dict[str, Memory] = {}  # old memories closed or re-cited, by id
         for i, fact in enumerate(facts):
-            sources = [batch[n - 1].id for n in fact.turns if 1 <= n <= len(batch)]
-            sources = sources or [t.id for t in batch]
+            sources = _sources(fact, batch)
             action = actions.get(i)
-            # an id the model invents (or copies from elsewhere) is never touched: only this
-            # fact's own neighbours, all from this scope, may be updated or deleted
-            target = next((m for m in close[i] if action and m.id == action.id), None)
             event = action.event if action else "ADD"
-            if event in ("UPDATE", "DELETE") and target is None:
+            # an id the model invents (or copies from elsewhere) is never touched: only this
+            # fact's own neighbours, all from this scope, may be superseded
+            target = next((m for m in close[i] if action and m.id == action.id), None)
+            if event != "ADD" and target is None:
+                if event != "NOOP":
+                    result.refused += 1
+                    log.warning("refused %s of memory id %r: not a neighbour of fact %r; added "
+                                "the fact instead", event, action.id if action else None, fact.text)
                 event = "ADD"
             if event == "NOOP":
                 result.noop += 1
-            elif event == "DELETE":
-                if target.id not in deletes:
-                    deletes.append(target.id)
-            elif event == "UPDATE":
-                base = updated.get(target.id, target)
-                updated[target.id] = base.model_copy(update={
-                    "text": (action.text if action.text and not is_instruction(action.text)
-                             else fact.text).strip(),
-                    "source_turn_ids": sorted(set(base.source_turn_ids) | set(sources)),
-                    "updated_at": now,
-                    "event_date": fact.date or base.event_date,
-                    "score": None,
+                base = changed.get(target.id, target)
+                if not set(sources) <= set(base.source_turn_ids):  # restated: cite it too
+                    changed[target.id] = base.model_copy(update={
+                        "source_turn_ids": sorted(set(base.source_turn_ids) | set(sources)),
+                        "score": None,
+                    })
+                continue
+            text = fact.text
+            if event == "UPDATE" and action.text and not is_instruction(action.text):
+                text = action.text
+            memory = Memory(
+                id=str(uuid.uuid4()), text=text.strip(), user_id=batch[0].user_id,
+                agent_id=batch[0].agent_id, session_id=batch[0].session_id,
+                source_turn_ids=sources, created_at=now, updated_at=now, event_date=fact.date,
+            )
+            base = changed.get(target.id, target) if target is not None else None
+            if base is not None and "valid_to" not in base.metadata:
+                # UPDATE and DELETE supersede: the old memory stays, closed at this fact's date
+                when = fact.date or _turn_date(batch, sources)
+                changed[base.id] = base.model_copy(update={
+                    "metadata": {**base.metadata, "valid_to": when, "superseded_by": memory.id},
+                    "updated_at": now, "score": None,
                 })
-            else:
-                added.append(Memory(
-                    id=str(uuid.uuid4()), text=fact.text.strip(), user_id=scope.user_id,
-                    agent_id=scope.agent_id, session_id=batch[0].session_id,
-                    source_turn_ids=sources, created_at=now, updated_at=now,
-                    event_date=fact.date,
-                ))
-        kept = [m for m in updated.values() if m.id not in deletes]
-        if added or kept:
-            await asyncio.to_thread(self.index.upsert, added + kept)
-        if deletes:
-            await asyncio.to_thread(self.index.delete, deletes, scope.widened())
+                memory.metadata.update(valid_from=when, supersedes=base.id)
+            added.append(memory)
+        if added or changed:
+            await asyncio.to_thread(self.index.upsert, added + list(changed.values()))
         result.added.extend(added)
-        result.updated.extend(kept)
-        result.deleted.extend(deletes)
+        result.updated.extend(changed.values())
+
+
+def is_raw(memory: Memory) -> bool:
+    """A raw turn indexed as it is (its id is its turn's), as opposed to an extracted fact."""
+    return memory.source_turn_ids == [memory.id]
+
+
+def _restates(fact: _Fact, memory: Memory) -> bool:
+    return (_norm(fact.text) == _norm(memory.text)
+            and (fact.date is None or memory.event_date in (None, fact.date)))
+
+
+def _norm(text: str) -> str:
+    # every word counts here ("has" vs "had"), unlike `text.tokenize`, which drops stop words
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def _sources(fact: _Fact, batch: list[Turn]) -> list[str]:
+    """The batch turns a fact cites; with no valid number, the turn sharing most words with
+    it (not the whole batch, which would credit every turn with every fact)."""
+    cited = [batch[n - 1].id for n in fact.turns if 1 <= n <= len(batch)]
+    if cited:
+        return list(dict.fromkeys(cited))
+    words = set(tokenize(fact.text))
+    return [max(batch, key=lambda t: len(words & set(tokenize(t.text)))).id]
+
+
+def _turn_date(batch: list[Turn], ids: list[str]) -> str:
+    return next(t for t in batch if t.id == ids[0]).timestamp.date().isoformat()
 

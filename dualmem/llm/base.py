@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 import json
 import re
 import threading
@@ -23,7 +24,7 @@ from ..errors import LLMError, LLMReplyError
 from ..tokens import count_messages, count_tokens
 from ..types import TokenLogprob, Usage
 
-__all__ = ["BaseLLM", "ChatRequest", "Completion", "Numbers", "parse_json_reply"]
+__all__ = ["BaseLLM", "ChatRequest", "Completion", "Numbers", "parse_json_reply", "reply_schema"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -40,6 +41,9 @@ class ChatRequest(BaseModel):
     logprobs: bool = False
     top_logprobs: int = 5
     json_mode: bool = False
+    #: with json_mode: the JSON schema the reply must follow (backends that can decode under
+    #: a schema do; the reply is validated against the pydantic model either way)
+    json_schema: dict[str, Any] | None = None
     seed: int | None = 0
     stop: list[str] | None = None
 
@@ -92,7 +96,7 @@ class BaseLLM(abc.ABC):
 
     async def ajson(self, request: ChatRequest, schema: type[M], *, retries: int = 2) -> tuple[M, Usage]:
         """A reply parsed as JSON and validated; malformed replies are retried, then raised."""
-        request = request.model_copy(update={"json_mode": True})
+        request = request.model_copy(update={"json_mode": True, "json_schema": reply_schema(schema)})
         usage = Usage()
         last: LLMReplyError | None = None
         for _ in range(retries + 1):
@@ -137,6 +141,35 @@ def _numbers(value: Any) -> list[int]:
 #: a list of message numbers in a model's JSON reply, read leniently
 Numbers = Annotated[list[int], BeforeValidator(_numbers)]
 
+@functools.cache
+def _schema(model: type[BaseModel]) -> str:
+    return json.dumps(_inline(model.model_json_schema(), model.model_json_schema().get("$defs", {})))
+
+
+def reply_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema a reply to `model` is decoded under: pydantic's, with `$ref`s inlined,
+    titles dropped (grammar converters and servers differ in what they resolve) and every
+    property required. Validation stays the model's own, defaults included."""
+    return json.loads(_schema(model))
+
+
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(defs[ref.removeprefix("#/$defs/")], defs)
+        # a "title" string is a label; a property named "title" is a dict and stays
+        out = {k: _inline(v, defs) for k, v in node.items()
+               if k != "$defs" and not (k == "title" and isinstance(v, str))}
+        if isinstance(out.get("properties"), dict):
+            # every key, always, in a fixed order: a decoder never has to choose to omit one
+            out["required"] = list(out["properties"])
+        return out
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 
 
@@ -150,7 +183,8 @@ def parse_json_reply(text: str, schema: type[M]) -> M:
     error: Exception | None = None
     for candidate in candidates:
         try:
-            data: Any = json.loads(candidate)
+            # strict=False: a control character inside a string (a raw newline) is kept, not fatal
+            data: Any = json.loads(candidate, strict=False)
         except json.JSONDecodeError as e:
             error = e
             continue

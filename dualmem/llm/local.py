@@ -12,6 +12,8 @@ within 1e-6 (see tests/test_local_llm.py).
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import threading
 from pathlib import Path
@@ -25,6 +27,8 @@ from ..types import TokenLogprob, Usage
 from .base import BaseLLM, ChatRequest, Completion
 
 __all__ = ["LocalLLM"]
+
+log = logging.getLogger("dualmem")
 
 
 class _Cancelled(Exception):
@@ -58,6 +62,7 @@ class LocalLLM(BaseLLM):
         self._steps: list[tuple[int, float, list[tuple[int, float]]]] | None = None
         self._top_k = 0
         self._cancel: threading.Event | None = None
+        self._grammars: dict[str, Any] = {}
 
     # -- loading -------------------------------------------------------------------------
 
@@ -133,10 +138,15 @@ class LocalLLM(BaseLLM):
                 seed=request.seed if request.seed is not None else self.seed,
             )
             if request.json_mode:
-                # Grammar-constrained JSON (llama.cpp GBNF). Logprobs stay those of the
-                # unconstrained model, like llama-cpp-python's own: top_logprobs may list
-                # tokens the grammar would not allow.
-                kwargs["response_format"] = {"type": "json_object"}
+                # Grammar-constrained JSON (llama.cpp GBNF): under the reply's own schema when
+                # there is one, so a small model cannot drop a key or invent a shape. Logprobs
+                # stay those of the unconstrained model, like llama-cpp-python's own:
+                # top_logprobs may list tokens the grammar would not allow.
+                grammar = self._grammar(request.json_schema) if request.json_schema else None
+                if grammar is not None:
+                    kwargs["grammar"] = grammar
+                else:
+                    kwargs["response_format"] = {"type": "json_object"}
             self._steps = [] if request.logprobs else None
             self._top_k = max(0, request.top_logprobs)
             self._cancel = cancel
@@ -165,6 +175,20 @@ class LocalLLM(BaseLLM):
             usage=Usage(prompt_tokens=usage.get("prompt_tokens", 0),
                         completion_tokens=usage.get("completion_tokens", 0)),
         )
+
+    def _grammar(self, schema: dict[str, Any]) -> Any:
+        """The GBNF grammar of a JSON schema, built once per schema; None (plain JSON mode) if
+        llama.cpp's converter cannot express it."""
+        key = json.dumps(schema)  # not sorted: the grammar writes keys in this order
+        if key not in self._grammars:
+            from llama_cpp import LlamaGrammar
+
+            try:
+                self._grammars[key] = LlamaGrammar.from_json_schema(key, verbose=False)
+            except Exception as e:  # the converter raises assorted errors on schemas it lacks
+                log.warning("%s: no grammar for schema (%s); decoding plain JSON", self.name, e)
+                self._grammars[key] = None
+        return self._grammars[key]
 
     def _check_fits(self, llm: Any, request: ChatRequest) -> None:
         if self._formatter is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 
 from ..errors import LLMError
@@ -9,6 +11,12 @@ from ..types import TokenLogprob, Usage
 from .base import BaseLLM, ChatRequest, Completion
 
 __all__ = ["OpenAILLM"]
+
+log = logging.getLogger("dualmem")
+
+
+def _names_format(message: str) -> bool:
+    return "response_format" in message or "json_schema" in message
 
 
 class OpenAILLM(BaseLLM):
@@ -20,6 +28,7 @@ class OpenAILLM(BaseLLM):
         api_key: str | None = None,
         context_tokens: int = 128_000,
         json_response_format: bool | None = None,
+        json_schema_format: bool = True,
         client: Any = None,
         max_retries: int = 3,
         timeout: float = 120.0,
@@ -32,6 +41,10 @@ class OpenAILLM(BaseLLM):
         self.context_tokens = context_tokens
         # response_format=json_object is OpenAI's; many compatible servers reject it
         self.json_response_format = base_url is None if json_response_format is None else json_response_format
+        # response_format=json_schema: tried by default (OpenAI, vLLM, llama.cpp server and
+        # Ollama accept it); a server that rejects it with a 400 naming it is not asked again
+        self.json_schema_format = json_schema_format
+        self._rejected: set[str] = set()
         # retries are ours (tenacity in BaseLLM), so the client must not retry as well
         self.client = client or AsyncOpenAI(
             base_url=base_url, api_key=api_key or "sk-no-key", max_retries=0, timeout=timeout
@@ -50,17 +63,27 @@ class OpenAILLM(BaseLLM):
             kwargs["stop"] = request.stop
         if request.logprobs:
             kwargs.update(logprobs=True, top_logprobs=request.top_logprobs)
-        if request.json_mode and self.json_response_format:
-            kwargs["response_format"] = {"type": "json_object"}
-        try:
-            r = await self.client.chat.completions.create(**kwargs)
-        except (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError,
-                openai.InternalServerError) as e:
-            raise LLMError(f"{self.name}: {type(e).__name__}: {self._safe(e)}", retryable=True) from None
-        except openai.APIError as e:
-            raise LLMError(f"{self.name}: {type(e).__name__}: {self._safe(e)}") from None
-        except ValueError as e:  # a body that is not JSON (a proxy's error page): transient
-            raise LLMError(f"{self.name}: unreadable reply ({type(e).__name__})", retryable=True) from None
+        for fmt in self._formats(request):
+            kwargs.pop("response_format", None)
+            if fmt is not None:
+                kwargs["response_format"] = fmt
+            try:
+                r = await self.client.chat.completions.create(**kwargs)
+                break
+            except openai.BadRequestError as e:
+                message = self._safe(e)
+                if fmt is None or not _names_format(message):
+                    raise LLMError(f"{self.name}: {type(e).__name__}: {message}") from None
+                self._rejected.add(fmt["type"])
+                log.info("%s rejected response_format %s (%s); falling back", self.name, fmt["type"], message)
+            except (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError,
+                    openai.InternalServerError) as e:
+                raise LLMError(f"{self.name}: {type(e).__name__}: {self._safe(e)}", retryable=True) from None
+            except openai.APIError as e:
+                raise LLMError(f"{self.name}: {type(e).__name__}: {self._safe(e)}") from None
+            except ValueError as e:  # a body that is not JSON (a proxy's error page): transient
+                raise LLMError(f"{self.name}: unreadable reply ({type(e).__name__})",
+                               retryable=True) from None
         choices = getattr(r, "choices", None)  # a non-JSON content type comes back as str
         if not choices:
             raise LLMError(f"{self.name}: empty or unreadable reply (no choices)", retryable=True)
@@ -80,6 +103,20 @@ class OpenAILLM(BaseLLM):
                           completion_tokens=r.usage.completion_tokens or 0)
         return Completion(text=choice.message.content or "", logprobs=tokens, usage=usage,
                           model=r.model or self.model, finish_reason=choice.finish_reason)
+
+    def _formats(self, request: ChatRequest) -> list[dict[str, Any] | None]:
+        """The response formats to try, strictest first; None (a plain reply) always last."""
+        formats: list[dict[str, Any] | None] = []
+        if request.json_mode:
+            if (request.json_schema is not None and self.json_schema_format
+                    and "json_schema" not in self._rejected):
+                formats.append({"type": "json_schema", "json_schema": {
+                    "name": re.sub(r"[^A-Za-z0-9_-]", "_", request.task)[:64] or "reply",
+                    "schema": request.json_schema, "strict": False,
+                }})
+            if self.json_response_format and "json_object" not in self._rejected:
+                formats.append({"type": "json_object"})
+        return [*formats, None]
 
     def _safe(self, e: Exception) -> str:
         # the SDK's messages carry status and body; a server may echo the key in the body

@@ -46,7 +46,8 @@ class _ChunkFact(BaseModel):
 
 
 class _FactsReply(BaseModel):
-    facts: list[_ChunkFact]
+    # bounds constrained decoding only (a reply that fits max_tokens); validation stays lenient
+    facts: list[_ChunkFact] = Field(json_schema_extra={"maxItems": 12})
 
 
 class _FilterReply(BaseModel):

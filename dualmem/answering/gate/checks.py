@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ...errors import LLMError, LLMReplyError
 from ...llm.base import BaseLLM, ChatRequest
@@ -24,7 +24,8 @@ AUDIT_MAX_TOKENS = 96
 
 
 class _Status(BaseModel):
-    status: str
+    # the enum bounds constrained decoding only; any spelling still validates
+    status: str = Field(json_schema_extra={"enum": ["pass", "fail"]})
 
 
 class _AuditReply(BaseModel):

@@ -49,6 +49,9 @@ class DualMemChatMessageHistory(BaseChatMessageHistory):
 
     Added messages are stored losslessly and indexed (facts are extracted when the memory's
     config says so), so what is said in one session can be recalled in later ones.
+    `add_messages` returns once the messages are stored: a chain that saves history after
+    each reply must not wait seconds for extraction, so it runs in dualmem's background
+    worker (`background=False` waits for it; `memory.flush()` waits later).
     `clear()` forgets this session only; the user's other sessions stay.
 
     ```python
@@ -68,10 +71,12 @@ class DualMemChatMessageHistory(BaseChatMessageHistory):
         user_id: str | None = None,
         agent_id: str | None = None,
         extract: bool | None = None,
+        background: bool = True,
     ) -> None:
         self.memory = memory
         self.user_id, self.agent_id, self.session_id = user_id, agent_id, session_id
         self.extract = extract
+        self.background = background
         self.scoped_memory  # noqa: B018 - bad ids fail here, not on first use
 
     @property
@@ -88,12 +93,12 @@ class DualMemChatMessageHistory(BaseChatMessageHistory):
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         turns = [t for t in map(message_to_turn, messages) if t is not None]
         if turns:
-            self.scoped_memory.add(turns, extract=self.extract)
+            self.scoped_memory.add(turns, extract=self.extract, background=self.background)
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
         turns = [t for t in map(message_to_turn, messages) if t is not None]
         if turns:
-            await self.scoped_memory.aadd(turns, extract=self.extract)
+            await self.scoped_memory.aadd(turns, extract=self.extract, background=self.background)
 
     def clear(self) -> None:
         self.scoped_memory.delete_all()

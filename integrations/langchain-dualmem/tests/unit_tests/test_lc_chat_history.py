@@ -64,8 +64,22 @@ def test_add_feeds_extraction(tmp_path: Any) -> None:
     memory = DualMemory(path=tmp_path, llm=llm, extract=True)
     history = DualMemChatMessageHistory(memory, user_id="alice", session_id="s1")
     history.add_messages([HumanMessage("My dog is called Pixel.")])
+    # stored at once; extraction runs in the background worker
+    assert [m.content for m in history.messages] == ["My dog is called Pixel."]
+    assert memory.flush(timeout=60) and memory.pending() == []
     assert llm.calls_for("extract"), "adding messages should run fact extraction"
-    assert [m.text for m in memory.get_all(user_id="alice")] == ["Alice has a dog named Pixel"]
+    facts = [m.text for m in memory.get_all(user_id="alice") if m.id != m.source_turn_ids[0]]
+    assert facts == ["Alice has a dog named Pixel"]
+    memory.close()
+
+
+def test_add_can_wait_for_extraction(tmp_path: Any) -> None:
+    reply = '{"facts": [{"text": "Alice has a dog named Pixel", "date": null}]}'
+    llm = ScriptedLLM(by_task={"extract": [reply]})
+    memory = DualMemory(path=tmp_path, llm=llm, extract=True)
+    history = DualMemChatMessageHistory(memory, user_id="alice", session_id="s1", background=False)
+    history.add_messages([HumanMessage("My dog is called Pixel.")])
+    assert llm.calls_for("extract") and memory.pending() == []
     memory.close()
 
 

@@ -73,8 +73,9 @@ class DualMemMemory(_ChatFields, BaseMemory):
     input (or, without input, for the latest user message) from *all* the user's sessions:
     the relevant memories (`context="memories"`) or dualmem's answer (`context="answer"`).
     Tool calls and tool results are left out unless `tool_messages=True`: a recall tool's
-    output must not come back as new memories. With extraction on (dualmem's default), each
-    put or batch of puts costs one extraction call.
+    output must not come back as new memories. With extraction on (dualmem's default), a put
+    returns once the messages are stored and extraction runs in dualmem's background worker
+    (`background=False` waits for it).
 
     ```python
     from dualmem import DualMemory
@@ -90,6 +91,9 @@ class DualMemMemory(_ChatFields, BaseMemory):
         default_factory=lambda: str(uuid.uuid4()), description="This conversation (a new one by default)."
     )
     recent_messages: int = Field(default=20, ge=0, description="Session messages `get` returns.")
+    background: bool = Field(
+        default=True, description="Extract in dualmem's background worker; a put only stores."
+    )
 
     @classmethod
     def class_name(cls) -> str:
@@ -132,7 +136,7 @@ class DualMemMemory(_ChatFields, BaseMemory):
         # one add per batch: dualmem extracts from the batch together, with the recent turns
         converted = to_dualmem_messages(messages, tools=self.tool_messages)
         if converted:
-            await self.scoped_memory.aadd(converted)
+            await self.scoped_memory.aadd(converted, background=self.background)
 
     async def aset(self, messages: list[ChatMessage]) -> None:
         """Replace this session's messages (and the memories that came from them)."""
