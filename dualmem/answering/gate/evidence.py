@@ -16,9 +16,9 @@ import re
 from collections.abc import Sequence
 from datetime import date
 
-from ...text import stem, tokenize
+from ...text import stem
 from ...types import SignalResult
-from .signals import Passage
+from .signals import _ENTITY, Passage, question_terms
 
 __all__ = ["aggregation", "question_shape", "recency", "sufficiency"]
 
@@ -33,14 +33,14 @@ _LIST = re.compile(  # a plural after what/which ("what hobbies"), not a verb ("
 )
 _POLAR = re.compile(r"^\s*(is|are|was|were|do|does|did|can|could|would|will|has|have|had|should)\b", re.I)
 _TEMPORAL = re.compile(r"\b(when|what (year|month|day|date|time)|how long|which (year|month|day))\b", re.I)
-_ENTITY = re.compile(r"(?<![.?!]\s)(?<!^)\b[A-Z][a-zA-Z'\-]+|\b\d[\d,./:-]*\b")
 _ITEMS = re.compile(r",|;|\band\b|\bor\b|\n", re.I)
 SUBJECT = 5  # the top passages that make up a question's subject, for recency
-_GENERIC = frozenset("how many much kind kinds type there any some likely what which who".split())
 
 
-def _terms(text: str) -> set[str]:
-    return {stem(w) for w in tokenize(text) if len(w) > 2 or w.isdigit()} - _GENERIC
+def _judged(name: str, score: float, threshold: float, reason: str, details: dict) -> SignalResult:
+    return SignalResult(
+        name=name, score=score, threshold=threshold, passed=score >= threshold, reason=reason, details=details
+    )
 
 
 def _unavailable(name: str, threshold: float, why: str) -> SignalResult:
@@ -70,7 +70,7 @@ def question_shape(question: str) -> dict[str, float]:
         "list": float(_wants_items(question)),
         "polar": float(bool(_POLAR.search(question))),
         "temporal": float(bool(_TEMPORAL.search(question))),
-        "terms": math.log1p(len(_terms(question))),
+        "terms": math.log1p(len(question_terms(question))),
     }
 
 
@@ -79,9 +79,9 @@ def sufficiency(question: str, passages: Sequence[Passage], threshold: float = 0
     lexical match ranks."""
     if not passages:
         return _unavailable("sufficiency", threshold, "no evidence was retrieved")
-    terms = _terms(question)
+    terms = question_terms(question)
     names = {stem(e.lower().removesuffix("'s")) for e in _ENTITY.findall(question)}
-    held = [_terms(p.text) for p in passages]
+    held = [question_terms(p.text) for p in passages]
     top = set().union(*held[:5])
     term_cov = len(terms & top) / len(terms) if terms else 1.0
     name_cov = len(names & top) / len(names) if names else 1.0
@@ -91,15 +91,14 @@ def sufficiency(question: str, passages: Sequence[Passage], threshold: float = 0
     scores = [p.score for p in passages]
     score = 0.45 * term_cov + 0.35 * name_cov + 0.2 * (1.0 if best_rank < 5 else 0.0)
     missing = sorted(terms - top)[:4]
-    return SignalResult(
-        name="sufficiency",
-        score=score,
-        threshold=threshold,
-        passed=score >= threshold,
-        reason=f"top 5 hold {term_cov:.0%} of the question's terms and {name_cov:.0%} of its names"
+    return _judged(
+        "sufficiency",
+        score,
+        threshold,
+        f"top 5 hold {term_cov:.0%} of the question's terms and {name_cov:.0%} of its names"
         + (f" (missing: {', '.join(missing)})" if missing else "")
         + f"; the best lexical match is at rank {best_rank + 1}",
-        details={
+        {
             "terms": term_cov,
             "names": name_cov,
             "best_overlap": best,
@@ -112,8 +111,8 @@ def sufficiency(question: str, passages: Sequence[Passage], threshold: float = 0
 
 
 def _support(answer: str, question: str, passages: Sequence[Passage]) -> list[int]:
-    words = _terms(answer) - _terms(question)
-    return [i for i, p in enumerate(passages) if words and words & _terms(p.text)]
+    words = question_terms(answer) - question_terms(question)
+    return [i for i, p in enumerate(passages) if words and words & question_terms(p.text)]
 
 
 def recency(
@@ -135,18 +134,17 @@ def recency(
     gap = max(0, (max(days) - max(used)).days)
     now = bool(_NOW.search(question))
     score = 1.0 / (1.0 + gap / (30.0 if now else 180.0))
-    return SignalResult(
-        name="recency",
-        score=score,
-        threshold=threshold,
-        passed=score >= threshold,
-        reason=(
+    return _judged(
+        "recency",
+        score,
+        threshold,
+        (
             "the answer comes from the latest evidence on the subject"
             if gap == 0
             else f"evidence on the subject {gap} days newer than the answer's exists"
             + (" and the question asks about now" if now else "")
         ),
-        details={"gap_days": math.log1p(gap), "now": now},
+        {"gap_days": math.log1p(gap), "now": now},
     )
 
 
@@ -156,26 +154,18 @@ def aggregation(
     """Fails a list or count question answered with one item or from one session's evidence."""
     count = bool(_COUNT.search(question))
     if not _wants_items(question):
-        return SignalResult(
-            name="aggregation",
-            score=1.0,
-            threshold=threshold,
-            passed=True,
-            reason="not a list or count question",
-            details={"list": False},
-        )
+        return _judged("aggregation", 1.0, threshold, "not a list or count question", {"list": False})
     if refusal:
         return _unavailable("aggregation", threshold, "the answer is a refusal")
     items = len([x for x in _ITEMS.split(answer) if x.strip()])
     dates = len({passages[i].date for i in _support(answer, question, passages)})
     item_part = 1.0 if count else min(items, 2) / 2
     score = min(item_part, min(dates, 2) / 2)
-    return SignalResult(
-        name="aggregation",
-        score=score,
-        threshold=threshold,
-        passed=score >= threshold,
-        reason=f"a {'count' if count else 'list'} question answered with {items} item(s) "
+    return _judged(
+        "aggregation",
+        score,
+        threshold,
+        f"a {'count' if count else 'list'} question answered with {items} item(s) "
         f"drawn from {dates} dated session(s)",
-        details={"list": True, "items": float(items), "dates": float(dates)},
+        {"list": True, "items": float(items), "dates": float(dates)},
     )
