@@ -138,7 +138,8 @@ async def memories(memory: Scoped, limit: int | None = None) -> list[Memory]:
     return await memory.aget_all(limit=limit)
 
 
-@api.get("/memories/{memory_id}", tags=["read"])
+# `:path`: a memory's id is its turn's, which may be any string, slashes included (percent-encode it)
+@api.get("/memories/{memory_id:path}", tags=["read"])
 async def get_memory(memory_id: str, memory: Scoped) -> Memory:
     """One memory of the scope (`DualMemory.get`); 404 when the scope has no such memory."""
     found = await memory.aget(memory_id)
@@ -147,7 +148,7 @@ async def get_memory(memory_id: str, memory: Scoped) -> Memory:
     return found
 
 
-@api.delete("/memories/{memory_id}", tags=["forget"])
+@api.delete("/memories/{memory_id:path}", tags=["forget"])
 async def delete_memory(memory_id: str, memory: Scoped) -> Deleted:
     """Delete one memory of the scope; its turns stay (`DualMemory.delete`)."""
     if not await memory.adelete(memory_id):

@@ -112,7 +112,7 @@ def _records(folder: Path) -> tuple[list[Record], int]:
         return cached[1], cached[2]
     records, unreadable = [], 0
     with path.open(encoding="utf-8") as lines:
-        for line in lines:
+        for line in filter(str.strip, lines):
             try:
                 records.append(Record.from_line(line))
             except ValueError:  # a line cut by a crash, or from an older record format
