@@ -21,6 +21,10 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+function fill(node, ...children) {
+  node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 async function api(method, path, { query = {}, body } = {}) {
   const url = new URL(path, location.origin);
   for (const [name, value] of Object.entries(query)) {
@@ -174,7 +178,7 @@ function memoryItem(m) {
 }
 
 function showMemories(memories, what) {
-  $("#memories").replaceChildren(...memories.map(memoryItem));
+  fill($("#memories"), memories.map(memoryItem));
   if (!memories.length) $("#memories").append(el("p", { class: "empty" }, "No memories."));
   $("#memories-count").textContent = `${memories.length} ${what}`;
 }
@@ -221,7 +225,7 @@ function candidatesSection(a) {
 }
 
 function costSection(a) {
-  const phases = [...new Set([...Object.keys(a.usage), ...Object.keys(a.latency)])];
+  const phases = [...new Set([...Object.keys(a.latency), ...Object.keys(a.usage)])];  // in the order they ran
   const total = { prompt: 0, completion: 0, calls: 0, seconds: 0 };
   const rows = phases.map((phase) => {
     const u = a.usage[phase] || { prompt_tokens: 0, completion_tokens: 0, calls: 0 };
@@ -246,18 +250,19 @@ function evidenceSection(a) {
       el("time", {}, `${day(t.timestamp)} `), el("b", {}, `${t.speaker || t.role}: `), t.text))), facts);
 }
 
+// the evidence turns in the history; the memories the fast answer read, in the memory list
 function highlight(a) {
-  for (const node of document.querySelectorAll(".evidence")) {
-    if (node.matches(".turn, .memory")) node.classList.remove("evidence");
+  for (const node of document.querySelectorAll("#history .evidence, #memories .retrieved")) {
+    node.classList.remove("evidence", "retrieved");
   }
   for (const id of a.evidence.turn_ids) turnNode(id)?.classList.add("evidence");
-  for (const id of a.evidence.memory_ids) $(`#memories [data-memory-id="${CSS.escape(id)}"]`)?.classList.add("evidence");
+  for (const id of a.evidence.memory_ids) $(`#memories [data-memory-id="${CSS.escape(id)}"]`)?.classList.add("retrieved");
   const first = a.evidence.turn_ids.map(turnNode).find(Boolean);
   if (first) first.scrollIntoView({ block: "nearest" });
 }
 
 function renderTrace(a) {
-  $("#trace").replaceChildren(el("article", { class: "trace", dataset: { path: a.path } },
+  fill($("#trace"), el("article", { class: "trace", dataset: { path: a.path } },
     el("header", {},
       el("span", { class: `badge path path-${a.path}` }, a.path === "fast" ? "fast path (System 1)" : "deliberate (System 2)"),
       a.tier ? el("span", { class: "badge tier" }, `tier: ${a.tier}`) : null,
@@ -280,7 +285,7 @@ async function ask(question) {
 function fillFilter(name, values, label) {
   const select = $(`[data-filter="${name}"]`);
   const keep = select.value;
-  select.replaceChildren(el("option", { value: "" }, "any"), values.map((v) => el("option", { value: Array.isArray(v) ? v[0] : v }, label(v))));
+  fill(select, el("option", { value: "" }, "any"), values.map((v) => el("option", { value: Array.isArray(v) ? v[0] : v }, label(v))));
   select.value = [...select.options].some((o) => o.value === keep) ? keep : "";
 }
 
@@ -300,7 +305,7 @@ async function loadRun() {
   $("#run-summary").textContent = `${view.shown} of ${view.total} records${view.unreadable ? ` (${view.unreadable} unreadable lines)` : ""}` +
     (counts ? ` · escalations: ${counts}` : "");
   const header = el("tr", {}, ["system", "question", "category", "gold", "prediction", "F1", "path", "escalation"].map((h) => el("th", {}, h)));
-  $("#run-table").replaceChildren(header, view.rows.map(runRow));
+  fill($("#run-table"), header, view.rows.map(runRow));
   $("#run-detail").replaceChildren(el("p", { class: "empty" }, "Click a row to see its trace."));
 }
 
@@ -327,7 +332,7 @@ function showRecord(row) {
     const u = (r.usage || {})[phase];
     return el("tr", {}, el("td", {}, phase), el("td", { class: "num" }, u ? u.prompt_tokens + u.completion_tokens : 0), el("td", { class: "num" }, `${fmt(seconds)} s`));
   });
-  $("#run-detail").replaceChildren(
+  fill($("#run-detail"),
     el("h3", {}, r.question), el("p", {}, `${r.conversation} q${r.q} · ${r.category} ${r.category_name} · ${r.system}`),
     el("p", {}, el("b", {}, "gold: "), r.gold ?? "—", el("br"), el("b", {}, "answer: "), r.prediction ?? "—", ` (F1 ${fmt(r.f1)})`),
     el("p", { class: "reason" }, r.reason ?? ""),
@@ -364,7 +369,7 @@ async function start() {
     const info = await api("GET", "/v1/info");
     $("#key-form").hidden = true;
     $("#runs-tab").hidden = !info.runs.length;
-    $("#run-pick").replaceChildren(el("option", { value: "" }, "pick a run…"), info.runs.map((r) => el("option", {}, r)));
+    fill($("#run-pick"), el("option", { value: "" }, "pick a run…"), info.runs.map((r) => el("option", {}, r)));
     await loadScopes();
     if (info.demo && !state.scope) await openScope(info.demo);
   });
