@@ -75,20 +75,38 @@ def live(app) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Iterator[str]:
-    llm = ScriptedLLM(by_task={
-        "answer": lambda request: ScriptedReply("Lisbon", confidence=0.9),  # stale: Maya moved
-        "deliberate.select": select_porto,
-        "deliberate.answer": lambda request: ScriptedReply("Porto", confidence=0.9),
-    })
+    llm = ScriptedLLM(
+        by_task={
+            "answer": lambda request: ScriptedReply("Lisbon", confidence=0.9),  # stale: Maya moved
+            "deliberate.select": select_porto,
+            "deliberate.answer": lambda request: ScriptedReply("Porto", confidence=0.9),
+        }
+    )
     memory = DualMemory(path=tmp_path_factory.mktemp("browser"), llm=llm, extract=False)
     ingest_demo(memory, load_demo(), echo=lambda line: None)
     run = tmp_path_factory.mktemp("runs") / "dev-run"
     run.mkdir()
-    (run / "questions.jsonl").write_text("".join([
-        record("gate:signals", 0, 0.0, gate_escalate=True, gate_signals={"coverage": 0.2, "recency": None}),
-        record("gate:signals", 1, 1.0, gate_escalate=False, gate_signals={"coverage": 0.9, "recency": 0.8}),
-        record("gate:signals", 2, 0.0, gate_escalate=False),
-    ]))
+    (run / "questions.jsonl").write_text(
+        "".join(
+            [
+                record(
+                    "gate:signals",
+                    0,
+                    0.0,
+                    gate_escalate=True,
+                    gate_signals={"coverage": 0.2, "recency": None},
+                ),
+                record(
+                    "gate:signals",
+                    1,
+                    1.0,
+                    gate_escalate=False,
+                    gate_signals={"coverage": 0.9, "recency": 0.8},
+                ),
+                record("gate:signals", 2, 0.0, gate_escalate=False),
+            ]
+        )
+    )
     (run / "risk-coverage.png").write_bytes(PNG)
     settings = ServeSettings(demo=Scope(user_id="maya"), runs=[run])
     with live(create_app(memory, settings, close=True)) as url:
