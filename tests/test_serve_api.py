@@ -8,6 +8,7 @@ the stores exactly as they were. The scripted model answers; no real model runs.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from urllib.parse import quote
 
@@ -310,6 +311,16 @@ def test_run_plot_and_its_errors(client: Client) -> None:
     unknown = client.get("/v1/runs/elsewhere")
     assert unknown.status_code == 404 and "dev-run" in unknown.json()["detail"]
     assert client.get("/v1/runs/dev-run", params={"outcome": "great"}).status_code == 422
+
+
+def test_runs_without_the_bench_extra_say_how(memory: DualMemory, run_dir: Path, monkeypatch) -> None:
+    for name in [m for m in sys.modules if m.startswith(("dualmem.bench", "dualmem.serve.runs"))]:
+        monkeypatch.delitem(sys.modules, name)  # imported afresh, as in a venv without the extra
+    for name in ("nltk", "nltk.stem"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(ConfigError, match=r"needs the bench extra \(nltk is not installed\)"):
+        create_app(memory, ServeSettings(runs=[run_dir]))
+    create_app(memory)  # without --runs the server needs nothing of it
 
 
 def test_a_folder_without_records_is_refused(memory: DualMemory, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
+from ..errors import ConfigError
 from ..memory import AddResult, DualMemory, ReindexResult
 from ..scoped import ScopedMemory
 from ..types import Answer, Memory, Mode, Policy, Scope, StrategyName, Turn
@@ -227,8 +228,12 @@ def create_app(memory: DualMemory, settings: ServeSettings | None = None, *, clo
     app.include_router(api, dependencies=guarded)
     app.state.runs = {}
     if settings.runs:
-        from .runs import find_runs, router  # needs the bench extra: only when folders are given
-
+        try:  # the records' types live in the benchmark harness, which needs the bench extra
+            from .runs import find_runs, router
+        except ModuleNotFoundError as e:
+            missing = (e.name or "a package").split(".")[0]
+            raise ConfigError(f"browsing benchmark folders needs the bench extra ({missing} is not "
+                              "installed): pip install 'dualmem[bench]'") from e
         app.state.runs = find_runs(settings.runs)
         app.include_router(router, dependencies=guarded)
 

@@ -130,10 +130,8 @@ class BodyLimit:
 
 
 def _dualmem_error(request: Request, error: Exception) -> JSONResponse:
-    for kind, status, prefix in _STATUS:
-        if isinstance(error, kind):
-            return JSONResponse({"detail": prefix + str(error)}, status_code=status)
-    raise error  # registered for DualMemError only: unreachable
+    status, prefix = next((status, prefix) for kind, status, prefix in _STATUS if isinstance(error, kind))
+    return JSONResponse({"detail": prefix + str(error)}, status_code=status)
 
 
 def _http_error(request: Request, error: Exception) -> JSONResponse:
