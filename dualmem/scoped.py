@@ -88,6 +88,10 @@ class ScopedMemory:
         """Forget this scope's turns and memories (`DualMemory.delete_all`)."""
         return await self.memory.adelete_all(**self._ids)
 
+    async def aforget(self, turn_ids: list[str]) -> dict[str, int]:
+        """Erase some turns of this scope and the memories made from them (`DualMemory.forget`)."""
+        return await self.memory.aforget(turn_ids, **self._ids)
+
     async def areindex(self, *, extract: bool | None = None) -> ReindexResult:
         """Rebuild this scope's memories from its history (`DualMemory.reindex`)."""
         return await self.memory.areindex(**self._ids, extract=extract)
@@ -101,4 +105,5 @@ class ScopedMemory:
     get_all = sync_twin(aget_all)
     delete = sync_twin(adelete)
     delete_all = sync_twin(adelete_all)
+    forget = sync_twin(aforget)
     reindex = sync_twin(areindex)
