@@ -212,7 +212,8 @@ class DualMemory:
         citing them, in every session of the user (reconciliation merges across sessions)."""
         gone = set(turn_ids)
         wide = scope.widened()
-        cited = [m.id for m in await asyncio.to_thread(self.index.list, wide) if gone & set(m.source_turn_ids)]
+        memories = await asyncio.to_thread(self.index.list, wide)
+        cited = [m.id for m in memories if gone & set(m.source_turn_ids)]
         return await asyncio.to_thread(self.index.delete, sorted(gone | set(cited)), wide)
 
     async def _index_turns(
