@@ -362,13 +362,20 @@ class DualMemory:
         until: Any = None,
         limit: int | None = None,
         last: int | None = None,
+        turn_ids: list[str] | None = None,
     ) -> list[Turn]:
-        """Raw turns of a scope in the order they were added (`last=n`: only the newest n)."""
+        """Raw turns of a scope in the order they were added (`last=n`: only the newest n;
+        `turn_ids`: only those turns)."""
         if limit is not None and last is not None:
             raise InvalidInputError("give limit (oldest n) or last (newest n), not both")
         scope = make_scope(user_id, agent_id, session_id)
+        if turn_ids is not None:
+            if isinstance(turn_ids, str) or not isinstance(turn_ids, list | tuple):
+                raise InvalidInputError(f"turn_ids must be a list of turn ids, got {type(turn_ids).__name__}")
+            turn_ids = [check_id(i, "turn id") for i in turn_ids]
         query = TurnQuery(
             scope=scope,
+            turn_ids=turn_ids,
             since=parse_timestamp(since) if since is not None else None,
             until=parse_timestamp(until) if until is not None else None,
             limit=check_limit(limit if last is None else last),

@@ -67,10 +67,13 @@ class ScopedMemory:
         )
 
     async def ahistory(
-        self, *, since: Any = None, until: Any = None, limit: int | None = None, last: int | None = None
+        self, *, since: Any = None, until: Any = None, limit: int | None = None, last: int | None = None,
+        turn_ids: list[str] | None = None,
     ) -> list[Turn]:
         """This scope's raw turns in the order they were added (`DualMemory.history`)."""
-        return await self.memory.ahistory(**self._ids, since=since, until=until, limit=limit, last=last)
+        return await self.memory.ahistory(
+            **self._ids, since=since, until=until, limit=limit, last=last, turn_ids=turn_ids
+        )
 
     async def aget(self, memory_id: str) -> Memory | None:
         """One memory of this scope by id, or None (`DualMemory.get`)."""

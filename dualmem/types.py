@@ -209,7 +209,11 @@ class Memory(_Model):
     created_at: datetime
     updated_at: datetime
     event_date: str | None = None
+    #: cosine similarity to the query (search results only)
     score: float | None = None
+    #: the ranking score search results are ordered by, best first (hybrid search: the fused
+    #: reciprocal-rank score, plus one per rare identifier of the query the memory holds)
+    relevance: float | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @property

@@ -85,6 +85,13 @@ def test_forget_only_reaches_its_own_scope(memory):
     assert texts(memory.get_all(user_id="alice")) == ["user: I like tea."]
 
 
+def test_history_of_some_turns(memory):
+    memory.add([{"id": "t1", "content": "I like tea."}, {"id": "t2", "content": "I like jazz."}],
+               user_id="alice")
+    assert [t.text for t in memory.history(user_id="alice", turn_ids=["t2", "nope"])] == ["I like jazz."]
+    assert memory.scoped(user_id="alice").history(turn_ids=[]) == []
+
+
 def test_forget_rejects_a_bare_string(memory):
     memory.add({"id": "t1", "content": "I like tea."}, user_id="alice")
     with pytest.raises(InvalidInputError, match="list of turn ids"):
