@@ -385,6 +385,12 @@ class DualMemory:
 
     history = sync_twin(ahistory)
 
+    async def ascopes(self) -> list[Scope]:
+        """Every (user, agent, session) combination that has stored turns."""
+        return await asyncio.to_thread(self.history_store.scopes)
+
+    scopes = sync_twin(ascopes)
+
     async def aget(
         self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None,
         session_id: str | None = None,

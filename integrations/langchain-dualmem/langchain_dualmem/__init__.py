@@ -1,6 +1,7 @@
 """LangChain integration for dualmem: retriever, chat message history and agent tools."""
 
 from .chat_history import DualMemChatMessageHistory
+from .store import DualMemStore
 from .retrievers import DualMemRetriever
 from .tools import (
     DualMemRecallTool,
@@ -14,6 +15,7 @@ __all__ = [
     "DualMemRecallTool",
     "DualMemRememberTool",
     "DualMemRetriever",
+    "DualMemStore",
     "create_recall_tool",
     "create_remember_tool",
 ]
