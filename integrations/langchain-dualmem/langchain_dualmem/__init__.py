@@ -1,8 +1,8 @@
 """LangChain integration for dualmem: retriever, chat message history and agent tools."""
 
 from .chat_history import DualMemChatMessageHistory
-from .store import DualMemStore
 from .retrievers import DualMemRetriever
+from .store import DualMemStore
 from .tools import (
     DualMemRecallTool,
     DualMemRememberTool,

@@ -204,7 +204,8 @@ def _items(turns: list[Turn], prefix: tuple[str, ...]) -> list[Turn]:
     """The store items among a scope's turns, under a namespace prefix, oldest first."""
     return [
         t for t in turns
-        if isinstance(item := t.metadata.get(_ITEM), dict) and tuple(item["namespace"][: len(prefix)]) == prefix
+        if isinstance(item := t.metadata.get(_ITEM), dict)
+        and tuple(item["namespace"][: len(prefix)]) == prefix
     ]
 
 
@@ -234,7 +235,8 @@ def _does_match(condition: MatchCondition, namespace: tuple[str, ...]) -> bool:
     path = tuple(condition.path)
     if len(namespace) < len(path):
         return False
-    part = namespace[: len(path)] if condition.match_type == "prefix" else namespace[len(namespace) - len(path):]
+    start = 0 if condition.match_type == "prefix" else len(namespace) - len(path)
+    part = namespace[start : start + len(path)]
     return all(want in ("*", got) for got, want in zip(part, path, strict=True))
 
 

@@ -42,7 +42,8 @@ def test_list_namespaces_basic(store: DualMemStore) -> None:
     assert store.list_namespaces(prefix=("a", "b"), limit=2) == ab[:2]
     assert store.list_namespaces(prefix=("a", "b"), offset=2) == ab[2:]
     assert sorted(store.list_namespaces(prefix=("a", "*", "f"))) == [("a", "b", "f"), ("a", "c", "f")]
-    assert sorted(store.list_namespaces(suffix=("*", "f"))) == [("a", "b", "f"), ("a", "c", "f"), ("b", "a", "f")]
+    assert sorted(store.list_namespaces(suffix=("*", "f"))) == [
+        ("a", "b", "f"), ("a", "c", "f"), ("b", "a", "f")]
     assert store.list_namespaces(prefix=("nonexistent",)) == []
     assert store.list_namespaces(prefix=("users", "123")) == [("users", "123")]
 
@@ -60,7 +61,7 @@ def test_list_namespaces_with_wildcards(store: DualMemStore) -> None:
 
 def test_list_namespaces_pagination(store: DualMemStore) -> None:
     for i in range(20):
-        store.put(namespace=("namespace", f"sub_{i:02d}"), key=f"id_{i:02d}", value={"data": f"value_{i:02d}"})
+        store.put(("namespace", f"sub_{i:02d}"), f"id_{i:02d}", {"data": f"value_{i:02d}"})
     for offset in (0, 5, 15):
         assert store.list_namespaces(prefix=("namespace",), limit=5, offset=offset) == [
             ("namespace", f"sub_{i:02d}") for i in range(offset, offset + 5)]
@@ -146,7 +147,9 @@ async def test_async_insert_with_auto_indexing(store: DualMemStore) -> None:
 @pytest.mark.parametrize("use_async", [False, True])
 async def test_update_reindexes(store: DualMemStore, use_async: bool) -> None:
     async def put(key, value, **kw):
-        return await store.aput(("test",), key, value, **kw) if use_async else store.put(("test",), key, value, **kw)
+        if use_async:
+            return await store.aput(("test",), key, value, **kw)
+        return store.put(("test",), key, value, **kw)
 
     async def search(query, **kw):
         return await store.asearch(("test",), query=query, **kw) if use_async else store.search(
@@ -269,11 +272,13 @@ def test_items_carry_keys_values_and_timestamps(memory: DualMemory) -> None:
 
 
 def test_namespaces_map_onto_scopes_and_never_cross_them(memory: DualMemory) -> None:
-    store = DualMemStore(memory, namespaces=[("memories", "{user_id}"), ("agents", "{agent_id}", "{session_id}")])
+    templates = [("memories", "{user_id}"), ("agents", "{agent_id}", "{session_id}")]
+    store = DualMemStore(memory, namespaces=templates)
     store.put(("memories", "alice", "food"), "k", {"text": "likes figs"})
     store.put(("memories", "bob"), "k", {"text": "likes figs too"})
     store.put(("agents", "planner", "s1"), "k", {"text": "plan: book flights"})
-    assert [r.namespace for r in store.search(("memories", "alice"), query="figs")] == [("memories", "alice", "food")]
+    found = store.search(("memories", "alice"), query="figs")
+    assert [r.namespace for r in found] == [("memories", "alice", "food")]
     assert memory.get_all(agent_id="planner", session_id="s1")[0].text.endswith('"plan: book flights"}')
     assert sorted(store.list_namespaces()) == [
         ("agents", "planner", "s1"), ("memories", "alice", "food"), ("memories", "bob")]
