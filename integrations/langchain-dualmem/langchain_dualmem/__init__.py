@@ -1,6 +1,8 @@
-"""LangChain integration for dualmem: retriever, chat message history and agent tools."""
+"""LangChain integration for dualmem: retriever, chat message history, agent tools, a LangGraph
+store and an agent middleware."""
 
 from .chat_history import DualMemChatMessageHistory
+from .middleware import DualMemMiddleware
 from .retrievers import DualMemRetriever
 from .store import DualMemStore
 from .tools import (
@@ -12,6 +14,7 @@ from .tools import (
 
 __all__ = [
     "DualMemChatMessageHistory",
+    "DualMemMiddleware",
     "DualMemRecallTool",
     "DualMemRememberTool",
     "DualMemRetriever",

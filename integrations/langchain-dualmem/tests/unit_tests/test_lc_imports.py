@@ -2,9 +2,11 @@ from langchain_dualmem import __all__
 
 EXPECTED_ALL = [
     "DualMemChatMessageHistory",
+    "DualMemMiddleware",
     "DualMemRecallTool",
     "DualMemRememberTool",
     "DualMemRetriever",
+    "DualMemStore",
     "create_recall_tool",
     "create_remember_tool",
 ]
