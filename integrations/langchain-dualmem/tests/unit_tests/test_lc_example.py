@@ -32,3 +32,25 @@ def test_agent_recalls_across_sessions(
     memory.close()
     out = capsys.readouterr().out
     assert "agent calls recall_memory" in out and "tool -> Answer: Lisbon" in out
+
+
+def test_v1_agent_with_store_and_middleware(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[4] / "examples" / "langchain_v1_agent.py"
+    if not path.exists():
+        pytest.skip("runs from a dualmem checkout only")
+    spec = importlib.util.spec_from_file_location("langchain_v1_agent_example", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    messages = module.main(str(tmp_path))
+    tool = next(m for m in messages if isinstance(m, ToolMessage))
+    assert tool.name == "find_preferences" and tool.content == "The user's diet preference: vegetarian."
+    memory = DualMemory(path=tmp_path)
+    texts = [m.text for m in memory.get_all(user_id="alice")]
+    assert "memory: The user's diet preference: vegetarian." in texts  # the store's item
+    assert "user: What should I cook tonight?" in texts  # saved by the middleware
+    assert [t.session_id for t in memory.history(user_id="alice", session_id="tuesday")] == ["tuesday"] * 2
+    memory.close()
+    assert "[tuesday]" in capsys.readouterr().out
