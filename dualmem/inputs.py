@@ -127,7 +127,9 @@ def make_turns(messages: Any, scope: Scope, timestamp: Any = None) -> list[Turn]
         except (TypeError, ValueError) as e:  # incl. UnicodeEncodeError (lone surrogates)
             raise InvalidInputError(f"{where}: metadata must be JSON-serialisable ({e})") from e
         if size > MAX_TEXT_CHARS:  # the text's limit: metadata is stored beside it
-            raise InvalidInputError(f"{where}: metadata has {size} bytes as JSON; the limit is {MAX_TEXT_CHARS}")
+            raise InvalidInputError(
+                f"{where}: metadata has {size} bytes as JSON; the limit is {MAX_TEXT_CHARS}"
+            )
         turn_id = m.get("id") or str(uuid.uuid4())
         if not isinstance(turn_id, str) or len(turn_id) > MAX_ID_LENGTH or not is_unicode(turn_id):
             raise InvalidInputError(f"{where}: id must be a string of at most {MAX_ID_LENGTH} chars")
