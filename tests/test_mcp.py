@@ -98,3 +98,35 @@ async def test_the_dualmem_mcp_command_over_stdio(tmp_path: Path) -> None:
         await call(session, "add_memory", text="My bib number is 4417.")
         assert (await call(session, "search_memory", query="bib 4417"))[0]["text"].endswith("4417.")
         assert [t["text"] for t in await call(session, "get_history")] == ["My bib number is 4417."]
+
+
+async def test_the_dualmem_mcp_command_over_streamable_http_on_loopback(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+
+    import anyio
+    from mcp.client.streamable_http import streamable_http_client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "DUALMEM_DATA_DIR": str(tmp_path), "DUALMEM_EXTRACT": "0"}
+    command = [str(Path(sys.executable).with_name("dualmem")), "mcp", "--transport", "http",
+               "--port", str(port)]
+    server = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):  # until it listens
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            await anyio.sleep(0.1)
+        async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write), \
+                ClientSession(read, write) as session:
+            await session.initialize()
+            assert sorted(t.name for t in (await session.list_tools()).tools) == TOOLS
+            await call(session, "add_memory", text="I keep bees.", user_id="alice")
+            assert [m["text"] for m in await call(session, "list_memories", user_id="alice")] == [
+                "user: I keep bees."]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
