@@ -1,6 +1,8 @@
 """LangChain integration for dualmem: retriever, chat message history, agent tools, a LangGraph
 store and an agent middleware."""
 
+from importlib.metadata import version
+
 from .chat_history import DualMemChatMessageHistory
 from .middleware import DualMemMiddleware
 from .retrievers import DualMemRetriever
@@ -12,7 +14,10 @@ from .tools import (
     create_remember_tool,
 )
 
+__version__ = version("langchain-dualmem")  # the one place it is set: pyproject.toml
+
 __all__ = [
+    "__version__",
     "DualMemChatMessageHistory",
     "DualMemMiddleware",
     "DualMemRecallTool",

@@ -1,6 +1,7 @@
 from langchain_dualmem import __all__
 
 EXPECTED_ALL = [
+    "__version__",
     "DualMemChatMessageHistory",
     "DualMemMiddleware",
     "DualMemRecallTool",
