@@ -164,6 +164,15 @@ def test_scripted_task_prefix_and_callable_replies():
     assert len(llm.calls_for("gate")) == 1
 
 
+def test_scripted_single_reply_answers_every_call_of_its_task():
+    llm = ScriptedLLM(by_task={"answer": "Paris", "gate": ScriptedReply("ok", confidence=0.5),
+                               "x": LLMError("down")})
+    assert [llm.complete(request()).text for _ in range(3)] == ["Paris"] * 3  # not "P", "a", "r"
+    assert llm.complete(request("gate.audit")).text == "ok"
+    with pytest.raises(LLMError, match="down"):
+        llm.complete(request("x"))
+
+
 async def test_sync_complete_inside_a_running_loop():
     llm = ScriptedLLM(["from the loop"])
     assert llm.complete(request()).text == "from the loop"
