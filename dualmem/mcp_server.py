@@ -185,7 +185,7 @@ def _turn(t: Turn) -> dict[str, Any]:
 def _answer(a: Answer) -> dict[str, Any]:
     usage = a.total_usage
     return {
-        "text": a.text, "path": a.path, "reason": a.reason, "degraded": a.degraded,
+        "text": a.reply, "found": a.found, "path": a.path, "reason": a.reason, "degraded": a.degraded,
         "evidence_turn_ids": a.evidence.turn_ids or [t for m in a.memories for t in m.source_turn_ids],
         "memory_ids": [m.id for m in a.memories],
         "tokens": {"prompt": usage.prompt_tokens, "completion": usage.completion_tokens,

@@ -480,3 +480,10 @@ def test_retried_add_indexes_turns_whose_first_index_write_failed(tmp_path, monk
     assert result.skipped_duplicates == 1 and result.turns == []
     assert [m.id for m in memory.get_all(user_id="alice")] == ["t1"]
     assert len(memory.history(user_id="alice")) == 1
+
+
+@pytest.mark.parametrize(("text", "found"), [("NONE", False), ("none.", False), (" ", False), ("Rex", True)])
+def test_answer_reply_is_a_plain_sentence_for_the_none_sentinel(text, found):
+    answer = Answer(question="Dog?", text=text)
+    assert answer.found is found
+    assert answer.reply == (text if found else "Nothing in memory answers this question.")
