@@ -143,6 +143,8 @@ async def arecall(
             answer = await memory.aanswer(query, k=k, mode=mode)
         except ScopeError:  # nothing stored for this scope yet (ids were checked on construction)
             return ""
+        if not answer.found:
+            return ""
         return f"Question: {query}\nAnswer from memory: {answer.text}"
     k = k or memory.memory.config.top_k
     # ask for more, as the shown ones are dropped after ranking
