@@ -159,6 +159,8 @@ class DualMemory:
         carries the error, the turns stay in the history marked pending, and the next start
         (or `reindex`) retries. `background=True` returns once the turns are committed and
         extracts them in a worker thread (`flush()` waits for it, `pending()` lists what waits).
+        A message whose metadata says `"searchable": False` is kept (history, extraction,
+        deliberation) but not indexed as a raw turn: e.g. a chat's own questions.
         """
         scope = make_scope(user_id, agent_id, session_id)
         turns = make_turns(messages, scope, timestamp)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,6 +48,12 @@ def turn_to_message(turn: Turn) -> BaseMessage:
     return cls(content=turn.text, name=turn.speaker, id=turn.id)
 
 
+def only_questions(text: str) -> bool:
+    """Whether every sentence of the text is a question: it asks, and states no fact."""
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
+    return bool(sentences) and all(s.endswith("?") for s in sentences)
+
+
 def _is_tool_traffic(message: BaseMessage) -> bool:
     return isinstance(message, ToolMessage) or (isinstance(message, AIMessage) and bool(message.tool_calls))
 
@@ -77,6 +84,9 @@ def message_to_turn(message: BaseMessage, *, tools: bool = False) -> dict[str, A
         turn["speaker"] = message.name
     if message.id:  # re-adding the same message is then a no-op (ids are unique per user)
         turn["id"] = message.id
+    if isinstance(message, HumanMessage) and only_questions(text):
+        # kept in the history, not searchable: it states no fact, and would outrank the fact
+        metadata["searchable"] = False
     return turn
 
 
@@ -89,6 +99,9 @@ class DualMemChatMessageHistory(BaseChatMessageHistory):
     each reply must not wait seconds for extraction, so it runs in dualmem's background
     worker (`background=False` waits for it; `memory.flush()` waits later).
     `clear()` forgets this session only; the user's other sessions stay.
+    A user message made only of questions is stored but not searchable (it states no fact and
+    would outrank the fact it asks about); `HumanMessage(name="Maya")` stores it as said by
+    Maya, so that questions naming her find it.
     Tool traffic is left out by default: tool results are dropped and a tool-calling AI
     message keeps only its words, so `messages` never holds a tool result without its call
     (which a chat model API refuses). `tool_messages=True` keeps both, whole and exact.

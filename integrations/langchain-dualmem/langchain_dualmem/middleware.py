@@ -15,12 +15,13 @@ from typing import Any
 from dualmem import DualMemory, Mode, ScopedMemory, ScopeError, format_memories, run_sync
 from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
 from langchain.tools import ToolRuntime
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
+from .chat_history import message_to_turn
 from .tools import NO_MEMORIES, RECALL_DESCRIPTION, format_answer
 
 __all__ = ["MEMORY_HEADER", "DualMemMiddleware"]
@@ -167,19 +168,11 @@ def _last_user_text(messages: list[BaseMessage]) -> str:
 
 
 def _exchange(messages: list[BaseMessage]) -> list[dict[str, Any]]:
-    """The run's last user message and the agent's final answer, without the tool traffic
-    between them (a recall tool's output must not come back as new memories)."""
+    """The run's last user message and the agent's final answer, stored as the chat history
+    stores them, without the tool traffic between them (a recall tool's output must not come
+    back as new memories)."""
     starts = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)]
     if not starts:
         return []
-    turns = []
-    for message in {id(m): m for m in (messages[starts[-1]], messages[-1])}.values():
-        if isinstance(message, HumanMessage | AIMessage) and message.text.strip() and not (
-            isinstance(message, AIMessage) and message.tool_calls
-        ):
-            role = "user" if isinstance(message, HumanMessage) else "assistant"
-            turn: dict[str, Any] = {"role": role, "content": message.text}
-            if message.id:  # re-saving the same message (e.g. on a retry) is then a no-op
-                turn["id"] = message.id
-            turns.append(turn)
-    return turns
+    ends = {id(m): m for m in (messages[starts[-1]], messages[-1])}.values()
+    return [t for m in ends if (t := message_to_turn(m)) is not None]

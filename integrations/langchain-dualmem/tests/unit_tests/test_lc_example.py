@@ -50,7 +50,12 @@ def test_v1_agent_with_store_and_middleware(tmp_path: Path, capsys: pytest.Captu
     memory = DualMemory(path=tmp_path)
     texts = [m.text for m in memory.get_all(user_id="alice")]
     assert "memory: The user's diet preference: vegetarian." in texts  # the store's item
-    assert "user: What should I cook tonight?" in texts  # saved by the middleware
-    assert [t.session_id for t in memory.history(user_id="alice", session_id="tuesday")] == ["tuesday"] * 2
+    # saved by the middleware: the exchange in the history, the answer searchable (a bare
+    # question is kept out of search)
+    tuesday = memory.history(user_id="alice", session_id="tuesday")
+    assert [t.text for t in tuesday] == [
+        "What should I cook tonight?", "How about a mushroom risotto? It's vegetarian."]
+    assert "assistant: How about a mushroom risotto? It's vegetarian." in texts
+    assert "user: What should I cook tonight?" not in texts
     memory.close()
     assert "[tuesday]" in capsys.readouterr().out

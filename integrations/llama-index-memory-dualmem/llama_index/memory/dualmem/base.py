@@ -90,6 +90,11 @@ class _ChatFields(DualMemFields):
         default=False,
         description="Also store tool calls and results (they are then indexed as memories too).",
     )
+    user_name: str | None = Field(
+        default=None,
+        description="The user's name: their messages are stored as said by it, so that a question "
+        "naming the user finds them.",
+    )
 
 
 class DualMemMemory(_ChatFields, BaseMemory):
@@ -162,7 +167,7 @@ class DualMemMemory(_ChatFields, BaseMemory):
 
     async def aput_messages(self, messages: list[ChatMessage]) -> None:
         # one add per batch: dualmem extracts from the batch together, with the recent turns
-        converted = to_dualmem_messages(messages, tools=self.tool_messages)
+        converted = to_dualmem_messages(messages, tools=self.tool_messages, user_name=self.user_name)
         if converted:
             await self.scoped_memory.aadd(converted, background=self.background)
 
@@ -218,7 +223,7 @@ class DualMemBlock(_ChatFields, BaseMemoryBlock[str]):
         return await arecall(self.scoped_memory, query, context=self.context, k=self.k, mode=self.mode)
 
     async def _aput(self, messages: list[ChatMessage]) -> None:
-        converted = to_dualmem_messages(messages, tools=self.tool_messages)
+        converted = to_dualmem_messages(messages, tools=self.tool_messages, user_name=self.user_name)
         if not converted:
             return
         # `Memory` stamps its session on the messages it flushes
