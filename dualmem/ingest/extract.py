@@ -104,7 +104,9 @@ def _now() -> datetime:
 
 def raw_memories(turns: list[Turn]) -> list[Memory]:
     """`extract=False`: every turn is indexed as it is, dated by its timestamp, except text
-    addressed to an assistant (`is_instruction`): it stays in the history, out of the index."""
+    addressed to an assistant (`is_instruction`) and turns whose metadata says
+    `"searchable": False` (a chat's own questions, say): they stay in the history, out of the
+    index."""
     now = _now()
     return [
         Memory(
@@ -120,7 +122,7 @@ def raw_memories(turns: list[Turn]) -> list[Memory]:
             metadata={k: v for k, v in t.metadata.items() if isinstance(v, str | int | float)},
         )
         for t in turns
-        if t.text.strip() and not is_instruction(t.text)
+        if t.text.strip() and not is_instruction(t.text) and t.metadata.get("searchable") is not False
     ]
 
 

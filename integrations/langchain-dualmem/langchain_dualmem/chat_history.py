@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from dualmem import DualMemory, ScopedMemory, Turn
 from langchain_core.chat_history import BaseChatMessageHistory
-from langchain_core.messages import AIMessage, BaseMessage, ChatMessage, HumanMessage, SystemMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    ChatMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    message_to_dict,
+    messages_from_dict,
+)
 
 __all__ = ["DualMemChatMessageHistory"]
 
@@ -22,25 +33,60 @@ _MESSAGE_OF_ROLE: dict[str, type[BaseMessage]] = {
 }
 
 
+# turn metadata key holding a message that is more than its text (tool calls, tool results)
+_MESSAGE_KEY = "langchain_message"
+
+
 def turn_to_message(turn: Turn) -> BaseMessage:
     """A stored turn as a LangChain message; the turn id becomes the message id."""
+    saved = turn.metadata.get(_MESSAGE_KEY)
+    if isinstance(saved, dict):  # tool traffic, stored whole: back exactly as it was
+        return messages_from_dict([saved])[0]
     cls = _MESSAGE_OF_ROLE.get(turn.role)
     if cls is None:
         return ChatMessage(content=turn.text, role=turn.role, name=turn.speaker, id=turn.id)
     return cls(content=turn.text, name=turn.speaker, id=turn.id)
 
 
-def message_to_turn(message: BaseMessage) -> dict[str, Any] | None:
-    """A message as a dualmem message dict, or None when it has no text (e.g. a bare tool call)."""
+def only_questions(text: str) -> bool:
+    """Whether every sentence of the text is a question: it asks, and states no fact."""
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
+    return bool(sentences) and all(s.endswith("?") for s in sentences)
+
+
+def _is_tool_traffic(message: BaseMessage) -> bool:
+    return isinstance(message, ToolMessage) or (isinstance(message, AIMessage) and bool(message.tool_calls))
+
+
+def message_to_turn(message: BaseMessage, *, tools: bool = False) -> dict[str, Any] | None:
+    """A message as a dualmem message dict, or None when there is nothing to store.
+
+    `tools=False` drops tool results and keeps only the words of a tool-calling AI message
+    (a model API refuses a tool result whose call is missing, and a recall tool's output must
+    not come back as new memories). `tools=True` stores tool traffic whole, so that
+    `turn_to_message` gives back the exact message (tool_call_id, tool_calls) for the API.
+    """
     text = message.text
+    metadata: dict[str, Any] = {}
+    if _is_tool_traffic(message):
+        if tools:
+            metadata[_MESSAGE_KEY] = message_to_dict(message)
+            calls = message.tool_calls if isinstance(message, AIMessage) else []
+            described = (f"[called tool {c['name']}({json.dumps(c['args'])})]" for c in calls)
+            text = text.strip() or " ".join(described)
+        elif isinstance(message, ToolMessage):
+            return None
     if not text.strip():
         return None
     role = message.role if isinstance(message, ChatMessage) else _ROLE_OF_TYPE.get(message.type)
-    turn: dict[str, Any] = {"role": role or message.type, "content": text}
+    turn: dict[str, Any] = {"role": role or message.type, "content": text, "metadata": metadata}
     if message.name:
         turn["speaker"] = message.name
     if message.id:  # re-adding the same message is then a no-op (ids are unique per user)
         turn["id"] = message.id
+    if isinstance(message, HumanMessage) and only_questions(text):
+        # kept in the history, not searchable: it states no fact, and would outrank the fact
+        metadata["searchable"] = False
     return turn
 
 
@@ -53,6 +99,12 @@ class DualMemChatMessageHistory(BaseChatMessageHistory):
     each reply must not wait seconds for extraction, so it runs in dualmem's background
     worker (`background=False` waits for it; `memory.flush()` waits later).
     `clear()` forgets this session only; the user's other sessions stay.
+    A user message made only of questions is stored but not searchable (it states no fact and
+    would outrank the fact it asks about); `HumanMessage(name="Maya")` stores it as said by
+    Maya, so that questions naming her find it.
+    Tool traffic is left out by default: tool results are dropped and a tool-calling AI
+    message keeps only its words, so `messages` never holds a tool result without its call
+    (which a chat model API refuses). `tool_messages=True` keeps both, whole and exact.
 
     ```python
     from langchain_dualmem import DualMemChatMessageHistory
@@ -72,11 +124,13 @@ class DualMemChatMessageHistory(BaseChatMessageHistory):
         agent_id: str | None = None,
         extract: bool | None = None,
         background: bool = True,
+        tool_messages: bool = False,
     ) -> None:
         self.memory = memory
         self.user_id, self.agent_id, self.session_id = user_id, agent_id, session_id
         self.extract = extract
         self.background = background
+        self.tool_messages = tool_messages
         self.scoped_memory  # noqa: B018 - bad ids fail here, not on first use
 
     @property
@@ -91,12 +145,12 @@ class DualMemChatMessageHistory(BaseChatMessageHistory):
         return [turn_to_message(t) for t in await self.scoped_memory.ahistory()]
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
-        turns = [t for t in map(message_to_turn, messages) if t is not None]
+        turns = [t for m in messages if (t := message_to_turn(m, tools=self.tool_messages)) is not None]
         if turns:
             self.scoped_memory.add(turns, extract=self.extract, background=self.background)
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
-        turns = [t for t in map(message_to_turn, messages) if t is not None]
+        turns = [t for m in messages if (t := message_to_turn(m, tools=self.tool_messages)) is not None]
         if turns:
             await self.scoped_memory.aadd(turns, extract=self.extract, background=self.background)
 
