@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dualmem.answering.gate.evidence import aggregation, question_shape, recency, sufficiency
-from dualmem.answering.gate.learned import GateModel, auroc, bootstrap_interval, fit, risk_coverage
+from dualmem.answering.gate.learned import FEATURES, GateModel, auroc, bootstrap_interval, fit, risk_coverage
 from dualmem.answering.gate.signals import Passage
 from dualmem.errors import ConfigError, InvalidInputError
 
@@ -114,6 +114,26 @@ def test_fit_cross_validates_by_group_and_picks_an_operating_point(tmp_path):
     path = tmp_path / "gate.json"
     model.save(path)
     assert GateModel.load(path, ["c", "b", "a"]).probability({"a": 1.0}) == model.probability({"a": 1.0})
+
+
+def test_fit_chooses_a_small_feature_set_inside_each_fold_when_the_rest_is_noise():
+    rng = np.random.default_rng(1)
+    rows, wrong, groups = [], [], []
+    for i in range(180):
+        signal = rng.normal()
+        row = {name: float(rng.normal()) for name in FEATURES}  # 40 features of noise...
+        row["entropy.mean"] = signal  # ...and one that carries the label
+        rows.append(row)
+        wrong.append(bool(signal + 0.7 * rng.normal() > 0.0))
+        groups.append(f"conv-{i % 6}")
+    report = fit(rows, wrong, groups, names=list(FEATURES))
+    assert report.feature_set != "all" and "entropy.mean" in report.model.features
+    assert len(report.model.features) < 10 and len(report.fold_choices) == 6
+    assert all(choice != "all" for choice, _ in report.fold_choices)
+    assert report.cv_auroc > 0.75
+    # the choice is made by cross-validation: all 40 features, fitted alone, rank worse
+    alone = fit(rows, wrong, groups, names=list(FEATURES), sets={})
+    assert alone.feature_set == "all" and alone.cv_auroc < report.cv_auroc
 
 
 def test_a_model_for_other_features_refuses_to_load(tmp_path):
