@@ -41,13 +41,14 @@ def paired(records: list[Record], base: str = "fast") -> dict[str, Any]:
         if r.f1 is not None:
             by[r.system][(r.conversation, r.q)] = r
     out: dict[str, Any] = {}
+    baseline = by.get(base, {})  # a run without the base system has no differences
     for system, rs in by.items():
         if system == base:
             continue
         entry: dict[str, Any] = {}
-        keys = [k for k in rs if k in by[base]]
+        keys = [k for k in rs if k in baseline]
         if keys:
-            diffs = [(rs[k].f1 or 0.0) - (by[base][k].f1 or 0.0) for k in keys]
+            diffs = [(rs[k].f1 or 0.0) - (baseline[k].f1 or 0.0) for k in keys]
             low, high = _interval(diffs)
             entry["vs_" + base] = {"n": len(keys), "diff": float(np.mean(diffs)), "ci95": [low, high]}
         escalated = [r for r in rs.values() if r.escalated and r.evidence and r.context is not None]
