@@ -161,6 +161,7 @@ def test_benchmark_run_records_the_peer_and_a_resume_is_served_by_the_cache(tmp_
     assert "vs_fast" not in summary["paired"].get("llamaindex", {})  # no fast system in this run
     report = (out / "report.md").read_text()
     assert "| llamaindex:facts | 2 |" in report and "LlamaIndex peer (`llamaindex`" in report
+    assert "LlamaIndex's own Memory" in report
 
     # a resumed run (records lost) pays nothing: ingestion and answers come from the cache
     (out / "questions.jsonl").unlink()

@@ -36,6 +36,12 @@ MEM0_NOTE = (
     "(~1.7M tokens); at the ~75-97 prompt tokens/s measured here for full deliberation that is "
     "about 5 hours of ingestion. With infer=False it would only be another raw-turn RAG (the `rag` row)."
 )
+PEER_NOTE = (
+    f"`{PEER}` is LlamaIndex's own Memory (llama-index-core): a VectorMemoryBlock over chunks of "
+    "about 4 turns flushed from its short-term FIFO, read with this run's model, embedder and the "
+    f"fast path's reader prompt; `{PEER}:facts` adds its FactExtractionMemoryBlock. Its recall "
+    "counts the turns of the retrieved chunks in rank order; extracted facts carry no turn ids."
+)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -254,7 +260,7 @@ def summarise(
         "peer_ingest": _peer_ingest(ingest),
         "gates": {s: g for s in systems if System.parse(s).has_gate and (g := _gate(scored, s))},
         "paired": paired(records),
-        "notes": [MEM0_NOTE],
+        "notes": [MEM0_NOTE] + ([PEER_NOTE] if any(System.parse(s).peer for s in systems) else []),
     }
     summary["targets"] = _targets(summary)
     if cache is not None:
