@@ -548,7 +548,8 @@ def _qa_command(dataset: Dataset) -> Callable[..., None]:
             str,
             typer.Option(
                 help="fast | gated | full | policies | gates | all | baselines, or systems "
-                "comma-separated (fast,gated,gated:audit,gate:audit,...,full,rag,fullctx)"
+                "comma-separated (fast,gated,gated:audit,gate:audit,...,full,rag,fullctx,"
+                "llamaindex,llamaindex:facts,retrieval:llamaindex)"
             ),
         ] = "fast",
         extract: Annotated[bool, typer.Option(help="index LLM-extracted facts instead of raw turns")] = False,
