@@ -179,3 +179,14 @@ def test_a_missing_llama_index_names_the_bench_extra(tmp_path: Path, monkeypatch
     with pytest.raises(DualMemError, match=r"llama-index-core.*dualmem\[bench\]"):
         run_benchmark("locomo", data, tmp_path / "o", mode="llamaindex", config=Config(),
                       llm=ScriptedLLM(), progress=False)
+
+
+def test_the_peer_retrieval_needs_no_model(tmp_path: Path) -> None:
+    data = tmp_path / "locomo_peer.json"
+    data.write_text(json.dumps([SAMPLE]))
+    out = tmp_path / "ret"
+    summary = run_benchmark("locomo", data, out, mode="retrieval:llamaindex", config=Config(), progress=False)
+    (puppy, wedding) = [json.loads(line) for line in (out / "questions.jsonl").read_text().splitlines()]
+    assert summary["settings"]["model"] is None and puppy["error"] is None
+    assert puppy["retrieved"][0] == "D1:1" and "D1:3" in wedding["retrieved"][:5]
+    assert summary["systems"]["retrieval:llamaindex"]["recall"]["r@5"] == 1.0
