@@ -40,3 +40,5 @@ class Task(StrEnum):
     DELIBERATE_SELECT = "deliberate.select"
     #: benchmark baseline `fullctx`: the answer from the whole history in one call
     ANSWER_FULLCTX = "answer.fullctx"
+    #: benchmark peer `llamaindex:facts`: LlamaIndex's FactExtractionMemoryBlock at ingestion
+    LLAMAINDEX_FACTS = "llamaindex.facts"

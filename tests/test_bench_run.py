@@ -200,11 +200,14 @@ def test_expand_modes():
     policies = ["gated:audit", "gated:signals", "gated:cascade", "gated:majority", "gated:consensus",
                 "gated:learned", "gated:entropy"]
     assert expand_modes("gated") == ["fast", "gated"]
-    assert expand_modes("all") == ["fast", "full", *policies, "rag", "fullctx"]
+    assert expand_modes("all") == ["fast", "full", *policies, "rag", "fullctx", "llamaindex"]
+    assert expand_modes("fast,llamaindex:facts,retrieval:llamaindex") == [
+        "fast", "llamaindex:facts", "retrieval:llamaindex"
+    ]
     assert expand_modes("policies") == ["fast", "full", *policies]
     assert expand_modes("gates") == ["fast", *(p.replace("gated:", "gate:") for p in policies)]
     assert expand_modes("fast,rag,gated:audit") == ["fast", "rag", "gated:audit"]
-    for bad in ("fastest", "gated:nope", "gate:nope", "full:audit"):
+    for bad in ("fastest", "gated:nope", "gate:nope", "full:audit", "llamaindex:audit", "retrieval:nope"):
         with pytest.raises(DualMemError, match="unknown mode"):
             expand_modes(bad)
 
@@ -214,7 +217,7 @@ def test_all_modes_with_gate_quality_and_full_context(data: Path, tmp_path: Path
     summary = run_benchmark("locomo", data, out, mode="all", config=Config(), llm=_llm(), progress=False)
     systems = summary["systems"]
     policies = {"audit", "signals", "cascade", "majority", "consensus", "learned", "entropy"}
-    assert set(systems) == {"fast", "full", "rag", "fullctx"} | {f"gated:{p}" for p in policies}
+    assert set(systems) == {"fast", "full", "rag", "fullctx", "llamaindex"} | {f"gated:{p}" for p in policies}
     for name, v in systems.items():
         assert v["errors"] == 0, (name, v["error_examples"])
     records = _records(out)

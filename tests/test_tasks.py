@@ -43,7 +43,7 @@ def test_every_task_sent_is_listed_and_every_listed_task_is_sent(tmp_path) -> No
     memory.answer("What instrument does Melanie play?", user_id="mel", policy="audit", strategy="scan")
     sent = {c.task for c in llm.calls}
     assert sent <= set(TASKS)
-    assert set(TASKS) - sent == {Task.ANSWER_FULLCTX}  # the benchmark's baseline only
+    assert set(TASKS) - sent == {Task.ANSWER_FULLCTX, Task.LLAMAINDEX_FACTS}  # the benchmark's only
 
 
 def test_the_readme_lists_every_task() -> None:

@@ -18,10 +18,11 @@ from ..answering.pipeline import StrategyName
 from ..errors import InvalidInputError
 from ..types import Usage
 
-__all__ = ["KINDS", "POLICIES", "STRATEGIES", "Record", "System", "Weighed"]
+__all__ = ["KINDS", "PEER", "POLICIES", "STRATEGIES", "Record", "System", "Weighed"]
 
-Kind = Literal["fast", "gated", "gate", "full", "rag", "fullctx", "retrieval"]
+Kind = Literal["fast", "gated", "gate", "full", "rag", "fullctx", "retrieval", "llamaindex"]
 KINDS: tuple[str, ...] = get_args(Kind)
+PEER = "llamaindex"
 POLICIES: tuple[str, ...] = get_args(Policy)
 STRATEGIES: tuple[str, ...] = get_args(StrategyName)
 _WITH_POLICY = ("gated", "gate")
@@ -36,13 +37,17 @@ class System:
     `gated:<policy>` is the gated mode with that policy (plain `gated` uses --policy or the
     config's); `gate:<policy>` runs the gate but never deliberates: its AUROC for the price of
     the fast path. `full:<strategy>` always deliberates with that System 2 strategy (plain
-    `full` and `gated` use the config's `deliberation`).
+    `full` and `gated` use the config's `deliberation`). `llamaindex` is the peer, LlamaIndex's
+    `Memory` with a vector block (`peers.py`); `llamaindex:facts` adds its fact-extraction
+    block; `retrieval:llamaindex` is the peer's evidence recall, no LLM.
     """
 
     name: str
     kind: Kind
     policy: Policy | None = None
     strategy: StrategyName | None = None
+    facts: bool = False
+    peer: bool = False
 
     @classmethod
     def parse(cls, name: str) -> System:
@@ -50,15 +55,18 @@ class System:
         plain = not colon and kind in KINDS and kind != "gate"
         with_policy = colon and kind in _WITH_POLICY and option in POLICIES
         with_strategy = colon and kind == "full" and option in STRATEGIES
-        if not (plain or with_policy or with_strategy):
+        facts = bool(colon) and kind == PEER and option == "facts"
+        peer_retrieval = bool(colon) and kind == "retrieval" and option == PEER
+        if not (plain or with_policy or with_strategy or facts or peer_retrieval):
             raise InvalidInputError(
                 f"unknown system {name!r}: use {', '.join(KINDS)}, gated:<policy> or gate:<policy> "
-                f"with a policy among {', '.join(POLICIES)}, or full:<strategy> with a strategy "
-                f"among {', '.join(STRATEGIES)}"
+                f"with a policy among {', '.join(POLICIES)}, full:<strategy> with a strategy "
+                f"among {', '.join(STRATEGIES)}, {PEER}:facts or retrieval:{PEER}"
             )
         policy = option if with_policy else None
         strategy = option if with_strategy else None
-        return cls(name, kind, policy, strategy)  # type: ignore[arg-type]
+        peer = kind == PEER or peer_retrieval
+        return cls(name, kind, policy, strategy, facts, peer)  # type: ignore[arg-type]
 
     @property
     def deliberates(self) -> bool:

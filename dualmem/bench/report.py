@@ -19,7 +19,7 @@ from ..answering.gate.learned import auroc, bootstrap_interval, risk_coverage
 from ..answering.gate.signals import looks_like_refusal
 from .data import CATEGORY_NAMES
 from .paired import paired, paired_lines
-from .record import Record, System
+from .record import PEER, Record, System
 from .score import recall_at_k
 
 __all__ = ["summarise", "write_report"]
@@ -36,6 +36,12 @@ MEM0_NOTE = (
     "(~1.7M tokens); at the ~75-97 prompt tokens/s measured here for full deliberation that is "
     "about 5 hours of ingestion. With infer=False it would only be another raw-turn RAG (the `rag` row)."
 )
+PEER_NOTE = (
+    f"`{PEER}` is LlamaIndex's own Memory (llama-index-core): a VectorMemoryBlock over chunks of "
+    "about 4 turns flushed from its short-term FIFO, read with this run's model, embedder and the "
+    f"fast path's reader prompt; `{PEER}:facts` adds its FactExtractionMemoryBlock. Its recall "
+    "counts the turns of the retrieved chunks in rank order; extracted facts carry no turn ids."
+)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -49,7 +55,8 @@ def _pct(values: list[float]) -> dict[str, float] | None:
 
 
 def _system(records: list[Record], max_k: int) -> dict[str, Any]:
-    answered = [r for r in records if r.answered or r.system == "retrieval" and r.retrieved is not None]
+    retrieval = System.parse(records[0].system).kind == "retrieval" if records else False
+    answered = [r for r in records if r.answered or retrieval and r.retrieved is not None]
     scored = [r for r in answered if r.f1 is not None]
     errors = [r.error for r in records if r.error is not None]
     out: dict[str, Any] = {
@@ -250,14 +257,27 @@ def summarise(
             "completion_tokens": sum(s["completion_tokens"] for s in ingest.values()),
             "calls": sum(s["calls"] for s in ingest.values()),
         },
+        "peer_ingest": _peer_ingest(ingest),
         "gates": {s: g for s in systems if System.parse(s).has_gate and (g := _gate(scored, s))},
         "paired": paired(records),
-        "notes": [MEM0_NOTE],
+        "notes": [MEM0_NOTE] + ([PEER_NOTE] if any(System.parse(s).peer for s in systems) else []),
     }
     summary["targets"] = _targets(summary)
     if cache is not None:
         summary["cache"] = {"hits": cache.hits, "misses": cache.misses}
     return summary
+
+
+def _peer_ingest(ingest: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The LlamaIndex peer's ingestion, summed over the conversations it ingested this run."""
+    peer = [s[PEER] for s in ingest.values() if PEER in s]
+    if not peer:
+        return None
+    keys = ("turns", "nodes", "seconds", "prompt_tokens", "completion_tokens", "calls")
+    out: dict[str, Any] = {k: sum(p[k] for p in peer) for k in keys}
+    out["facts"] = sum(p["facts"] for p in peer) if all(p["facts"] is not None for p in peer) else None
+    out["conversations"] = len(peer)
+    return out
 
 
 # the claims of issue #7, each printed next to the measured value
@@ -424,6 +444,15 @@ def markdown(summary: dict[str, Any]) -> str:
         f"{'with' if ing['extract'] else 'without'} LLM extraction; {ing['calls']} LLM calls, "
         f"{ing['prompt_tokens']} prompt + {ing['completion_tokens']} completion tokens.",
     ]
+    peer = summary.get("peer_ingest")
+    if peer:
+        facts = f", {peer['facts']} facts kept" if peer["facts"] is not None else ""
+        lines += [
+            "",
+            f"LlamaIndex peer (`{PEER}`, ingested this run): {peer['turns']} turns into "
+            f"{peer['nodes']} vector nodes{facts} in {_f(peer['seconds'], 1)} s; {peer['calls']} LLM calls, "
+            f"{peer['prompt_tokens']} prompt + {peer['completion_tokens']} completion tokens.",
+        ]
     gates = summary.get("gates") or {}
     if gates:
         lines += [
@@ -560,7 +589,7 @@ def write_report(summary: dict[str, Any], records: list[Record], out: Path) -> N
         text = "".join(json.dumps(line) + "\n" for line in calibration)
         (out / "calibration.jsonl").write_text(text)
     (out / "report.md").write_text(markdown(summary))
-    if any(name != "retrieval" for name in summary["systems"]):
+    if any(System.parse(name).kind != "retrieval" for name in summary["systems"]):
         from .plot import frontier, risk_coverage
 
         frontier(summary, out / "frontier.png")

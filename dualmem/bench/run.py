@@ -7,7 +7,9 @@ it stopped; the LLM sits behind a SQLite response cache, so a rerun is cheap and
 
 Systems (`record.System`): `fast`, `gated`, `full` (DualMemory's modes), the baselines `rag`
 (top-k raw turns, no extraction, one call) and `fullctx` (the whole history in one call, when
-it fits the model's context), and `retrieval` (no LLM: evidence recall of the search alone).
+it fits the model's context), `retrieval` (no LLM: evidence recall of the search alone), and
+the peer `llamaindex` (LlamaIndex's own `Memory`, same model, embedder and reader prompt:
+`peers.py`), with `llamaindex:facts` and `retrieval:llamaindex`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from .._sync import run_sync
 from ..answering.gate.learned import features
 from ..answering.reader import ANSWER_MAX_TOKENS, answer_from
 from ..config import Config
-from ..errors import DualMemError, InvalidInputError, LLMError
+from ..embed import make_embedding
+from ..errors import ConfigError, DualMemError, InvalidInputError, LLMError
 from ..llm import make_llm
 from ..llm.base import BaseLLM
 from ..memory import DualMemory
@@ -39,7 +42,7 @@ from ..types import Answer, Memory
 from .cache import CachedLLM, count_hits
 from .data import Conversation, Dataset, Question, load_dataset
 from .probe import identifier_probe
-from .record import KINDS, POLICIES, STRATEGIES, Record, System, Weighed
+from .record import KINDS, PEER, POLICIES, STRATEGIES, Record, System, Weighed
 from .report import RECALL_KS, summarise, write_report
 from .score import is_refusal, is_refusal_or_none, locomo_f1, mem0_f1
 
@@ -61,8 +64,8 @@ MODES = {
     "policies": ("fast", "full", *POLICY_SYSTEMS),
     "gates": ("fast", *GATE_SYSTEMS),
     "strategies": ("fast", *STRATEGY_SYSTEMS),
-    "all": ("fast", "full", *POLICY_SYSTEMS, "rag", "fullctx"),
-    "baselines": ("rag", "fullctx"),
+    "all": ("fast", "full", *POLICY_SYSTEMS, "rag", "fullctx", PEER),
+    "baselines": ("rag", "fullctx", PEER),
 }
 EXTRACT_BATCH = 2  # turns per extraction call, as Mem0 adds a message pair at a time
 
@@ -77,7 +80,8 @@ def expand_modes(mode: str | Sequence[str]) -> list[str]:
             except InvalidInputError:
                 raise InvalidInputError(
                     f"unknown mode {name!r}: use {', '.join(MODES)} or a system among "
-                    f"{', '.join(SYSTEMS)}, gated:<policy>, gate:<policy>, full:<strategy>"
+                    f"{', '.join(SYSTEMS)}, gated:<policy>, gate:<policy>, full:<strategy>, "
+                    f"{PEER}:facts, retrieval:{PEER}"
                 ) from None
             if s not in systems:
                 systems.append(s)
@@ -248,9 +252,10 @@ class _Asker:
 
     def __init__(
         self, memory: DualMemory, raw: DualMemory, fullctx: FullContext | None, k: int | None,
-        policy: str | None,
+        policy: str | None, peer: Any = None,
     ) -> None:
         self.memory, self.raw, self.fullctx, self.k, self.policy = memory, raw, fullctx, k, policy
+        self.peer = peer  # a `peers.LlamaIndexPeer` when a peer system runs
 
     async def ask(self, system: System, conv: Conversation, q: Question) -> Record:
         start = time.perf_counter()
@@ -275,6 +280,10 @@ class _Asker:
         return score_record(record, q)
 
     async def _run(self, system: System, conv: Conversation, q: Question) -> dict[str, Any]:
+        if system.peer:
+            if system.kind == "retrieval":
+                return {"retrieved": (await self.peer.aretrieve(q.question)).turn_ids}
+            return await self.peer.aanswer(q.question, facts=system.facts)
         if system.kind == "retrieval":
             # the candidate depth of hybrid search grows with k, so the top 30 of a k=50 search
             # differs from a k=30 search: R@k up to top-k is measured as the fast path searches
@@ -371,6 +380,21 @@ class _Run:
         config = self.config.model_copy(update={"data_dir": store, "extract": extract})
         return DualMemory(config, llm=self.llm)
 
+    def peer(self, conv: Conversation, *, facts: bool) -> Any:
+        """The conversation in LlamaIndex's `Memory`, with dualmem's embedder and model."""
+        try:
+            from .peers import LlamaIndexPeer
+        except ModuleNotFoundError as e:
+            if (e.name or "").split(".")[0] != "llama_index":
+                raise
+            raise ConfigError(
+                f"the {PEER} peer needs llama-index-core, part of the bench extra: "
+                "pip install 'dualmem[bench]'"
+            ) from None
+        c = self.config
+        embed = make_embedding(c.embedder, c.embedding_model, c.base_url)
+        return LlamaIndexPeer(conv, self.llm, embed, facts=facts, k=self.k)
+
     def conversation(
         self, conv: Conversation, questions: list[Question], write: Callable[[Record], None]
     ) -> dict[str, Any]:
@@ -383,9 +407,14 @@ class _Run:
         if pending and self.extract and "rag" in self.systems:
             raw = self.memory(store.parent / "raw", False)
             ingest(conv, raw, extract=False, store=store.parent / "raw")
+        peer = None
+        peers = [p for p in map(System.parse, dict.fromkeys(s for s, _ in pending)) if p.peer]
+        if peers:
+            peer = self.peer(conv, facts=any(p.facts for p in peers))
+            stats = {**stats, PEER: run_sync(peer.aingest())}
         if pending:
             fullctx = FullContext(self.llm, memory, conv) if "fullctx" in self.systems and self.llm else None
-            asker = _Asker(memory, raw, fullctx, self.k, self.policy)
+            asker = _Asker(memory, raw, fullctx, self.k, self.policy, peer)
             run_sync(asker.ask_all(conv, pending, self.concurrency, write))
         for m in {id(memory): memory, id(raw): raw}.values():
             m.close()
@@ -430,7 +459,8 @@ def run_benchmark(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = config or Config.from_env()
-    llm = _model(config, llm, out, cache, needed=extract or any(s != "retrieval" for s in systems))
+    needed = extract or any(System.parse(s).kind != "retrieval" for s in systems)
+    llm = _model(config, llm, out, cache, needed=needed)
     settings = {
         "dataset": dataset,
         "data": str(data),
@@ -518,7 +548,8 @@ def _qa_command(dataset: Dataset) -> Callable[..., None]:
             str,
             typer.Option(
                 help="fast | gated | full | policies | gates | all | baselines, or systems "
-                "comma-separated (fast,gated,gated:audit,gate:audit,...,full,rag,fullctx)"
+                "comma-separated (fast,gated,gated:audit,gate:audit,...,full,rag,fullctx,"
+                "llamaindex,llamaindex:facts,retrieval:llamaindex)"
             ),
         ] = "fast",
         extract: Annotated[bool, typer.Option(help="index LLM-extracted facts instead of raw turns")] = False,
