@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from dualmem.answering.deliberate import arbitrate, supported_by
+from dualmem.answering.gate.signals import Passage
 from dualmem.types import Candidate, Turn
 
 MARCH, JUNE = datetime(2025, 3, 3, tzinfo=UTC), datetime(2025, 6, 2, tzinfo=UTC)
@@ -48,6 +49,23 @@ def test_a_refusal_replaces_an_answer_the_evidence_does_not_hold() -> None:
                           evidence=[LISBON, PORTO])
     assert winner.source == "evidence"
     assert why == "evidence found no answer and fast's answer has no support in its evidence"
+
+
+def test_a_refusal_wins_when_nothing_retrieved_or_selected_speaks_of_what_is_asked() -> None:
+    # "Biscuit" is in the lines, but no line mentions a film: the answer is about something else
+    retrieved = [Passage(f"Maya: {t.text}") for t in EVIDENCE] + [Passage("Maya: I found a new hobby.")]
+    answers = [("fast", "Biscuit", []), ("evidence", "NONE", [])]
+    candidates, why = arbitrate("What is Maya's favourite film?", answers, EVIDENCE, retrieved)
+    assert [c.won for c in candidates] == [False, True]
+    assert why == ("evidence found no answer, and no retrieved or selected line mentions favourit, film: "
+                   "fast's answer is about something else")
+    # a line that speaks of it (even without the answer) keeps the supported answer
+    about = [*retrieved, Passage("Maya: We watched a film about dogs.")]
+    candidates, why = arbitrate("What is Maya's favourite film?", answers, EVIDENCE, about)
+    assert candidates[0].won and why == "evidence found no answer; fast's answer stands"
+    # the user's own name, held by most lines, is not what the question asks about
+    candidates, _ = arbitrate("Who carried the rings for Maya?", answers, EVIDENCE, retrieved)
+    assert candidates[0].won
 
 
 def test_a_supported_answer_replaces_a_refusal_and_an_unsupported_one_does_not() -> None:

@@ -31,6 +31,7 @@ from ..types import (
 )
 from .deliberate import Deliberation, EvidenceFirst, Neighbours, Scan, Strategy, arbitrate
 from .gate import GateConfig, GateOutcome, Policy, run_gate
+from .gate.signals import Passage
 from .reader import answer_from, context_lines
 
 __all__ = [
@@ -188,7 +189,9 @@ def weigh(question: str, fast: FastAnswer, system2: Deliberated) -> Verdict:
     """Arbitration: the fast answer and each tier's, weighed against System 2's evidence."""
     answers = [("fast", fast.text, _turns_of(fast.memories))]
     answers += [(r.tier, r.text, r.turn_ids) for r in system2.results]
-    candidates, why = arbitrate(question, answers, system2.evidence)
+    candidates, why = arbitrate(
+        question, answers, system2.evidence, [Passage.of(m) for m in fast.memories]
+    )
     won = next(i for i, c in enumerate(candidates) if c.won)
     return Verdict(candidates, why, system2.results[won - 1] if won else None)
 

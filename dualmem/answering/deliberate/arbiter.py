@@ -5,7 +5,10 @@ escalation produced (fast, a middle tier, the full pass) is weighed against the 
 evidence: the lines System 2 judged relevant, with relative dates resolved. An answer is
 supported by the share of its words those lines hold. The rules, in order:
 
-- a refusal never replaces a concrete answer that the evidence supports;
+- a refusal never replaces a concrete answer that the evidence supports, unless no line the
+  memory retrieved or System 2 selected holds any of the question's informative terms: the
+  history never speaks of what is asked, and an answer drawn from it is about something else
+  ("Biscuit" for "What is Maya's favourite film?");
 - a concrete, supported answer replaces a refusal;
 - two answers that agree keep the earlier one (nothing changed);
 - an unsupported challenger never wins;
@@ -24,7 +27,7 @@ from datetime import datetime
 
 from ...text import asks_current, stem, tokenize
 from ...types import Candidate, Turn
-from ..gate.signals import _POLAR, agreement, looks_like_refusal
+from ..gate.signals import _POLAR, Passage, agreement, looks_like_refusal, unasked
 from .evidence import evidence_line
 
 __all__ = ["SUPPORTED", "arbitrate", "supported_by"]
@@ -53,11 +56,18 @@ def supported_by(answer: str, evidence: Sequence[Turn]) -> tuple[float | None, d
     return len(found) / len(words), newest
 
 
-def _beats(challenger: Candidate, holder: Candidate, current: bool) -> tuple[bool, str]:
+def _beats(challenger: Candidate, holder: Candidate, current: bool, unasked: list[str]) -> tuple[bool, str]:
     name, held = challenger.source, holder.source
     c_support, h_support = challenger.support or 0.0, holder.support or 0.0
     if looks_like_refusal(challenger.text):
-        if looks_like_refusal(holder.text) or h_support >= SUPPORTED:
+        if looks_like_refusal(holder.text):
+            return False, f"{name} found no answer; {held}'s answer stands"
+        if unasked:
+            return True, (
+                f"{name} found no answer, and no retrieved or selected line mentions "
+                f"{', '.join(unasked)}: {held}'s answer is about something else"
+            )
+        if h_support >= SUPPORTED:
             return False, f"{name} found no answer; {held}'s answer stands"
         return True, f"{name} found no answer and {held}'s answer has no support in its evidence"
     if looks_like_refusal(holder.text):
@@ -82,19 +92,23 @@ def _beats(challenger: Candidate, holder: Candidate, current: bool) -> tuple[boo
 
 
 def arbitrate(
-    question: str, answers: Sequence[tuple[str, str, list[str]]], evidence: Sequence[Turn]
+    question: str, answers: Sequence[tuple[str, str, list[str]]], evidence: Sequence[Turn],
+    retrieved: Sequence[Passage] = (),
 ) -> tuple[list[Candidate], str]:
     """Weigh `answers` ((source, text, context turn ids): the fast answer first, then each
     System 2 tier in order) against `evidence`: the candidates with their support, the winner
-    marked, and why it won."""
+    marked, and why it won. `retrieved` are the fast path's memories, which with `evidence`
+    tell whether the history speaks of what the question asks at all."""
     weighed = []
     for source, text, turn_ids in answers:
         support, newest = supported_by(text, evidence)
         weighed.append(Candidate(source=source, text=text, support=support, newest=newest, turn_ids=turn_ids))
     current = asks_current(question)
+    lines = [*retrieved, *(Passage(evidence_line(t)) for t in evidence)]
+    missing = unasked(question, lines) if lines else []
     winner, why = 0, "only one answer"
     for i, challenger in enumerate(weighed[1:], 1):
-        wins, why = _beats(challenger, weighed[winner], current)
+        wins, why = _beats(challenger, weighed[winner], current, missing)
         if wins:
             winner = i
     return [c.model_copy(update={"won": i == winner}) for i, c in enumerate(weighed)], why

@@ -369,7 +369,8 @@ def fit(
     x = np.where(known, raw, means)  # a missing value sits at the mean: it adds nothing
     y = np.asarray(wrong, dtype=bool)
     g = np.asarray(groups)
-    candidates = {k: [n for n in v if n in names] for k, v in (FEATURE_SETS if sets is None else sets).items()}
+    offered = FEATURE_SETS if sets is None else sets
+    candidates = {k: [n for n in v if n in names] for k, v in offered.items()}
     candidates = {k: v for k, v in candidates.items() if v} | {"all": names}
     held_out, picks = _nested(x, y, g, names, candidates)
     table = risk_coverage(held_out, y)

@@ -25,6 +25,7 @@ __all__ = [
     "entropy",
     "looks_like_refusal",
     "question_terms",
+    "unasked",
 ]
 
 _REFUSAL = re.compile(
@@ -160,6 +161,13 @@ def _informative(terms: set[str], passages: Sequence[Passage]) -> set[str]:
         return terms
     per_passage = [_evidence_terms([p]) for p in passages]
     return {t for t in terms if sum(t in words for words in per_passage) < 0.5 * len(per_passage)}
+
+
+def unasked(question: str, passages: Sequence[Passage]) -> list[str]:
+    """The question's informative terms when not one passage holds any of them (the history
+    never speaks of what is asked, as "favourite film" in a chat about a dog); [] otherwise."""
+    terms = _informative(question_terms(question), passages)
+    return [] if not terms or terms & _evidence_terms(passages) else sorted(terms)
 
 
 def coverage(question: str, passages: Sequence[Passage], threshold: float) -> SignalResult:
