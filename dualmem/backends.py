@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from .config import Config, redact_url
+from .config import Config
 from .errors import ConfigError, StorageError
 from .history.base import HistoryStore, TurnQuery
 from .index.base import MemoryIndex
+from .redact import redact_url, scrub, secrets_in
 from .types import Memory, Scope
 
 __all__ = [
@@ -43,13 +44,13 @@ def make_history(config: Config) -> HistoryStore:
 
         path = url.removeprefix("sqlite:///").removeprefix("sqlite:") if url else None
         return SQLiteHistoryStore(path or config.data_dir / "history.sqlite3")
-    if url.startswith(("postgresql://", "postgres://")):
+    if url.startswith(("postgresql://", "postgres://")) or ("://" not in url and "=" in url):
         try:
             from .history.postgres import PostgresHistoryStore
         except ImportError as e:
             raise ConfigError(
                 f"history_url=postgresql://... needs psycopg 3 ({e}): pip install 'dualmem[postgres]'"
-            ) from e
+            ) from e  # a libpq URL or a key=value DSN
         return PostgresHistoryStore(url)
     raise ConfigError(
         f"unsupported history_url {redact_url(url)!r}: use sqlite:///path/to/file or "
@@ -117,10 +118,12 @@ def chroma_http_client(url: str) -> Any:
             settings=Settings(anonymized_telemetry=False),
         )
     except Exception as e:  # connection refused, auth failure, unknown tenant/database
+        reason = scrub(str(e), *secrets_in(url), token or "")
         raise StorageError(
-            f"cannot reach the Chroma server at {redact_url(url)}: {e}. Check that it is running "
-            "(chroma run --host ... --port ...) and the tenant, database and token are right."
-        ) from e
+            f"cannot reach the Chroma server at {redact_url(url)}: {reason}. "
+            "Check that it is running (chroma run --host ... --port ...) and the tenant, database "
+            "and token are right."
+        ) from None
 
 
 class ProcessLockedIndex:

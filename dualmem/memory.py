@@ -23,6 +23,7 @@ from .ingest.extract import ExtractionResult, Extractor, raw_memories
 from .ingest.queue import ExtractionQueue
 from .inputs import check_id, check_limit, check_text, make_scope, make_turns, parse_timestamp
 from .llm.base import BaseLLM
+from .redact import install_log_filter, remember
 from .scoped import ScopedMemory
 from .types import Answer, Memory, Mode, Policy, Scope, StrategyName, Turn, Usage
 
@@ -88,6 +89,10 @@ class DualMemory:
         elif overrides:
             config = config.updated(**overrides)
         self.config = config
+        # credentials are masked wherever text leaves dualmem: errors, HTTP logs, model replies
+        remember(config.api_key.get_secret_value() if config.api_key else None,
+                 config.base_url, config.history_url, config.index_url)
+        install_log_filter()
         self._check_data_dir()
         self.history_store = history or make_history(config)
         self.index = index or make_index(config)

@@ -16,8 +16,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from ..config import redact_url
 from ..errors import StorageError
+from ..redact import redact_url, scrub, secrets_in
 from ..types import Scope, Turn
 from .base import TurnQuery
 
@@ -82,10 +82,13 @@ class PostgresHistoryStore:
         except StorageError:
             raise
         except Exception as e:
+            # libpq echoes parts of the URL it could not parse (a bad percent-escape in the
+            # password): the cause is masked and not chained, so no traceback prints it
             raise StorageError(
-                f"cannot open the PostgreSQL history at {self.display_url}: {e}. "
+                f"cannot open the PostgreSQL history at {self.display_url}: "
+                f"{scrub(str(e), *secrets_in(url))}. "
                 "Check that the server is running and the URL, user and password are right."
-            ) from e
+            ) from None
         self._pool = ConnectionPool(
             url, min_size=min_size, max_size=max_size, timeout=timeout,
             kwargs={"autocommit": True},  # single statements commit; append opens a transaction
