@@ -114,8 +114,9 @@ class _ScrubFilter(logging.Filter):
 
 _FILTER = _ScrubFilter()
 # the loggers that print request URLs and options: httpx at INFO ("HTTP Request: POST
-# http://user:pw@host/v1/..."), openai's client at DEBUG (request options and URLs)
-_HTTP_LOGGERS = ("httpx", "httpcore", "openai", "openai._base_client", "chromadb")
+# http://user:pw@host/v1/..."), openai's client at DEBUG (request options and URLs). openai 3
+# ships its own fork of httpx (httpx2, httpcore2), which logs under those names.
+_HTTP_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "openai._base_client", "chromadb")
 
 
 def install_log_filter() -> None:
