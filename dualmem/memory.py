@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
@@ -100,7 +102,7 @@ class DualMemory:
         # extraction of one partition is serialised so that reconciliation sees its own writes
         self._extracting = KeyedLock()
         self._queue = ExtractionQueue(self.history_store, self._extract_pending)
-        if config.extract and self.history_store.pending(limit=1):
+        if self.history_store.pending(limit=1):
             self._queue.start()  # turns a crash or a failed model left unextracted
 
     def _check_data_dir(self) -> None:
@@ -172,16 +174,12 @@ class DualMemory:
                 self._queue.start()
             return result
         to_index = inserted
-        if result.skipped_duplicates and not use_llm:
-            # a retried add whose first try died after the history write: index what is missing
+        if result.skipped_duplicates:
+            # a retried add whose first try died after the history write: finish its indexing
             new_ids = {t.id for t in inserted}
-            skipped = [t.id for t in turns if t.id not in new_ids]
-            indexed = {m.id for m in await asyncio.to_thread(self.index.get, skipped, scope)}
-            missing = [i for i in skipped if i not in indexed]
-            if missing:
-                query = TurnQuery(scope=scope, turn_ids=missing)
-                stored = await asyncio.to_thread(self.history_store.list, query)
-                to_index = inserted + stored
+            to_index = inserted + await self._unfinished(
+                [t.id for t in turns if t.id not in new_ids], scope, use_llm
+            )
         if not to_index:
             return result
         indexed, result.error = await self._index_turns(to_index, scope, extract)
@@ -190,11 +188,29 @@ class DualMemory:
             result.pending = [t.id for t in to_index]
         return result
 
+    async def _unfinished(self, ids: list[str], scope: Scope, use_llm: bool) -> list[Turn]:
+        """Of stored turns, those whose indexing never finished: still pending extraction, or
+        (raw mode, which marks nothing pending) missing from the index."""
+        if use_llm:
+            wanted = set(ids)
+            return [t for t in await asyncio.to_thread(self.history_store.pending, scope) if t.id in wanted]
+        indexed = {m.id for m in await asyncio.to_thread(self.index.get, ids, scope)}
+        missing = [i for i in ids if i not in indexed]
+        if not missing:
+            return []
+        return await asyncio.to_thread(self.history_store.list, TurnQuery(scope=scope, turn_ids=missing))
+
     async def _index_turns(
-        self, turns: list[Turn], scope: Scope, extract: bool | None
+        self, turns: list[Turn], scope: Scope, extract: bool | None, *, only_pending: bool = True
     ) -> tuple[ExtractionResult, str | None]:
         """Index turns (raw, or LLM-extracted facts); an extraction failure is returned as an
-        error message, with the tokens it spent, never raised: the turns are already stored."""
+        error message, with the tokens it spent, never raised: the turns are already stored.
+
+        Extraction of a partition runs under its lock, in this process and across processes
+        (`HistoryStore.partition_lock`), and then takes only the turns still pending: an add,
+        its retry, the background worker and another process may all hold the same pending
+        turns, and each turn must be extracted once. `only_pending=False` (reindex) extracts
+        turns already extracted."""
         use_llm = self.config.extract if extract is None else extract
         if not use_llm or self.config.index_turns:
             # raw turns: the whole index, or beside the facts so nothing extraction missed is lost
@@ -202,7 +218,12 @@ class DualMemory:
             await asyncio.to_thread(self.index.upsert, memories)
             if not use_llm:
                 return ExtractionResult(added=memories), None
-        async with self._extracting.hold(scope.partition):
+        async with self._extracting.hold(scope.partition), _held(self.history_store, scope.partition):
+            if only_pending:
+                waiting = {t.id for t in await asyncio.to_thread(self.history_store.pending, scope)}
+                turns = [t for t in turns if t.id in waiting]
+                if not turns:
+                    return ExtractionResult(), None
             first = turns[0]
             settings = self.config.extraction
             recent = await asyncio.to_thread(
@@ -432,7 +453,7 @@ class DualMemory:
             result.scopes += 1
             result.turns += len(turns)
             for sub in _by_scope(turns):
-                indexed, error = await self._index_turns(sub, sub[0].scope, extract)
+                indexed, error = await self._index_turns(sub, sub[0].scope, extract, only_pending=False)
                 result.memories += len(indexed.added)
                 result.usage = result.usage + indexed.usage
                 result.errors += [error] if error else []
@@ -446,6 +467,22 @@ class DualMemory:
         close = getattr(self.index, "close", None)
         if close is not None:
             close()
+
+
+@asynccontextmanager
+async def _held(history: HistoryStore, partition: str) -> AsyncIterator[None]:
+    """The history's cross-process lock of a partition, taken off the event loop (a store
+    without one relies on the in-process lock alone)."""
+    make = getattr(history, "partition_lock", None)
+    if make is None:
+        yield
+        return
+    lock = make(partition)
+    await asyncio.to_thread(lock.__enter__)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(lock.__exit__, None, None, None)
 
 
 def _by_scope(turns: list[Turn]) -> list[list[Turn]]:

@@ -7,6 +7,7 @@ under an advisory lock, so processes starting together neither race nor apply on
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -74,6 +75,7 @@ class PostgresHistoryStore:
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 30.0) -> None:
         self.display_url = redact_url(url)
+        self._url = url
         try:
             # one direct connection first: it fails at once with libpq's own reason
             # (refused, bad password), where a pool would retry until its timeout
@@ -173,6 +175,21 @@ class PostgresHistoryStore:
                 [(Scope(user_id=t.user_id, agent_id=t.agent_id, session_id=t.session_id).partition,
                   t.id) for t in turns],
             )
+
+    @contextmanager
+    def partition_lock(self, partition: str) -> Iterator[None]:
+        """A session advisory lock per partition, on a connection of its own (one from the
+        pool could be the one the extraction it guards is waiting for)."""
+        key = int.from_bytes(hashlib.sha256(partition.encode()).digest()[:8], "big", signed=True)
+        try:
+            conn = psycopg.connect(self._url, autocommit=True)
+        except psycopg.Error as e:
+            raise StorageError(f"history database error at {self.display_url}: {e}") from None
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            yield
+        finally:
+            conn.close()  # ending the session releases its advisory locks
 
     def delete(self, scope: Scope) -> int:
         with self._conn() as conn:
