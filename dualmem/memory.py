@@ -400,9 +400,14 @@ class DualMemory:
         self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None,
         session_id: str | None = None,
     ) -> bool:
-        """Delete one memory (the turns it came from stay in the history)."""
+        """Delete one memory (the turns it came from stay in the history); a memory it had
+        superseded is current again."""
         scope = make_scope(user_id, agent_id, session_id)
-        return await asyncio.to_thread(self.index.delete, [check_id(memory_id)], scope) > 0
+        deleted = await asyncio.to_thread(self.index.delete, [check_id(memory_id)], scope) > 0
+        if deleted:
+            wide = scope.widened()
+            await self._reopen({memory_id}, await asyncio.to_thread(self.index.list, wide))
+        return deleted
 
     delete = sync_twin(adelete)
 
@@ -410,20 +415,39 @@ class DualMemory:
         self, *, user_id: str | None = None, agent_id: str | None = None,
         session_id: str | None = None,
     ) -> dict[str, int]:
-        """Forget a scope: its turns from the history and its memories from the index, with
-        the memories of other sessions that extraction merged its turns into."""
+        """Forget a scope: its turns from the history and its memories from the index.
+
+        Forgetting one session leaves the user's other sessions as they were before it: the
+        memories its facts had superseded are current again, and any memory citing one of its
+        turns (only an index built before sessions kept their text apart has such) goes too.
+        """
         scope = make_scope(user_id, agent_id, session_id)
-        memories = await asyncio.to_thread(self.index.delete_scope, scope)
         wide = scope.widened()
+        doomed = {m.id for m in await asyncio.to_thread(self.index.list, scope)}
+        others: list[Memory] = []
+        memories = 0
         if wide != scope:
-            # reconciliation updates memories across the sessions of a user (or agent)
             gone = {t.id for t in await asyncio.to_thread(self.history_store.list, TurnQuery(scope=scope))}
-            merged = [m.id for m in await asyncio.to_thread(self.index.list, wide)
-                      if gone & set(m.source_turn_ids)]
+            others = [m for m in await asyncio.to_thread(self.index.list, wide) if m.id not in doomed]
+            merged = {m.id for m in others if gone & set(m.source_turn_ids)}
             if merged:
-                memories += await asyncio.to_thread(self.index.delete, merged, wide)
+                memories += await asyncio.to_thread(self.index.delete, sorted(merged), wide)
+                doomed |= merged
+        memories += await asyncio.to_thread(self.index.delete_scope, scope)
+        await self._reopen(doomed, [m for m in others if m.id not in doomed])
         turns = await asyncio.to_thread(self.history_store.delete, scope)
         return {"turns": turns, "memories": memories}
+
+    async def _reopen(self, deleted: set[str], memories: list[Memory]) -> None:
+        """Memories closed by a deleted memory (UPDATE/DELETE supersede, extract.py) are
+        current again: the fact that ended them is forgotten."""
+        reopened = [
+            m.model_copy(update={"score": None, "metadata": {
+                k: v for k, v in m.metadata.items() if k not in ("valid_to", "superseded_by")}})
+            for m in memories if m.metadata.get("superseded_by") in deleted
+        ]
+        if reopened:
+            await asyncio.to_thread(self.index.upsert, reopened)
 
     delete_all = sync_twin(adelete_all)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -44,6 +45,14 @@ AUDIT = ("relevance", "faithfulness", "completeness_relevance")
 CHECKED = {"examples": 0, "operations": 0, "results": 0, "prompts": 0}
 
 Key = tuple[str | None, str | None, str | None]
+
+# Examples per property test. CI runs "ci"; the published figure (README) is one run of
+# DUALMEM_ISOLATION_PROFILE=deep over this file and test_isolation_extract.py.
+_QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+for _name, _examples in {"ci": 30, "deep": 5000}.items():
+    settings.register_profile(f"isolation-{_name}", max_examples=_examples, deadline=None,
+                              suppress_health_check=_QUIET, database=None)
+ISOLATION = settings.get_profile(f"isolation-{os.environ.get('DUALMEM_ISOLATION_PROFILE', 'ci')}")
 
 
 def partition(key: Key) -> str:
@@ -176,8 +185,7 @@ def scenarios(draw):
     return keys, draw(st.lists(op, min_size=3, max_size=8)), pool
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@ISOLATION
 @given(scenario=scenarios())
 def test_no_operation_crosses_scopes(world: World, scenario) -> None:
     keys, ops, pool = scenario

@@ -10,6 +10,15 @@ Nothing is destroyed over time: an UPDATE or DELETE supersedes the old memory, w
 in the index with `valid_to` and `superseded_by` in its metadata (the new one gets
 `valid_from` and `supersedes`), so "where did she live in March?" still finds it while "now"
 questions see that it ended.
+
+Sessions: facts are reconciled across every session of a user (or agent), but text never
+moves between sessions. A memory belongs to the session of the turns it came from, and its
+text and `source_turn_ids` come from that session only: an UPDATE from another session makes a
+new memory from the new fact's own text (a merged text only when every memory the reconcile
+prompt showed for it is of its session), a NOOP from
+another session cites nothing, and the old memory only gets the `valid_to`/`superseded_by` link.
+So a session-scoped read sees exactly its session's memories, and forgetting a session removes
+its memories and reopens the ones they had closed (`DualMemory.delete_all`).
 """
 
 from __future__ import annotations
@@ -218,14 +227,19 @@ class Extractor:
             if event == "NOOP":
                 result.noop += 1
                 base = changed.get(target.id, target)
-                if not set(sources) <= set(base.source_turn_ids):  # restated: cite it too
+                if target.scope == batch[0].scope and not set(sources) <= set(base.source_turn_ids):
+                    # restated in the same session: cite it too (another session's turn would
+                    # make this memory part of that session too)
                     changed[target.id] = base.model_copy(update={
                         "source_turn_ids": sorted(set(base.source_turn_ids) | set(sources)),
                         "score": None,
                     })
                 continue
             text = fact.text
-            if event == "UPDATE" and action.text and not is_instruction(action.text):
+            # a merged text may repeat any memory its prompt showed: kept only when all of
+            # them are of this session
+            if (event == "UPDATE" and action.text and not is_instruction(action.text)
+                    and all(m.scope == batch[0].scope for m in close[i])):
                 text = action.text
             memory = Memory(
                 id=str(uuid.uuid4()), text=text.strip(), user_id=batch[0].user_id,
