@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,25 +25,39 @@ _MESSAGE_OF_ROLE: dict[str, type[BaseMessage]] = {
 }
 
 
+_MESSAGE_ID = "message_id"  # the turn metadata key holding the LangChain message id
+
+
 def turn_to_message(turn: Turn) -> BaseMessage:
-    """A stored turn as a LangChain message; the turn id becomes the message id."""
+    """A stored turn as a LangChain message, with the id the message was added with."""
     cls = _MESSAGE_OF_ROLE.get(turn.role)
+    message_id = turn.metadata.get(_MESSAGE_ID, turn.id)
     if cls is None:
-        return ChatMessage(content=turn.text, role=turn.role, name=turn.speaker, id=turn.id)
-    return cls(content=turn.text, name=turn.speaker, id=turn.id)
+        return ChatMessage(content=turn.text, role=turn.role, name=turn.speaker, id=message_id)
+    return cls(content=turn.text, name=turn.speaker, id=message_id)
 
 
-def message_to_turn(message: BaseMessage) -> dict[str, Any] | None:
-    """A message as a dualmem message dict, or None when it has no text (e.g. a bare tool call)."""
+def message_to_turn(message: BaseMessage, session_id: str) -> dict[str, Any] | None:
+    """A message as a dualmem message dict, or None when it has no text (e.g. a bare tool call).
+
+    Turn ids are unique per user, but a client may reuse a message id in another session,
+    or give two different messages one id: the turn id is derived from the session, the
+    message id and the content, so each of those is stored, while re-adding the same message
+    to the same session is a no-op. A message without an id gets one (kept in the metadata).
+    """
     text = message.text
     if not text.strip():
         return None
     role = message.role if isinstance(message, ChatMessage) else _ROLE_OF_TYPE.get(message.type)
-    turn: dict[str, Any] = {"role": role or message.type, "content": text}
+    role = role or message.type
+    message_id = message.id or str(uuid.uuid4())
+    key = json.dumps([session_id, message_id, role, message.name, text], ensure_ascii=False)
+    turn: dict[str, Any] = {
+        "id": "lc-" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32],
+        "role": role, "content": text, "metadata": {_MESSAGE_ID: message_id},
+    }
     if message.name:
         turn["speaker"] = message.name
-    if message.id:  # re-adding the same message is then a no-op (ids are unique per user)
-        turn["id"] = message.id
     return turn
 
 
@@ -90,13 +107,16 @@ class DualMemChatMessageHistory(BaseChatMessageHistory):
     async def aget_messages(self) -> list[BaseMessage]:
         return [turn_to_message(t) for t in await self.scoped_memory.ahistory()]
 
+    def _turns(self, messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+        return [t for m in messages if (t := message_to_turn(m, self.session_id)) is not None]
+
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
-        turns = [t for t in map(message_to_turn, messages) if t is not None]
+        turns = self._turns(messages)
         if turns:
             self.scoped_memory.add(turns, extract=self.extract, background=self.background)
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
-        turns = [t for t in map(message_to_turn, messages) if t is not None]
+        turns = self._turns(messages)
         if turns:
             await self.scoped_memory.aadd(turns, extract=self.extract, background=self.background)
 
