@@ -398,24 +398,32 @@ class DualMemory:
 
     async def adelete(
         self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None,
-        session_id: str | None = None,
+        session_id: str | None = None, purge: bool = True,
     ) -> bool:
         """Delete one memory (the turns it came from stay in the history); a memory it had
-        superseded is current again."""
+        superseded is current again. `purge`: see `delete_all`."""
         scope = make_scope(user_id, agent_id, session_id)
         deleted = await asyncio.to_thread(self.index.delete, [check_id(memory_id)], scope) > 0
         if deleted:
             wide = scope.widened()
             await self._reopen({memory_id}, await asyncio.to_thread(self.index.list, wide))
+            if purge:
+                await self._apurge(scope)
         return deleted
 
     delete = sync_twin(adelete)
 
     async def adelete_all(
         self, *, user_id: str | None = None, agent_id: str | None = None,
-        session_id: str | None = None,
+        session_id: str | None = None, purge: bool = True,
     ) -> dict[str, int]:
         """Forget a scope: its turns from the history and its memories from the index.
+
+        `purge` (default) also erases the deleted text from the files of an embedded index,
+        which otherwise keeps it in free pages until vacuumed; it rewrites the index file, so
+        a caller deleting many scopes may pass `purge=False` and purge with the last one. The
+        SQLite history overwrites deleted rows always; a Chroma or PostgreSQL server is
+        vacuumed by its operator.
 
         Forgetting one session leaves the user's other sessions as they were before it: the
         memories its facts had superseded are current again, and any memory citing one of its
@@ -436,7 +444,14 @@ class DualMemory:
         memories += await asyncio.to_thread(self.index.delete_scope, scope)
         await self._reopen(doomed, [m for m in others if m.id not in doomed])
         turns = await asyncio.to_thread(self.history_store.delete, scope)
+        if purge and (turns or memories):
+            await self._apurge(scope)
         return {"turns": turns, "memories": memories}
+
+    async def _apurge(self, scope: Scope) -> None:
+        purge = getattr(self.index, "purge", None)  # an index with files of its own
+        if purge is not None:
+            await asyncio.to_thread(purge, scope)
 
     async def _reopen(self, deleted: set[str], memories: list[Memory]) -> None:
         """Memories closed by a deleted memory (UPDATE/DELETE supersede, extract.py) are

@@ -188,7 +188,9 @@ def test_a_restatement_in_another_session_does_not_join_it(tmp_path) -> None:
                         index_turns=False)
     memory.add("My dog is Biscuit.", user_id="alice", session_id="s1")
     result = memory.add("Biscuit is my dog, as I said.", user_id="alice", session_id="s2")
-    assert result.added == [] and result.updated == []  # a NOOP that cites nothing across sessions
-    assert memory.delete_all(user_id="alice", session_id="s2") == {"turns": 1, "memories": 0}
+    # a restatement in another session is that session's own copy, citing its own turn
+    assert [(m.session_id, m.text) for m in result.added] == [("s2", "Alice's dog is Biscuit.")]
+    assert result.updated == [] and result.added[0].source_turn_ids == [result.turns[0].id]
+    assert memory.delete_all(user_id="alice", session_id="s2") == {"turns": 1, "memories": 1}
     assert [m.text for m in memory.get_all(user_id="alice", session_id="s1")] == ["Alice's dog is Biscuit."]
     memory.close()

@@ -16,7 +16,8 @@ moves between sessions. A memory belongs to the session of the turns it came fro
 text and `source_turn_ids` come from that session only: an UPDATE from another session makes a
 new memory from the new fact's own text (a merged text only when every memory the reconcile
 prompt showed for it is of its session), a NOOP from
-another session cites nothing, and the old memory only gets the `valid_to`/`superseded_by` link.
+another session adds the fact to that session (its own copy, its own turns), and the old
+memory only ever gets the `valid_to`/`superseded_by` link.
 So a session-scoped read sees exactly its session's memories, and forgetting a session removes
 its memories and reopens the ones they had closed (`DualMemory.delete_all`).
 """
@@ -187,7 +188,9 @@ class Extractor:
         # a fact that restates a memory is a NOOP without asking: a small model asked about
         # an exact repeat may answer DELETE (mem0 #1674)
         for i, fact in enumerate(facts):
-            same = next((m for m in close[i] if _restates(fact, m)), None)
+            restated = [m for m in close[i] if _restates(fact, m)]
+            # this session's own copy first: one in another session only leads to an ADD here
+            same = next((m for m in restated if m.scope == batch[0].scope), restated[0] if restated else None)
             if same is not None:
                 actions[i] = _Action(fact=i + 1, event="NOOP", id=same.id)
         contested = [i for i, ns in enumerate(close) if ns and i not in actions]
@@ -224,12 +227,14 @@ class Extractor:
                     log.warning("refused %s of memory id %r: not a neighbour of fact %r; added "
                                 "the fact instead", event, action.id if action else None, fact.text)
                 event = "ADD"
+            if event == "NOOP" and target.scope != batch[0].scope:
+                # restated in another session: that session gets its own copy, so that its
+                # reads see it, and the old memory does not become part of this session
+                event, target = "ADD", None
             if event == "NOOP":
                 result.noop += 1
                 base = changed.get(target.id, target)
-                if target.scope == batch[0].scope and not set(sources) <= set(base.source_turn_ids):
-                    # restated in the same session: cite it too (another session's turn would
-                    # make this memory part of that session too)
+                if not set(sources) <= set(base.source_turn_ids):  # restated: cite it too
                     changed[target.id] = base.model_copy(update={
                         "source_turn_ids": sorted(set(base.source_turn_ids) | set(sources)),
                         "score": None,
