@@ -25,6 +25,7 @@ from .ingest.extract import ExtractionResult, Extractor, raw_memories
 from .ingest.queue import ExtractionQueue
 from .inputs import check_id, check_limit, check_text, make_scope, make_turns, parse_timestamp
 from .llm.base import BaseLLM
+from .prompts import is_instruction
 from .redact import install_log_filter, remember
 from .scoped import ScopedMemory
 from .types import Answer, Memory, Mode, Policy, Scope, StrategyName, Turn, Usage
@@ -51,6 +52,9 @@ class AddResult:
     usage: Usage = field(default_factory=Usage)
     error: str | None = None
     pending: list[str] = field(default_factory=list)
+    #: ids of stored turns whose text (or speaker) reads as an order to an assistant: kept and
+    #: indexed like any other, and quoted datamarked in every prompt (`prompts.spotlight`)
+    flagged: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -167,7 +171,10 @@ class DualMemory:
         turns = make_turns(messages, scope, timestamp)
         use_llm = self.config.extract if extract is None else extract
         inserted = await asyncio.to_thread(self.history_store.append, turns, pending=use_llm)
-        result = AddResult(turns=inserted, skipped_duplicates=len(turns) - len(inserted))
+        result = AddResult(turns=inserted, skipped_duplicates=len(turns) - len(inserted),
+                           flagged=[t.id for t in inserted if is_instruction(t.render())])
+        if result.flagged:
+            log.info("%d stored turn(s) read as instructions: kept, quoted datamarked", len(result.flagged))
         if use_llm and background:
             result.pending = [t.id for t in inserted]
             if inserted:

@@ -113,8 +113,9 @@ def _now() -> datetime:
 
 
 def raw_memories(turns: list[Turn]) -> list[Memory]:
-    """`extract=False`: every turn is indexed as it is, dated by its timestamp, except text
-    addressed to an assistant (`is_instruction`): it stays in the history, out of the index."""
+    """`extract=False`: every turn is indexed as it is, dated by its timestamp. Text that reads
+    as an order to an assistant is indexed too (a user's data is never dropped): prompts quote
+    it datamarked (`prompts.spotlight`)."""
     now = _now()
     return [
         Memory(
@@ -130,7 +131,7 @@ def raw_memories(turns: list[Turn]) -> list[Memory]:
             metadata={k: v for k, v in t.metadata.items() if isinstance(v, str | int | float)},
         )
         for t in turns
-        if t.text.strip() and not is_instruction(t.text)
+        if t.text.strip()
     ]
 
 
