@@ -46,13 +46,16 @@ CHECKED = {"examples": 0, "operations": 0, "results": 0, "prompts": 0}
 
 Key = tuple[str | None, str | None, str | None]
 
-# Examples per property test. CI runs "ci"; the published figure (README) is one run of
-# DUALMEM_ISOLATION_PROFILE=deep over this file and test_isolation_extract.py.
+# Examples per property test. CI runs "ci"; "deep" (5,000 per test, 10,000 over this file and
+# test_isolation_extract.py) is DUALMEM_ISOLATION_PROFILE=deep; DUALMEM_ISOLATION_EXAMPLES
+# overrides the count (a run bounded by the time at hand).
 _QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 for _name, _examples in {"ci": 30, "deep": 5000}.items():
     settings.register_profile(f"isolation-{_name}", max_examples=_examples, deadline=None,
                               suppress_health_check=_QUIET, database=None)
 ISOLATION = settings.get_profile(f"isolation-{os.environ.get('DUALMEM_ISOLATION_PROFILE', 'ci')}")
+if os.environ.get("DUALMEM_ISOLATION_EXAMPLES"):
+    ISOLATION = settings(ISOLATION, max_examples=int(os.environ["DUALMEM_ISOLATION_EXAMPLES"]))
 
 
 def partition(key: Key) -> str:
