@@ -106,7 +106,7 @@ class DualMemory:
         # extraction of one partition is serialised so that reconciliation sees its own writes
         self._extracting = KeyedLock()
         self._queue = ExtractionQueue(self.history_store, self._extract_pending)
-        if self.history_store.pending(limit=1):
+        if config.extract and self.history_store.pending(limit=1):
             self._queue.start()  # turns a crash or a failed model left unextracted
 
     def _check_data_dir(self) -> None:

@@ -136,7 +136,7 @@ def test_sigkill_during_add_and_extraction_loses_nothing(tmp_path: Path) -> None
 
     # -- the index: the next start finishes every extraction a kill interrupted
     llm = ScriptedLLM(by_task={"extract": _facts, "reconcile": lambda r: '{"actions": []}'})
-    memory = DualMemory(path=data, llm=llm, extract=False)
+    memory = DualMemory(path=data, llm=llm, extract=True)
     try:
         assert memory.flush(timeout=600) and memory.pending() == []
         covered, facts = set(), set()
