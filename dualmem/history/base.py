@@ -34,6 +34,10 @@ class HistoryStore(Protocol):
     Contract: `append` is atomic (all turns or none) and idempotent by turn id within a
     partition (a retried add does not duplicate); `list` returns turns of exactly one
     scope, in insertion order; nothing is ever deleted except by `delete`.
+
+    Optional: `partition_lock(partition)`, a context manager held while one partition's turns
+    are extracted, that excludes other processes (SQLite: a file lock; PostgreSQL: an advisory
+    lock). A store without it is serialised within its process only.
     """
 
     def append(self, turns: list[Turn], *, pending: bool = False) -> list[Turn]:
