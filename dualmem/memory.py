@@ -96,8 +96,8 @@ class DualMemory:
             config = config.updated(**overrides)
         self.config = config
         # credentials are masked wherever text leaves dualmem: errors, HTTP logs, model replies
-        remember(config.api_key.get_secret_value() if config.api_key else None,
-                 config.base_url, config.history_url, config.index_url)
+        remember(keys=(config.api_key.get_secret_value() if config.api_key else None,),
+                 urls=(config.base_url, config.history_url, config.index_url))
         install_log_filter()
         self._check_data_dir()
         self.history_store = history or make_history(config)

@@ -79,17 +79,14 @@ def secrets_in(url: str) -> set[str]:
     return {v for s in found for v in (s, unquote(s)) if len(v) >= _MIN_SECRET}
 
 
-def remember(*values: str | None) -> None:
-    """Register credentials (API keys, or URLs/DSNs whose secrets are taken out) to be masked
-    by `scrub` from now on."""
+def remember(*, keys: tuple[str | None, ...] = (), urls: tuple[str | None, ...] = ()) -> None:
+    """Register credentials to be masked by `scrub` from now on: API keys as they are, and
+    the secrets that URLs or DSNs carry."""
     with _lock:
-        for value in values:
-            if not value:
-                continue
-            if "://" in value or "=" in value:
-                _known.update(secrets_in(value))
-            elif len(value) >= _MIN_SECRET:
-                _known.add(value)
+        _known.update(k for k in keys if k and len(k) >= _MIN_SECRET)
+        for url in urls:
+            if url:
+                _known.update(secrets_in(url))
 
 
 def scrub(text: str, *extra: str) -> str:

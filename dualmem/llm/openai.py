@@ -47,7 +47,7 @@ class OpenAILLM(BaseLLM):
         self.json_schema_format = json_schema_format
         self._rejected: set[str] = set()
         # the key and a password in base_url are masked in replies, errors and the HTTP logs
-        remember(api_key, base_url)
+        remember(keys=(api_key,), urls=(base_url,))
         install_log_filter()
         # retries are ours (tenacity in BaseLLM), so the client must not retry as well
         self.client = client or AsyncOpenAI(
