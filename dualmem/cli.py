@@ -1,4 +1,4 @@
-"""The `dualmem` command line: demo, add, ask, memories, history, reindex, forget, calibrate, bench."""
+"""The `dualmem` command line: demo, add, ask, memories, history, reindex, forget, serve, calibrate, bench."""
 
 from __future__ import annotations
 
@@ -224,6 +224,31 @@ def forget(user_id: UserOpt = None, agent_id: AgentOpt = None, session_id: Sessi
         typer.echo(f"deleted {r['turns']} turns and {r['memories']} memories")
 
     _run(go)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to bind (off loopback: --api-key)")] = "127.0.0.1",
+    port: int = 8000,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="DUALMEM_API_KEY", help="required on every /v1 call when set")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="worker processes on the same stores")] = 1,
+    demo: Annotated[bool, typer.Option(help="serve a temporary memory holding the demo")] = False,
+    runs: Annotated[
+        list[Path] | None, typer.Option(help="a `dualmem bench --out` folder (or a folder of them)")
+    ] = None,
+    cors_origin: Annotated[list[str] | None, typer.Option(help="a browser origin allowed to call")] = None,
+) -> None:
+    """Serve the REST API (/v1, schema at /openapi.json) and the inspector page (/)."""
+    try:
+        from .serve import serve as run_server
+    except ModuleNotFoundError as e:
+        typer.secho(f"error: `dualmem serve` needs the serve extra ({e.name} is not installed): "
+                    "pip install 'dualmem[serve]'", fg="red", err=True)
+        raise typer.Exit(2) from None
+    _run(lambda: run_server(_config(), host=host, port=port, api_key=api_key, workers=workers, demo=demo,
+                            runs=runs or [], cors_origins=cors_origin or [], echo=typer.echo))
 
 
 @app.command()

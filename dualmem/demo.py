@@ -18,7 +18,7 @@ from .explain import explain
 from .memory import DualMemory
 from .types import Answer
 
-__all__ = ["load_demo", "run_demo"]
+__all__ = ["ingest_demo", "load_demo", "run_demo"]
 
 
 def load_demo() -> dict[str, Any]:
@@ -47,7 +47,7 @@ def run_demo(
     index = "extracted facts" if extract else "raw turns"
     echo(f"dualmem demo: model={config.model or config.llm} index={index}")
     echo(f"data dir: {data_dir}\n")
-    n_turns, ingest_s = _ingest(memory, demo, echo)
+    n_turns, ingest_s = ingest_demo(memory, demo, echo)
     answers = []
     for question in demo["questions"]:
         answer = memory.answer(question, user_id=user, mode=mode, policy=policy)
@@ -73,7 +73,9 @@ def run_demo(
     return {"answers": [a.model_dump(mode="json") for a in answers], **summary}
 
 
-def _ingest(memory: DualMemory, demo: dict[str, Any], echo: Callable[[str], Any]) -> tuple[int, float]:
+def ingest_demo(
+    memory: DualMemory, demo: dict[str, Any], echo: Callable[[str], Any] = print
+) -> tuple[int, float]:
     """Add the demo's sessions; returns the number of turns and the seconds it took."""
     user = demo["user_id"]
     start = time.perf_counter()

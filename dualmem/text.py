@@ -12,6 +12,7 @@ absolute date after each relative phrase, in the form LoCoMo answers use ("the w
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 
@@ -169,6 +170,50 @@ def asks_current(question: str) -> bool:
     """A question about the present state ("Where does she live now?"): the newest evidence
     answers it, older statements are superseded."""
     return bool(_CURRENT.search(question))
+
+
+_COUNT_Q = re.compile(r"\bhow many\b|\bhow often\b|\bnumber of\b", re.I)
+_LIST_Q = re.compile(  # a plural after what/which ("what hobbies"), not a verb ("what is") or "class"
+    r"\b(list|all|both|each|every|what (are|were)|(what|which) (?!(is|was|has|does|this)\b)\w+[^\Ws]s\b|"
+    r"kinds? of|activities|things)\b",
+    re.I,
+)
+_POLAR_Q = re.compile(r"^\s*(is|are|was|were|do|does|did|can|could|would|will|has|have|had|should)\b", re.I)
+_ITEM_SPLIT = re.compile(r",|;|\band\b|\bor\b|\n", re.I)
+
+
+def asks_count(question: str) -> bool:
+    """A "how many / how often" question."""
+    return bool(_COUNT_Q.search(question))
+
+
+def asks_polar(question: str) -> bool:
+    """A yes/no question ("Would she ...?")."""
+    return bool(_POLAR_Q.search(question))
+
+
+def asks_items(question: str) -> bool:
+    """A list or count question ("What hobbies ...?"); a yes/no one ("Would she ... all ...?")
+    is not."""
+    return bool(_LIST_Q.search(question) or _COUNT_Q.search(question)) and not asks_polar(question)
+
+
+def answer_items(answer: str) -> list[str]:
+    """The items of a list answer ("pottery, running and chess" -> three)."""
+    return [x.strip() for x in _ITEM_SPLIT.split(answer) if x.strip()]
+
+
+def grounded_items(answer: str, question: str, texts: Iterable[str]) -> list[tuple[str, bool]]:
+    """Each item of a list answer, and whether `texts` hold it: most of its words beyond the
+    question's ("bicycle riding" is not held by "ride a bike"). An item that only restates the
+    question ("hobbies") is not held."""
+    asked = set(terms(question))
+    held = set().union(*(terms(t) for t in texts))
+    out = []
+    for item in answer_items(answer):
+        words = set(terms(item)) - asked
+        out.append((item, bool(words) and 2 * len(words & held) > len(words)))
+    return out
 
 
 def asks_when(question: str) -> bool:

@@ -325,3 +325,53 @@ async def test_a_question_about_now_reads_the_newest_line_first() -> None:
     assert "Conversation excerpts, newest first:" in now.messages[-1]["content"]
     assert answer_context(llm, now)[0].startswith("[31 August 2025] Maya: I moved to Porto")
     assert answer_context(llm, then)[0].startswith("[2 June 2025] Maya: I still live in Lisbon")
+
+
+def sessions_of(*texts: str) -> list[Turn]:
+    """One session per text, 30 days apart, each padded with two filler turns."""
+    turns = []
+    for s, text in enumerate(texts):
+        for i, line in enumerate([FILLER[s % len(FILLER)], text, FILLER[(s + 2) % len(FILLER)]]):
+            turns.append(Turn(id=f"s{s}t{i}", speaker="Maya", text=line, session_id=f"s{s}",
+                              timestamp=DAY + timedelta(days=30 * s, minutes=i)))
+    return turns
+
+
+async def test_a_question_about_now_is_answered_by_the_newest_session_that_answers() -> None:
+    turns = sessions_of("I still live in Lisbon for now.", "Work was busy, I live at the office.",
+                        "I moved to Porto, I live by the river now.")
+    # the newest session answers: one reading, older sessions are never read
+    llm = ScriptedLLM(by_task={"deliberate.select": picking("Lisbon", "Porto"), "deliberate.answer": ["Porto"]})
+    result = await EvidenceFirst(llm, keep_top=0).run("Where does Maya live now?", turns, [])
+    (call,) = llm.calls_for("deliberate.answer")
+    assert result.text == "Porto" and answer_context(llm, call) == ["[1 August 2025] Maya: I moved to Porto, "
+                                                                    "I live by the river now."]
+    assert "the newest that answers (1 August 2025) says 'Porto'" in result.notes[-1]
+    assert result.turn_ids == ["s2t1"] and [f.turn_ids for f in result.facts] == [["s2t1"]]
+    # the newest session has no answer: the next newest does
+    llm = ScriptedLLM(by_task={"deliberate.select": picking("Lisbon", "Porto"),
+                               "deliberate.answer": ["NONE", "Lisbon"]})
+    result = await EvidenceFirst(llm, keep_top=0).run("Where does Maya live now?", turns, [])
+    first, second = llm.calls_for("deliberate.answer")
+    assert result.text == "Lisbon" and "Porto" in answer_context(llm, first)[0]
+    assert "Lisbon" in answer_context(llm, second)[0]
+
+
+async def test_a_list_question_joins_the_items_each_session_holds() -> None:
+    turns = sessions_of("I signed up for a pottery class.", "Lunch was soup again, I love soup.",
+                        "I joined a running club by the Douro.")
+    llm = ScriptedLLM(by_task={
+        "deliberate.select": picking("pottery", "running"),
+        # oldest session first; "baking" is in no line, "pottery" is said twice
+        "deliberate.answer": ["pottery, baking", "running club and pottery"],
+    })
+    result = await EvidenceFirst(llm, keep_top=0).run("What hobbies has Maya taken up?", turns, [])
+    first, second = llm.calls_for("deliberate.answer")
+    assert "pottery" in answer_context(llm, first)[0] and "running" in answer_context(llm, second)[0]
+    assert result.text == "pottery, running club"
+    assert "items joined" in result.notes[-1] and result.logprobs is None
+    # a question about one thing reads every selected line at once, as before
+    llm = ScriptedLLM(by_task={"deliberate.select": picking("pottery", "running"), "deliberate.answer": ["x"]})
+    await EvidenceFirst(llm, keep_top=0).run("Which class did Maya sign up for?", turns, [])
+    (call,) = llm.calls_for("deliberate.answer")
+    assert len(answer_context(llm, call)) == 2

@@ -59,6 +59,17 @@ def test_aggregation_fails_a_list_answered_with_one_item_or_from_one_session():
     assert single.passed is True and single.reason == "not a list or count question"
 
 
+def test_aggregation_fails_a_list_padded_with_an_item_no_passage_holds():
+    q = "What hobbies has Maya taken up this year?"
+    ride = [*HOBBIES, Passage("Maya: Ines taught me to ride a bike and I crashed.", 0.3, "2025-06-02")]
+    padded = aggregation(q, "Running club, bicycle riding", ride, refusal=False)
+    assert padded.passed is False and padded.details["held"] == 0.5
+    assert "no passage holds 'bicycle riding'" in padded.reason
+    # words of the question are not an item's evidence ("hobbies" alone holds nothing)
+    assert aggregation(q, "running club, hobbies", ride, refusal=False).passed is False
+    assert aggregation(q, "running club, pottery", ride, refusal=False).passed is True
+
+
 def test_sufficiency_reads_whether_the_top_passages_hold_the_question():
     good = sufficiency("Which club did Maya join by the Douro?", HOBBIES)
     bad = sufficiency("What is the name of Maya's accountant in Madrid?", HOBBIES)

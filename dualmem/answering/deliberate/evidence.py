@@ -33,9 +33,20 @@ from ...index.lexical import Postings, rrf
 from ...llm.base import BaseLLM, ChatRequest, Numbers, parse_json_reply
 from ...prompts import select_messages
 from ...tasks import Task
-from ...text import asks_current, asks_when, event_date, human_day, resolve_relative, terms
+from ...text import (
+    asks_count,
+    asks_current,
+    asks_items,
+    asks_when,
+    event_date,
+    grounded_items,
+    human_day,
+    resolve_relative,
+    terms,
+)
 from ...tokens import count_tokens, fit_lines, line_budget
 from ...types import Fact, Memory, Turn
+from ..gate.signals import agreement, looks_like_refusal
 from ..reader import answer_from
 from .base import Deliberation, Strategy, shown
 
@@ -116,6 +127,7 @@ class EvidenceFirst(Strategy):
         chunk_lines: int = 20,
         keep_top: int = 4,
         max_lines: int = 30,
+        sessions: int = 4,
         search: TurnSearch | None = None,
     ) -> None:
         super().__init__(llm)
@@ -127,6 +139,7 @@ class EvidenceFirst(Strategy):
         self.chunk_lines = chunk_lines
         self.keep_top = keep_top
         self.max_lines = max_lines
+        self.sessions = sessions
 
     def note(self, result: Deliberation, turns: list[Turn], accepted: bool) -> str:
         return "; ".join(result.notes)
@@ -150,10 +163,15 @@ class EvidenceFirst(Strategy):
         result.notes.insert(
             0, f"{len(queries)} queries, {len(pool)} candidate lines, {len(selected)} selected"
         )
+        current = asks_current(question)
+        listing = asks_items(question) and not asks_count(question)
+        groups = self._sessions(selected or keep, keep, turns, newest_first=current)
+        if (current or listing) and len(groups) > 1:
+            await self._read_by_session(question, groups, turns, result, current)
+            return result
         # a 0.5B reader takes the first line that answers: for a question about now ("where
         # does she live now?") that must be the newest, so those read newest first
-        newest_first = asks_current(question)
-        await self._read(question, sorted(keep, reverse=newest_first), turns, result, newest_first)
+        await self._read(question, sorted(keep, reverse=current), turns, result, current)
         return result
 
     # ---------------------------------------------------------------- search
@@ -247,6 +265,84 @@ class EvidenceFirst(Strategy):
 
     # ---------------------------------------------------------------- answer
 
+    def _sessions(
+        self, selected: list[int], keep: list[int], turns: list[Turn], *, newest_first: bool
+    ) -> list[list[int]]:
+        """The kept lines of each session that holds a selected line, in chronological order
+        (newest first when asked), at most `sessions` of them: those with most selected lines."""
+        picked: dict[str, int] = {}
+        for i in selected:
+            picked[turns[i].session_id or ""] = picked.get(turns[i].session_id or "", 0) + 1
+        best = sorted(picked, key=lambda sid: -picked[sid])[: self.sessions]
+        groups = [[i for i in sorted(keep) if (turns[i].session_id or "") == sid] for sid in best]
+        groups.sort(key=lambda g: g[0], reverse=newest_first)
+        return [g for g in groups if g]
+
+    async def _read_by_session(
+        self, question: str, groups: list[list[int]], turns: list[Turn], result: Deliberation,
+        current: bool,
+    ) -> None:
+        """Read each session's lines on their own. A 0.5B reader given every session at once
+        answers from the first line that fits: a stale "I live in Lisbon" for "where does she
+        live now?", one item of a list spread over sessions. So for a question about now the
+        newest session that answers wins; for a list, every session's items are joined."""
+        start = time.perf_counter()
+        answers: list[tuple[list[int], str]] = []
+        read: list[int] = []
+        logprobs = None
+        sessions = 0
+        for group in groups:
+            lines = [evidence_line(turns[i]) for i in group]
+            answered = await answer_from(self.llm, question, lines, task=self.answer_task, label=self.label)
+            result.add_usage(self.answer_task, answered.completion.usage)
+            read += group
+            sessions += 1
+            if looks_like_refusal(answered.text):
+                continue
+            answers.append((group, answered.text))
+            if current:
+                logprobs = answered.completion.logprobs
+                break
+        result.latency[self.answer_task] = time.perf_counter() - start
+        days = [human_day(turns[g[0]].timestamp) for g, _ in answers]
+        if not answers:
+            result.text = "NONE"
+            result.notes.append(f"{len(groups)} sessions read one by one: none answers")
+        elif current:
+            result.text = answers[0][1]
+            result.notes.append(
+                f"{sessions} session(s) read one by one, newest first: the newest that "
+                f"answers ({days[0]}) says {result.text!r}"
+            )
+        else:
+            # an item stands only where its session's lines hold it: asked for "hobbies" over a
+            # session that has one, a 0.5B reader adds two it made up; and an item that only
+            # restates the question ("hobbies") is not one
+            items: list[str] = []
+            for group, text in answers:
+                for item, held in grounded_items(text, question, (turns[i].text for i in group)):
+                    if held and all(agreement(item, y) < 0.5 for y in items):
+                        items.append(item)
+            result.text = ", ".join(items) or answers[0][1]
+            result.notes.append(
+                f"{len(groups)} sessions read one by one and their items joined: "
+                + "; ".join(f"{d}: {t!r}" for d, (_, t) in zip(days, answers, strict=True))
+            )
+        shown_ids = [i for g, _ in answers for i in g] if answers else read
+        result.facts = [self._fact(turns[i]) for i in shown_ids]
+        result.turn_ids = [turns[i].id for i in read]
+        result.logprobs = logprobs
+
+    @staticmethod
+    def _fact(turn: Turn) -> Fact:
+        return Fact(
+            text=evidence_line(turn),
+            score=10,
+            turn_ids=[turn.id],
+            timestamp=human_day(turn.timestamp),
+            speaker=turn.speaker or turn.role,
+        )
+
     async def _read(
         self, question: str, keep: Sequence[int], turns: list[Turn], result: Deliberation,
         newest_first: bool = False,
@@ -256,16 +352,7 @@ class EvidenceFirst(Strategy):
         lines = [evidence_line(turns[i]) for i in keep]
         label = f"{self.label}, newest first" if newest_first else self.label
         answered = await answer_from(self.llm, question, lines, task=self.answer_task, label=label)
-        result.facts = [
-            Fact(
-                text=line,
-                score=10,
-                turn_ids=[turns[i].id],
-                timestamp=human_day(turns[i].timestamp),
-                speaker=turns[i].speaker or turns[i].role,
-            )
-            for i, line in zip(keep, lines, strict=True)
-        ]
+        result.facts = [self._fact(turns[i]) for i in keep]
         result.turn_ids = [turns[i].id for i in keep]
         result.text, dating = repair_date(question, answered.text, [turns[i] for i in keep])
         if dating is not None:

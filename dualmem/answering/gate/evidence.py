@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from datetime import date
 
-from ...text import stem
+from ...text import answer_items, asks_count, asks_items, asks_polar, grounded_items, stem
 from ...types import SignalResult
 from .signals import _ENTITY, Passage, question_terms
 
@@ -25,15 +25,7 @@ __all__ = ["aggregation", "question_shape", "recency", "sufficiency"]
 _NOW = re.compile(
     r"\b(now|current(ly)?|still|latest|these days|at the moment|today|anymore|most recent(ly)?)\b", re.I
 )
-_COUNT = re.compile(r"\bhow many\b|\bhow often\b|\bnumber of\b", re.I)
-_LIST = re.compile(  # a plural after what/which ("what hobbies"), not a verb ("what is")
-    r"\b(list|all|both|each|every|what (are|were)|(what|which) (?!(is|was|has|does|this)\b)\w+s\b|"
-    r"kinds? of|activities|things)\b",
-    re.I,
-)
-_POLAR = re.compile(r"^\s*(is|are|was|were|do|does|did|can|could|would|will|has|have|had|should)\b", re.I)
 _TEMPORAL = re.compile(r"\b(when|what (year|month|day|date|time)|how long|which (year|month|day))\b", re.I)
-_ITEMS = re.compile(r",|;|\band\b|\bor\b|\n", re.I)
 SUBJECT = 5  # the top passages that make up a question's subject, for recency
 
 
@@ -56,19 +48,14 @@ def _day(value: str | None) -> date | None:
         return None
 
 
-def _wants_items(question: str) -> bool:
-    """A list or count question; a yes/no one ("Would she ... all ...?") is not."""
-    return bool(_LIST.search(question) or _COUNT.search(question)) and not _POLAR.search(question)
-
-
 def question_shape(question: str) -> dict[str, float]:
     """What kind of answer the question wants; the learned gate weighs it (a temporal or
     list question fails more often than a single-hop lookup)."""
     return {
         "now": float(bool(_NOW.search(question))),
-        "count": float(bool(_COUNT.search(question))),
-        "list": float(_wants_items(question)),
-        "polar": float(bool(_POLAR.search(question))),
+        "count": float(asks_count(question)),
+        "list": float(asks_items(question)),
+        "polar": float(asks_polar(question)),
         "temporal": float(bool(_TEMPORAL.search(question))),
         "terms": math.log1p(len(question_terms(question))),
     }
@@ -152,20 +139,26 @@ def aggregation(
     question: str, answer: str, passages: Sequence[Passage], refusal: bool, threshold: float = 0.75
 ) -> SignalResult:
     """Fails a list or count question answered with one item or from one session's evidence."""
-    count = bool(_COUNT.search(question))
-    if not _wants_items(question):
+    count = asks_count(question)
+    if not asks_items(question):
         return _judged("aggregation", 1.0, threshold, "not a list or count question", {"list": False})
     if refusal:
         return _unavailable("aggregation", threshold, "the answer is a refusal")
-    items = len([x for x in _ITEMS.split(answer) if x.strip()])
+    items = len(answer_items(answer))
     dates = len({passages[i].date for i in _support(answer, question, passages)})
     item_part = 1.0 if count else min(items, 2) / 2
-    score = min(item_part, min(dates, 2) / 2)
+    # a small reader pads a list with items no passage holds ("bicycle riding" from a story
+    # about learning to ride a bike)
+    texts = [p.text for p in passages]
+    made_up = [] if count else [x for x, held in grounded_items(answer, question, texts) if not held]
+    held_part = 1.0 - len(made_up) / max(items, 1)
+    score = min(item_part, min(dates, 2) / 2, held_part)
     return _judged(
         "aggregation",
         score,
         threshold,
         f"a {'count' if count else 'list'} question answered with {items} item(s) "
-        f"drawn from {dates} dated session(s)",
-        {"list": True, "items": float(items), "dates": float(dates)},
+        f"drawn from {dates} dated session(s)"
+        + (f"; no passage holds {', '.join(repr(x) for x in made_up)}" if made_up else ""),
+        {"list": True, "items": float(items), "dates": float(dates), "held": held_part},
     )

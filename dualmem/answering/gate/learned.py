@@ -41,6 +41,7 @@ __all__ = [
 FEATURES: tuple[str, ...] = (
     "aggregation",
     "aggregation.dates",
+    "aggregation.held",
     "aggregation.items",
     "aggregation.list",
     "consistency",
