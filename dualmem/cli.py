@@ -252,6 +252,24 @@ def serve(
 
 
 @app.command()
+def mcp(
+    transport: Annotated[str, typer.Option(help="stdio, or http (streamable HTTP at /mcp)")] = "stdio",
+    host: Annotated[str, typer.Option(help="http: the address to listen on (loopback)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="http: the port")] = 8765,
+    user_id: Annotated[str | None, typer.Option(envvar="DUALMEM_USER_ID", help="default user id")] = None,
+    agent_id: Annotated[str | None, typer.Option(envvar="DUALMEM_AGENT_ID", help="default agent id")] = None,
+    session_id: Annotated[str | None, typer.Option(envvar="DUALMEM_SESSION_ID", help="default")] = None,
+) -> None:
+    """Serve the memory to MCP clients (desktop and IDE agents): see dualmem/mcp_server.py."""
+    from .mcp_server import serve
+
+    if transport not in ("stdio", "http"):
+        raise typer.BadParameter("--transport must be stdio or http")
+    _run(lambda: serve(_memory(), transport=transport, host=host, port=port,  # type: ignore[arg-type]
+                       user_id=user_id, agent_id=agent_id, session_id=session_id))
+
+
+@app.command()
 def calibrate(
     results: Annotated[
         Path, typer.Argument(exists=True, help="JSONL of labelled questions (from `dualmem bench`)")

@@ -134,9 +134,13 @@ def make_turns(
         if not isinstance(metadata, Mapping):
             raise InvalidInputError(f"{where}: metadata must be a dict")
         try:  # checked here so that the history's insert cannot fail halfway through a batch
-            json.dumps(metadata, ensure_ascii=False).encode("utf-8")
+            size = len(json.dumps(metadata, ensure_ascii=False).encode("utf-8"))
         except (TypeError, ValueError) as e:  # incl. UnicodeEncodeError (lone surrogates)
             raise InvalidInputError(f"{where}: metadata must be JSON-serialisable ({e})") from e
+        if size > MAX_TEXT_CHARS:  # the text's limit: metadata is stored beside it
+            raise InvalidInputError(
+                f"{where}: metadata has {size} bytes as JSON; the limit is {MAX_TEXT_CHARS}"
+            )
         turn_id = m.get("id") or str(uuid.uuid4())
         if not isinstance(turn_id, str) or len(turn_id) > MAX_ID_LENGTH or not is_unicode(turn_id):
             raise InvalidInputError(f"{where}: id must be a string of at most {MAX_ID_LENGTH} chars")

@@ -42,6 +42,8 @@ class AddResult:
 
     `pending` lists the ids of turns stored but not yet extracted: queued by
     `background=True`, or left by a failed extraction (the next start retries them).
+    A turn re-added under a known id is a duplicate when its content is the same, and
+    replaces the stored version (and the memories made from it) when it differs.
     Extraction never deletes: `updated` holds memories it superseded or cited again.
     """
 
@@ -55,6 +57,8 @@ class AddResult:
     #: ids of stored turns whose text (or speaker) reads as an order to an assistant: kept and
     #: indexed like any other, and quoted datamarked in every prompt (`prompts.spotlight`)
     flagged: list[str] = field(default_factory=list)
+    #: turns re-added under a known id with new content: they replaced the stored version
+    replaced: int = 0
 
 
 @dataclass
@@ -166,12 +170,22 @@ class DualMemory:
         carries the error, the turns stay in the history marked pending, and the next start
         (or `reindex`) retries. `background=True` returns once the turns are committed and
         extracts them in a worker thread (`flush()` waits for it, `pending()` lists what waits).
+        A message whose metadata says `"searchable": False` is kept (history, extraction,
+        deliberation) but not indexed as a raw turn: e.g. a chat's own questions.
         """
         scope = make_scope(user_id, agent_id, session_id)
         turns = make_turns(messages, scope, timestamp)
         use_llm = self.config.extract if extract is None else extract
         inserted = await asyncio.to_thread(self.history_store.append, turns, pending=use_llm)
+        changed = await self._changed(turns, inserted, scope)
+        if changed:
+            # a known id with new content overwrites: the old version and its memories go
+            await self._drop_memories_of([t.id for t in changed], scope)
+            inserted += await asyncio.to_thread(
+                self.history_store.append, changed, pending=use_llm, replace=True
+            )
         result = AddResult(turns=inserted, skipped_duplicates=len(turns) - len(inserted),
+                           replaced=len(changed),
                            flagged=[t.id for t in inserted if is_instruction(t.render())])
         if result.flagged:
             log.info("%d stored turn(s) read as instructions: kept, quoted datamarked", len(result.flagged))
@@ -206,6 +220,25 @@ class DualMemory:
         if not missing:
             return []
         return await asyncio.to_thread(self.history_store.list, TurnQuery(scope=scope, turn_ids=missing))
+
+    async def _changed(self, turns: list[Turn], inserted: list[Turn], scope: Scope) -> list[Turn]:
+        """The turns skipped as duplicates whose stored version says something else."""
+        new_ids = {t.id for t in inserted}
+        skipped = [t for t in turns if t.id not in new_ids]
+        if not skipped:
+            return []
+        query = TurnQuery(scope=scope, turn_ids=[t.id for t in skipped])
+        stored = {t.id: t for t in await asyncio.to_thread(self.history_store.list, query)}
+        return [t for t in skipped if t.id in stored and _content(t) != _content(stored[t.id])]
+
+    async def _drop_memories_of(self, turn_ids: list[str], scope: Scope) -> int:
+        """Delete the memories made from these turns: raw ones (same id) and extracted ones
+        citing them, in every session of the user (reconciliation merges across sessions)."""
+        gone = set(turn_ids)
+        wide = scope.widened()
+        memories = await asyncio.to_thread(self.index.list, wide)
+        cited = [m.id for m in memories if gone & set(m.source_turn_ids)]
+        return await asyncio.to_thread(self.index.delete, sorted(gone | set(cited)), wide)
 
     async def _index_turns(
         self, turns: list[Turn], scope: Scope, extract: bool | None, *, only_pending: bool = True
@@ -364,13 +397,20 @@ class DualMemory:
         until: Any = None,
         limit: int | None = None,
         last: int | None = None,
+        turn_ids: list[str] | None = None,
     ) -> list[Turn]:
-        """Raw turns of a scope in the order they were added (`last=n`: only the newest n)."""
+        """Raw turns of a scope in the order they were added (`last=n`: only the newest n;
+        `turn_ids`: only those turns)."""
         if limit is not None and last is not None:
             raise InvalidInputError("give limit (oldest n) or last (newest n), not both")
         scope = make_scope(user_id, agent_id, session_id)
+        if turn_ids is not None:
+            if isinstance(turn_ids, str) or not isinstance(turn_ids, list | tuple):
+                raise InvalidInputError(f"turn_ids must be a list of turn ids, got {type(turn_ids).__name__}")
+            turn_ids = [check_id(i, "turn id") for i in turn_ids]
         query = TurnQuery(
             scope=scope,
+            turn_ids=turn_ids,
             since=parse_timestamp(since) if since is not None else None,
             until=parse_timestamp(until) if until is not None else None,
             limit=check_limit(limit if last is None else last),
@@ -379,6 +419,12 @@ class DualMemory:
         return await asyncio.to_thread(self.history_store.list, query)
 
     history = sync_twin(ahistory)
+
+    async def ascopes(self) -> list[Scope]:
+        """Every (user, agent, session) combination that has stored turns."""
+        return await asyncio.to_thread(self.history_store.scopes)
+
+    scopes = sync_twin(ascopes)
 
     async def aget(
         self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None,
@@ -473,6 +519,23 @@ class DualMemory:
 
     delete_all = sync_twin(adelete_all)
 
+    async def aforget(
+        self, turn_ids: list[str], *, user_id: str | None = None, agent_id: str | None = None,
+        session_id: str | None = None,
+    ) -> dict[str, int]:
+        """Forget some turns: erase them from the history and drop every memory made from them,
+        so that neither a re-add of the same id nor `reindex` brings them back."""
+        scope = make_scope(user_id, agent_id, session_id)
+        if isinstance(turn_ids, str) or not isinstance(turn_ids, list | tuple):
+            raise InvalidInputError(f"turn_ids must be a list of turn ids, got {type(turn_ids).__name__}")
+        ids = [check_id(i, "turn id") for i in turn_ids]
+        # the index first: a crash in between leaves turns that a retry (or reindex) can see
+        memories = await self._drop_memories_of(ids, scope)
+        turns = await asyncio.to_thread(self.history_store.delete, scope, ids)
+        return {"turns": turns, "memories": memories}
+
+    forget = sync_twin(aforget)
+
     async def areset(self) -> None:
         """Delete everything of every scope (history and index)."""
         for scope in await asyncio.to_thread(self.history_store.scopes):
@@ -529,6 +592,11 @@ async def _held(history: HistoryStore, partition: str) -> AsyncIterator[None]:
         yield
     finally:
         await asyncio.to_thread(lock.__exit__, None, None, None)
+
+
+def _content(turn: Turn) -> tuple[Any, ...]:
+    """What makes two versions of a turn differ (a retry gets a new timestamp, not new content)."""
+    return turn.role, turn.speaker, turn.text, turn.metadata
 
 
 def _by_scope(turns: list[Turn]) -> list[list[Turn]]:

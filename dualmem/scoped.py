@@ -67,10 +67,13 @@ class ScopedMemory:
         )
 
     async def ahistory(
-        self, *, since: Any = None, until: Any = None, limit: int | None = None, last: int | None = None
+        self, *, since: Any = None, until: Any = None, limit: int | None = None, last: int | None = None,
+        turn_ids: list[str] | None = None,
     ) -> list[Turn]:
         """This scope's raw turns in the order they were added (`DualMemory.history`)."""
-        return await self.memory.ahistory(**self._ids, since=since, until=until, limit=limit, last=last)
+        return await self.memory.ahistory(
+            **self._ids, since=since, until=until, limit=limit, last=last, turn_ids=turn_ids
+        )
 
     async def aget(self, memory_id: str) -> Memory | None:
         """One memory of this scope by id, or None (`DualMemory.get`)."""
@@ -88,6 +91,10 @@ class ScopedMemory:
         """Forget this scope's turns and memories (`DualMemory.delete_all`)."""
         return await self.memory.adelete_all(**self._ids)
 
+    async def aforget(self, turn_ids: list[str]) -> dict[str, int]:
+        """Erase some turns of this scope and the memories made from them (`DualMemory.forget`)."""
+        return await self.memory.aforget(turn_ids, **self._ids)
+
     async def areindex(self, *, extract: bool | None = None) -> ReindexResult:
         """Rebuild this scope's memories from its history (`DualMemory.reindex`)."""
         return await self.memory.areindex(**self._ids, extract=extract)
@@ -101,4 +108,5 @@ class ScopedMemory:
     get_all = sync_twin(aget_all)
     delete = sync_twin(adelete)
     delete_all = sync_twin(adelete_all)
+    forget = sync_twin(aforget)
     reindex = sync_twin(areindex)

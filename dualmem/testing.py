@@ -11,7 +11,8 @@ Public so that users can test their own code against dualmem without a model::
     memory = DualMemory(llm=llm, path=tmp_path)
 
 Replies are consumed in order per task (a task matches by exact name, then by the prefix
-before the first "."); a callable reply is called with the `ChatRequest` and may return a
+before the first "."); a single reply instead of a list (`by_task={"answer": "Paris"}`)
+answers every call of its task; a callable reply is called with the `ChatRequest` and may return a
 string or a `ScriptedReply`; an exception instance is raised (to script faults). Every
 request is recorded in `calls`.
 
@@ -69,8 +70,7 @@ class ScriptedLLM(BaseLLM):
         self,
         replies: Iterable[Reply] | None = None,
         *,
-        by_task: dict[str, Iterable[Reply] | Callable[[ChatRequest], str | ScriptedReply]]
-        | None = None,
+        by_task: dict[str, Reply | Iterable[Reply]] | None = None,
         default: Reply | None = None,
         logprobs: bool = True,
         context_tokens: int = 8192,
@@ -81,6 +81,8 @@ class ScriptedLLM(BaseLLM):
         self._queue: deque[Reply] = deque(replies or [])
         self._by_task: dict[str, deque[Reply] | Callable[[ChatRequest], str | ScriptedReply]] = {}
         for task, script in (by_task or {}).items():
+            if isinstance(script, str | ScriptedReply | BaseException):
+                script = _always(script)  # one reply (not a list of characters) for every call
             self._by_task[task] = script if callable(script) else deque(script)
         self._default = default
         self.supports_logprobs = logprobs
@@ -130,6 +132,15 @@ class ScriptedLLM(BaseLLM):
             model=self.name,
             finish_reason=reply.finish_reason,
         )
+
+
+def _always(reply: str | ScriptedReply | BaseException) -> Callable[[ChatRequest], str | ScriptedReply]:
+    def answer(request: ChatRequest) -> str | ScriptedReply:
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+    return answer
 
 
 def _logprobs(reply: ScriptedReply, top: int) -> list[TokenLogprob]:

@@ -209,7 +209,11 @@ class Memory(_Model):
     created_at: datetime
     updated_at: datetime
     event_date: str | None = None
+    #: cosine similarity to the query (search results only)
     score: float | None = None
+    #: the ranking score search results are ordered by, best first (hybrid search: the fused
+    #: reciprocal-rank score, plus one per rare identifier of the query the memory holds)
+    relevance: float | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -316,6 +320,11 @@ class Evidence(_Model):
     facts: list[Fact] = Field(default_factory=list)
 
 
+#: what the reader replies when the memories do not hold the answer (`prompts.ANSWER_SYSTEM`)
+NO_ANSWER = "NONE"
+#: `Answer.reply` in its place
+NO_ANSWER_SENTENCE = "Nothing in memory answers this question."
+
 # which system produced the answer; not `Path`, which would shadow pathlib.Path for importers
 AnswerPath = Literal["fast", "deliberate"]
 
@@ -367,6 +376,17 @@ class Answer(_Model):
     usage: dict[str, Usage] = Field(default_factory=dict)
     latency: dict[str, float] = Field(default_factory=dict)
     logprobs: list[TokenLogprob] | None = None
+
+    @property
+    def found(self) -> bool:
+        """False when the memory held no answer: the reader's `NONE` sentinel (or nothing)."""
+        return self.text.strip().rstrip(".").upper() not in (NO_ANSWER, "")
+
+    @property
+    def reply(self) -> str:
+        """The answer as a person or an agent should read it: the text, or a plain sentence
+        when the memory held no answer (instead of the `NONE` sentinel)."""
+        return self.text if self.found else NO_ANSWER_SENTENCE
 
     @property
     def total_usage(self) -> Usage:

@@ -131,6 +131,20 @@ def test_history_idempotent_by_partition_and_id(store):
     assert ids(got) == ["t1", "t2", "t3"] and got[0].text == "message 1"
 
 
+def test_history_replace_overwrites_in_place_and_delete_by_ids(store):
+    store.append([turn(1), turn(2), turn(3, user="bob", id="t1")])
+    before = store.list(TurnQuery(scope=ALICE))
+    replaced = store.append([turn(1, text="new", metadata={"v": 2}, role="assistant")], replace=True)
+    assert ids(replaced) == ["t1"]
+    got = store.list(TurnQuery(scope=ALICE))
+    assert ids(got) == ["t1", "t2"] and got[0].seq == before[0].seq  # its place in the order kept
+    assert (got[0].text, got[0].role, got[0].metadata) == ("new", "assistant", {"v": 2})
+    assert store.list(TurnQuery(scope=Scope(user_id="bob")))[0].text == "message 3"  # other partition
+    assert store.delete(ALICE, turn_ids=["t1", "nope"]) == 1 and store.delete(ALICE, turn_ids=[]) == 0
+    assert ids(store.list(TurnQuery(scope=ALICE))) == ["t2"]
+    assert ids(store.list(TurnQuery(scope=Scope(user_id="bob")))) == ["t1"]
+
+
 def test_history_pending_turns_until_marked_extracted(store):
     store.append([turn(0)])  # not pending: indexed as it was added
     store.append([turn(1), turn(2)], pending=True)

@@ -56,7 +56,8 @@ def rejected(memory: DualMemory, call, error: type[Exception] = InvalidInputErro
     {"content": "x", "speaker": "\udc80"}, {"content": "x", "role": "us\ud800er"},
     {"content": "x", "id": "id-\ud83d"}, {"content": "x", "metadata": {"k": "v\udfff"}},
     {"content": "x", "metadata": {"\ud800": 1}}, [{"content": "good"}, 17],
-], ids=repr)
+    {"content": "x", "metadata": {"blob": "b" * 1_000_001}},
+], ids=lambda m: repr(m)[:80])
 def test_bad_messages_are_rejected_and_store_nothing(memory, messages) -> None:
     message = rejected(memory, lambda: memory.add(messages, user_id="victim"))
     assert message and len(message) < 400

@@ -117,7 +117,9 @@ def test_metadata_round_trip(index):
     [bare] = index.get(["m2"], ALICE)
     assert (bare.agent_id, bare.session_id, bare.event_date, bare.source_turn_ids) == (None, None, None, [])
     [hit] = index.search("marathon", Scope(user_id="alice", session_id="s9"), 1)
-    assert hit.model_dump(exclude={"score"}) == original.model_dump(exclude={"score"})
+    scores = {"score", "relevance"}  # search-only fields
+    assert hit.model_dump(exclude=scores) == original.model_dump(exclude=scores)
+    assert hit.relevance is not None and hit.score is not None  # search results carry both
 
 
 def test_event_date_is_searchable_text(index):

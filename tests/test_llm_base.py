@@ -164,6 +164,54 @@ def test_scripted_task_prefix_and_callable_replies():
     assert len(llm.calls_for("gate")) == 1
 
 
+def test_scripted_single_reply_answers_every_call_of_its_task():
+    llm = ScriptedLLM(by_task={"answer": "Paris", "gate": ScriptedReply("ok", confidence=0.5),
+                               "x": LLMError("down")})
+    assert [llm.complete(request()).text for _ in range(3)] == ["Paris"] * 3  # not "P", "a", "r"
+    assert llm.complete(request("gate.audit")).text == "ok"
+    with pytest.raises(LLMError, match="down"):
+        llm.complete(request("x"))
+
+
 async def test_sync_complete_inside_a_running_loop():
     llm = ScriptedLLM(["from the loop"])
     assert llm.complete(request()).text == "from the loop"
+
+
+class _Served:
+    """An OpenAI client stand-in: `models.list()` and `chat.completions.create`."""
+
+    def __init__(self, ids: list[str]) -> None:
+        from types import SimpleNamespace
+
+        from openai.types.chat import ChatCompletion
+
+        self.asked: list[str] = []
+
+        async def models():
+            for i in ids:
+                yield SimpleNamespace(id=i)
+
+        async def create(**kwargs):
+            self.asked.append(kwargs["model"])
+            return ChatCompletion.model_validate({
+                "id": "c", "object": "chat.completion", "created": 0, "model": kwargs["model"],
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": "hi"}}]})
+
+        self.models = SimpleNamespace(list=models)
+        self.chat = SimpleNamespace(completions=SimpleNamespace(create=create))
+
+
+def test_openai_model_auto_picks_the_single_served_model():
+    from dualmem.errors import ConfigError
+    from dualmem.llm.openai import OpenAILLM
+
+    gguf = "/models/qwen2.5-0.5b-instruct-q4_k_m.gguf"  # what llama.cpp's server calls its model
+    client = _Served([gguf])
+    llm = OpenAILLM("auto", base_url="http://127.0.0.1:8080/v1", client=client, max_retries=0)
+    assert llm.complete(request()).text == "hi" and llm.complete(request()).text == "hi"
+    assert client.asked == [gguf, gguf] and llm.name == f"openai:{gguf}"
+    several = OpenAILLM("auto", client=_Served(["a", "b"]), max_retries=0)
+    with pytest.raises(ConfigError, match=r"serves 2: \['a', 'b'\]; set DUALMEM_MODEL"):
+        several.complete(request())

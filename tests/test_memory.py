@@ -76,6 +76,18 @@ def test_search_ranks_best_first(filled):
     assert ids(filled.search("tea", user_id="alice", session_id="s2")) == ["a3"]
 
 
+def test_search_results_carry_a_descending_ranking_score_beside_the_cosine(filled):
+    filled.add([{"content": f"Order ZX-{n}41 shipped to the office.", "id": f"o{n}"} for n in range(5)],
+               user_id="alice", session_id="s3")
+    for query in ("What kind of dog does Alice have?", "where did order ZX-341 go"):
+        hits = filled.search(query, user_id="alice")
+        relevance = [h.relevance for h in hits]
+        assert relevance == sorted(relevance, reverse=True) and None not in relevance
+        assert all(h.score is not None and -1 <= h.score <= 1 for h in hits)
+    # the exact identifier is promoted above the fusion: its relevance says so
+    assert hits[0].id == "o3" and hits[0].relevance > 1 > hits[1].relevance
+
+
 def test_answer_fast_mode(filled, llm):
     answer = filled.answer("What is the name of Alice's dog?", user_id="alice", k=2, mode="fast")
     assert isinstance(answer, Answer)
@@ -468,3 +480,10 @@ def test_retried_add_indexes_turns_whose_first_index_write_failed(tmp_path, monk
     assert result.skipped_duplicates == 1 and result.turns == []
     assert [m.id for m in memory.get_all(user_id="alice")] == ["t1"]
     assert len(memory.history(user_id="alice")) == 1
+
+
+@pytest.mark.parametrize(("text", "found"), [("NONE", False), ("none.", False), (" ", False), ("Rex", True)])
+def test_answer_reply_is_a_plain_sentence_for_the_none_sentinel(text, found):
+    answer = Answer(question="Dog?", text=text)
+    assert answer.found is found
+    assert answer.reply == (text if found else "Nothing in memory answers this question.")

@@ -27,7 +27,9 @@ StorageError Turn TurnQuery Usage
 """.split()
 # what code outside the core may import: the package itself and its documented test fake
 PUBLIC_MODULES = {"dualmem", "dualmem.testing"}
-SYNC_TWINS = ["add", "search", "answer", "history", "get", "get_all", "delete", "delete_all", "reindex"]
+SYNC_TWINS = [
+    "add", "search", "answer", "history", "get", "get_all", "delete", "delete_all", "forget", "reindex",
+]
 
 
 def test_dualmem_exports_are_pinned_and_sorted() -> None:

@@ -48,9 +48,10 @@ def chromium() -> str:
 
 
 def select_porto(request) -> str:
-    """System 2's line selection: the numbered lines that mention Porto."""
+    """System 2's line selection: the numbered line that says she moved to Porto (one session's,
+    so the answer is read from it and its neighbours at once)."""
     lines = re.findall(r"^(\d+)\. (.*)$", request.messages[-1]["content"], re.M)
-    return json.dumps({"lines": [int(n) for n, line in lines if "Porto" in line]})
+    return json.dumps({"lines": [int(n) for n, line in lines if "moved to Porto" in line]})
 
 
 @contextmanager

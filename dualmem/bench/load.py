@@ -107,6 +107,8 @@ def _worker(n: int, config: Config, users: int, ops: int, seconds: float, barrie
         race = [{"id": f"u0:race:{j}", "content": f"u0 said the same thing {j}"} for j in range(RACE_TURNS)]
         result.race_inserted = len(memory.add(race, user_id="u0", session_id="race").turns)
         result.written["u0"] = [t["id"] for t in race]
+        # a retry re-sends what was said: the same id with other content would be an overwrite
+        said = {t["id"]: t["content"] for t in race}
         i = 0
         while i < ops and time.perf_counter() - start < seconds:
             user = f"u{rng.randrange(users)}"
@@ -115,8 +117,9 @@ def _worker(n: int, config: Config, users: int, ops: int, seconds: float, barrie
             t = time.perf_counter()
             if op in ("add", "retry"):
                 turn_id = rng.choice(mine) if op == "retry" else f"{user}:w{n}:{i}"
+                content = said.setdefault(turn_id, f"{user} said thing {i} to w{n}")
                 added = memory.add(
-                    {"id": turn_id, "content": f"{user} said thing {i} to w{n}"},
+                    {"id": turn_id, "content": content},
                     user_id=user,
                     session_id=f"s{n % 2}",
                 )

@@ -33,16 +33,19 @@ class HistoryStore(Protocol):
 
     Contract: `append` is atomic (all turns or none) and idempotent by turn id within a
     partition (a retried add does not duplicate); `list` returns turns of exactly one
-    scope, in insertion order; nothing is ever deleted except by `delete`.
+    scope, in insertion order; nothing is ever deleted except by `delete`, and nothing
+    changed except by `append(..., replace=True)`.
 
     Optional: `partition_lock(partition)`, a context manager held while one partition's turns
     are extracted, that excludes other processes (SQLite: a file lock; PostgreSQL: an advisory
     lock). A store without it is serialised within its process only.
     """
 
-    def append(self, turns: list[Turn], *, pending: bool = False) -> list[Turn]:
+    def append(self, turns: list[Turn], *, pending: bool = False, replace: bool = False) -> list[Turn]:
         """Store turns in one transaction; returns the turns actually inserted. `pending`
-        marks them as waiting for extraction until `mark_extracted`."""
+        marks them as waiting for extraction until `mark_extracted`. `replace=True` overwrites
+        a turn of the same id in the partition (keeping its place in the order) instead of
+        skipping it, and returns every turn."""
         ...
 
     def list(self, query: TurnQuery) -> list[Turn]: ...
@@ -53,8 +56,8 @@ class HistoryStore(Protocol):
 
     def mark_extracted(self, turns: list[Turn]) -> None: ...
 
-    def delete(self, scope: Scope) -> int:
-        """Delete every turn matching the scope; returns how many."""
+    def delete(self, scope: Scope, turn_ids: list[str] | None = None) -> int:
+        """Delete every turn matching the scope (only those ids, when given); returns how many."""
         ...
 
     def scopes(self) -> list[Scope]:

@@ -54,6 +54,13 @@ _LOCK_KEY = 0x64756D656D  # "dumem": the advisory lock that serialises migration
 _COLUMNS = "seq, id, role, speaker, text, ts AS timestamp, user_id, agent_id, session_id, metadata"
 # Static statements: a filter that is NULL is off. The partition is always matched, so the
 # (partition, session_id, seq) index serves every query.
+# a replaced turn keeps its seq (its place in the history) and takes everything else
+_REPLACE = (
+    " ON CONFLICT (partition, id) DO UPDATE SET role = excluded.role, speaker = excluded.speaker,"
+    " text = excluded.text, ts = excluded.ts, user_id = excluded.user_id,"
+    " agent_id = excluded.agent_id, session_id = excluded.session_id,"
+    " metadata = excluded.metadata, pending = excluded.pending"
+)
 _SCOPE = (
     "partition = %(partition)s"
     " AND (%(user_id)s::text IS NULL OR user_id = %(user_id)s)"
@@ -127,7 +134,7 @@ class PostgresHistoryStore:
         with self._conn() as conn:
             return conn.execute("SELECT max(version) FROM dualmem_schema_version").fetchone()[0]
 
-    def append(self, turns: list[Turn], *, pending: bool = False) -> list[Turn]:
+    def append(self, turns: list[Turn], *, pending: bool = False, replace: bool = False) -> list[Turn]:
         if not turns:
             return []
         rows = [
@@ -144,7 +151,7 @@ class PostgresHistoryStore:
                 "INSERT INTO dualmem_turns (partition, id, role, speaker, text, ts, user_id,"
                 " agent_id, session_id, metadata, pending)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (partition, id) DO NOTHING RETURNING seq",
+                + (_REPLACE if replace else " ON CONFLICT (partition, id) DO NOTHING") + " RETURNING seq",
                 rows, returning=True,
             )
             seqs = [result.fetchone() for result in cur.results()]
@@ -191,9 +198,12 @@ class PostgresHistoryStore:
         finally:
             conn.close()  # ending the session releases its advisory locks
 
-    def delete(self, scope: Scope) -> int:
+    def delete(self, scope: Scope, turn_ids: list[str] | None = None) -> int:
+        where = _SCOPE if turn_ids is None else _SCOPE + " AND id = ANY(%(turn_ids)s)"
         with self._conn() as conn:
-            return conn.execute(f"DELETE FROM dualmem_turns WHERE {_SCOPE}", _scope_params(scope)).rowcount
+            return conn.execute(
+                f"DELETE FROM dualmem_turns WHERE {where}", {**_scope_params(scope), "turn_ids": turn_ids}
+            ).rowcount
 
     def scopes(self) -> list[Scope]:
         with self._conn() as conn:

@@ -39,6 +39,13 @@ CREATE INDEX IF NOT EXISTS turns_scope ON turns (partition, session_id, seq);
 # Files made before `pending` existed: their turns were indexed when added, hence DEFAULT 0.
 _MIGRATE = "ALTER TABLE turns ADD COLUMN pending INTEGER NOT NULL DEFAULT 0"
 _PENDING_INDEX = "CREATE INDEX IF NOT EXISTS turns_pending ON turns (seq) WHERE pending = 1"
+# a replaced turn keeps its seq (its place in the history) and takes everything else
+_REPLACE = (
+    " ON CONFLICT (partition, id) DO UPDATE SET role = excluded.role, speaker = excluded.speaker,"
+    " text = excluded.text, ts = excluded.ts, user_id = excluded.user_id,"
+    " agent_id = excluded.agent_id, session_id = excluded.session_id,"
+    " metadata = excluded.metadata, pending = excluded.pending"
+)
 _COLUMNS = "seq, id, role, speaker, text, ts, user_id, agent_id, session_id, metadata"
 
 
@@ -81,24 +88,26 @@ class SQLiteHistoryStore:
         except sqlite3.Error as e:
             raise StorageError(f"history database error at {self.path}: {e}") from e
 
-    def append(self, turns: list[Turn], *, pending: bool = False) -> list[Turn]:
+    def append(self, turns: list[Turn], *, pending: bool = False, replace: bool = False) -> list[Turn]:
         inserted: list[Turn] = []
+        conflict = _REPLACE if replace else " ON CONFLICT (partition, id) DO NOTHING"
         with self._conn() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for t in turns:
                     cur = conn.execute(
-                        "INSERT OR IGNORE INTO turns (partition, id, role, speaker, text, ts,"
+                        "INSERT INTO turns (partition, id, role, speaker, text, ts,"
                         " user_id, agent_id, session_id, metadata, pending)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" + conflict + " RETURNING seq",
                         (
                             t.scope.partition, t.id, t.role, t.speaker, t.text,
                             _utc(t.timestamp), t.user_id, t.agent_id, t.session_id,
                             json.dumps(t.metadata, ensure_ascii=False), int(pending),
                         ),
                     )
-                    if cur.rowcount:
-                        inserted.append(t.model_copy(update={"seq": cur.lastrowid}))
+                    row = cur.fetchone()
+                    if row:
+                        inserted.append(t.model_copy(update={"seq": row[0]}))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -160,8 +169,13 @@ class SQLiteHistoryStore:
             fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
             yield
 
-    def delete(self, scope: Scope) -> int:
+    def delete(self, scope: Scope, turn_ids: list[str] | None = None) -> int:
         sql, args = _where(scope)
+        if turn_ids is not None:
+            if not turn_ids:
+                return 0
+            sql += f" AND id IN ({','.join('?' * len(turn_ids))})"
+            args.extend(turn_ids)
         with self._conn() as conn:
             deleted = conn.execute(f"DELETE FROM turns WHERE {sql}", args).rowcount
             # the WAL still holds the old pages: fold it into the file and empty it (best

@@ -14,7 +14,8 @@ class MemoryIndex(Protocol):
     """Memories of one partition never mix with another's: each call names a scope.
 
     `search` returns at most k memories ranked best first, each with `score` set to its
-    cosine similarity to the query. Sync methods; callers run them off the event loop.
+    cosine similarity to the query and `relevance` to the score of the ranking (descending).
+    Sync methods; callers run them off the event loop.
     """
 
     def upsert(self, memories: list[Memory]) -> None: ...

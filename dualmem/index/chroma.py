@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import DualMemError, StorageError
 from ..text import human_date
 from ..types import Memory, Scope
-from .lexical import LexicalCache, promote, rrf
+from .lexical import LexicalCache, promote, rrf_scores
 
 __all__ = ["ChromaMemoryIndex"]
 
@@ -86,7 +86,9 @@ def _lexical_text(document: str, meta: dict[str, Any]) -> str:
     return f"{human_date(meta['event_date'])} {document}" if meta.get("event_date") else document
 
 
-def _from_chroma(id_: str, doc: str, meta: dict[str, Any], score: float | None = None) -> Memory:
+def _from_chroma(
+    id_: str, doc: str, meta: dict[str, Any], score: float | None = None, relevance: float | None = None
+) -> Memory:
     return Memory(
         id=id_,
         text=doc,
@@ -98,6 +100,7 @@ def _from_chroma(id_: str, doc: str, meta: dict[str, Any], score: float | None =
         updated_at=datetime.fromisoformat(meta["updated_at"]),
         event_date=meta.get("event_date"),
         score=score,
+        relevance=relevance,
         metadata=json.loads(meta.get("extra", "{}")),
     )
 
@@ -240,6 +243,7 @@ class ChromaMemoryIndex:
             return []
         cosine = {i: 1.0 - dist for i, dist in zip(dense, res["distances"][0], strict=True)}
         ranked = dense
+        relevance = cosine
         if self.hybrid:
             # an embedded index learns of other processes' writes by being reopened, so it skips
             # Chroma's count (O(memories): 3 ms at 30K) and checks the dense ids it just got
@@ -248,7 +252,10 @@ class ChromaMemoryIndex:
                 scope.partition, lambda: self._load_all(col), query, scope.contains, n,
                 count=count, seen=dense,
             )
-            ranked = promote(rrf([dense, lexical.ranked]), lexical.exact)
+            fused = rrf_scores([dense, lexical.ranked])
+            ranked = promote(sorted(fused, key=lambda i: -fused[i]), lexical.exact)
+            # the score the order follows: each rare identifier held outranks any fusion score (< 1)
+            relevance = {i: lexical.exact.get(i, 0) + fused[i] for i in ranked}
         top = ranked[:k]
         lexical_only = any(i not in cosine for i in top)
         got = col.get(ids=top, include=["documents", "metadatas", *(["embeddings"] if lexical_only else [])])
@@ -260,7 +267,7 @@ class ChromaMemoryIndex:
             if score is None:
                 score = float(np.dot(q_emb, np.asarray(got["embeddings"][n_], dtype=np.float32)))
             rows[i] = (d, m, score)
-        return [_from_chroma(i, *rows[i]) for i in top if i in rows]
+        return [_from_chroma(i, *rows[i], relevance=relevance[i]) for i in top if i in rows]
 
     def _load_all(self, col: Any) -> tuple[list[str], list[str], list[dict]]:
         ids, documents, metas = _paged(col, None, None)

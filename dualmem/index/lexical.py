@@ -294,11 +294,17 @@ class LexicalCache:
 
 def rrf(rankings: Sequence[Sequence[str]], k: int = 60) -> list[str]:
     """Reciprocal-rank fusion of several rankings of ids."""
+    score = rrf_scores(rankings, k)
+    return sorted(score, key=lambda i: -score[i])
+
+
+def rrf_scores(rankings: Sequence[Sequence[str]], k: int = 60) -> dict[str, float]:
+    """Each id's reciprocal-rank fusion score (the sum of 1 / (k + rank) over the rankings)."""
     score: dict[str, float] = {}
     for ranking in rankings:
         for rank, id_ in enumerate(ranking):
             score[id_] = score.get(id_, 0.0) + 1.0 / (k + rank + 1)
-    return sorted(score, key=lambda i: -score[i])
+    return score
 
 
 def promote(ranked: Sequence[str], exact: dict[str, int]) -> list[str]:

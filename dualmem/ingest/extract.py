@@ -113,9 +113,10 @@ def _now() -> datetime:
 
 
 def raw_memories(turns: list[Turn]) -> list[Memory]:
-    """`extract=False`: every turn is indexed as it is, dated by its timestamp. Text that reads
-    as an order to an assistant is indexed too (a user's data is never dropped): prompts quote
-    it datamarked (`prompts.spotlight`)."""
+    """`extract=False`: every turn is indexed as it is, dated by its timestamp, except turns
+    whose metadata says `"searchable": False` (a chat's own questions, say): they stay in the
+    history, out of the index. Text that reads as an order to an assistant is indexed too (a
+    user's data is never dropped): prompts quote it datamarked (`prompts.spotlight`)."""
     now = _now()
     return [
         Memory(
@@ -131,7 +132,7 @@ def raw_memories(turns: list[Turn]) -> list[Memory]:
             metadata={k: v for k, v in t.metadata.items() if isinstance(v, str | int | float)},
         )
         for t in turns
-        if t.text.strip()
+        if t.text.strip() and t.metadata.get("searchable") is not False
     ]
 
 

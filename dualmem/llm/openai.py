@@ -6,7 +6,7 @@ import logging
 import re
 from typing import Any
 
-from ..errors import LLMError
+from ..errors import ConfigError, LLMError
 from ..redact import install_log_filter, remember, scrub
 from ..types import TokenLogprob, Usage
 from .base import BaseLLM, ChatRequest, Completion
@@ -54,11 +54,31 @@ class OpenAILLM(BaseLLM):
             base_url=base_url, api_key=api_key or "sk-no-key", max_retries=0, timeout=timeout
         )
 
+    async def _served_model(self) -> str:
+        """`model="auto"`: the one model the server serves. llama.cpp's server names it by its
+        GGUF path (`/v1/models`), which nobody types; a server with several must be told."""
+        if self.model != "auto":
+            return self.model
+        import openai
+
+        try:
+            served = [m.id async for m in self.client.models.list()]
+        except openai.APIError as e:
+            message = f"{self.name}: cannot list the served models: {self._safe(e)}"
+            raise LLMError(message, retryable=True) from None
+        if len(served) != 1:
+            raise ConfigError(
+                f"model='auto' picks the server's only model, but it serves {len(served)}: "
+                f"{served[:10]}; set DUALMEM_MODEL (or model=) to one of them"
+            )
+        self.model, self.name = served[0], f"openai:{served[0]}"
+        return self.model
+
     async def _acomplete(self, request: ChatRequest) -> Completion:
         import openai
 
         kwargs: dict[str, Any] = dict(
-            model=self.model, messages=request.messages, max_tokens=request.max_tokens,
+            model=await self._served_model(), messages=request.messages, max_tokens=request.max_tokens,
             temperature=request.temperature,
         )
         if request.seed is not None:

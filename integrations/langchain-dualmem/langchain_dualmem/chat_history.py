@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
+import re
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from dualmem import DualMemory, ScopedMemory, Turn
 from langchain_core.chat_history import BaseChatMessageHistory
-from langchain_core.messages import AIMessage, BaseMessage, ChatMessage, HumanMessage, SystemMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    ChatMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    message_to_dict,
+    messages_from_dict,
+)
 
 __all__ = ["DualMemChatMessageHistory"]
 
@@ -25,11 +35,19 @@ _MESSAGE_OF_ROLE: dict[str, type[BaseMessage]] = {
 }
 
 
-_MESSAGE_ID = "message_id"  # the turn metadata key holding the LangChain message id
+# turn metadata key holding a message that is more than its text (tool calls, tool results)
+_MESSAGE_KEY = "langchain_message"
+
+
+# turn metadata key holding the id a message was added with (the turn id is derived from it)
+_MESSAGE_ID = "message_id"
 
 
 def turn_to_message(turn: Turn) -> BaseMessage:
-    """A stored turn as a LangChain message, with the id the message was added with."""
+    """A stored turn as a LangChain message, with the id it was added with."""
+    saved = turn.metadata.get(_MESSAGE_KEY)
+    if isinstance(saved, dict):  # tool traffic, stored whole: back exactly as it was
+        return messages_from_dict([saved])[0]
     cls = _MESSAGE_OF_ROLE.get(turn.role)
     message_id = turn.metadata.get(_MESSAGE_ID, turn.id)
     if cls is None:
@@ -37,27 +55,53 @@ def turn_to_message(turn: Turn) -> BaseMessage:
     return cls(content=turn.text, name=turn.speaker, id=message_id)
 
 
-def message_to_turn(message: BaseMessage, session_id: str) -> dict[str, Any] | None:
-    """A message as a dualmem message dict, or None when it has no text (e.g. a bare tool call).
+def turn_id(session_id: str, message_id: str, occurrence: int = 0) -> str:
+    """The turn id of a message: turn ids are unique per user, but a client may reuse a message
+    id in another session, or give several messages of one batch the same id. Re-adding a
+    message (same session, id and place among its namesakes) finds the same turn."""
+    key = json.dumps([session_id, message_id, occurrence], ensure_ascii=False)
+    return "lc-" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
-    Turn ids are unique per user, but a client may reuse a message id in another session,
-    or give two different messages one id: the turn id is derived from the session, the
-    message id and the content, so each of those is stored, while re-adding the same message
-    to the same session is a no-op. A message without an id gets one (kept in the metadata).
+
+def only_questions(text: str) -> bool:
+    """Whether every sentence of the text is a question: it asks, and states no fact."""
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
+    return bool(sentences) and all(s.endswith("?") for s in sentences)
+
+
+def _is_tool_traffic(message: BaseMessage) -> bool:
+    return isinstance(message, ToolMessage) or (isinstance(message, AIMessage) and bool(message.tool_calls))
+
+
+def message_to_turn(message: BaseMessage, *, tools: bool = False) -> dict[str, Any] | None:
+    """A message as a dualmem message dict, or None when there is nothing to store.
+
+    `tools=False` drops tool results and keeps only the words of a tool-calling AI message
+    (a model API refuses a tool result whose call is missing, and a recall tool's output must
+    not come back as new memories). `tools=True` stores tool traffic whole, so that
+    `turn_to_message` gives back the exact message (tool_call_id, tool_calls) for the API.
     """
     text = message.text
+    metadata: dict[str, Any] = {}
+    if _is_tool_traffic(message):
+        if tools:
+            metadata[_MESSAGE_KEY] = message_to_dict(message)
+            calls = message.tool_calls if isinstance(message, AIMessage) else []
+            described = (f"[called tool {c['name']}({json.dumps(c['args'])})]" for c in calls)
+            text = text.strip() or " ".join(described)
+        elif isinstance(message, ToolMessage):
+            return None
     if not text.strip():
         return None
     role = message.role if isinstance(message, ChatMessage) else _ROLE_OF_TYPE.get(message.type)
-    role = role or message.type
-    message_id = message.id or str(uuid.uuid4())
-    key = json.dumps([session_id, message_id, role, message.name, text], ensure_ascii=False)
-    turn: dict[str, Any] = {
-        "id": "lc-" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32],
-        "role": role, "content": text, "metadata": {_MESSAGE_ID: message_id},
-    }
+    turn: dict[str, Any] = {"role": role or message.type, "content": text, "metadata": metadata}
     if message.name:
         turn["speaker"] = message.name
+    if message.id:  # re-adding the same message is then a no-op (ids are unique per user)
+        turn["id"] = metadata[_MESSAGE_ID] = message.id
+    if isinstance(message, HumanMessage) and only_questions(text):
+        # kept in the history, not searchable: it states no fact, and would outrank the fact
+        metadata["searchable"] = False
     return turn
 
 
@@ -70,6 +114,12 @@ class DualMemChatMessageHistory(BaseChatMessageHistory):
     each reply must not wait seconds for extraction, so it runs in dualmem's background
     worker (`background=False` waits for it; `memory.flush()` waits later).
     `clear()` forgets this session only; the user's other sessions stay.
+    A user message made only of questions is stored but not searchable (it states no fact and
+    would outrank the fact it asks about); `HumanMessage(name="Maya")` stores it as said by
+    Maya, so that questions naming her find it.
+    Tool traffic is left out by default: tool results are dropped and a tool-calling AI
+    message keeps only its words, so `messages` never holds a tool result without its call
+    (which a chat model API refuses). `tool_messages=True` keeps both, whole and exact.
 
     ```python
     from langchain_dualmem import DualMemChatMessageHistory
@@ -89,11 +139,13 @@ class DualMemChatMessageHistory(BaseChatMessageHistory):
         agent_id: str | None = None,
         extract: bool | None = None,
         background: bool = True,
+        tool_messages: bool = False,
     ) -> None:
         self.memory = memory
         self.user_id, self.agent_id, self.session_id = user_id, agent_id, session_id
         self.extract = extract
         self.background = background
+        self.tool_messages = tool_messages
         self.scoped_memory  # noqa: B018 - bad ids fail here, not on first use
 
     @property
@@ -108,7 +160,16 @@ class DualMemChatMessageHistory(BaseChatMessageHistory):
         return [turn_to_message(t) for t in await self.scoped_memory.ahistory()]
 
     def _turns(self, messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
-        return [t for m in messages if (t := message_to_turn(m, self.session_id)) is not None]
+        turns, seen = [], Counter[str]()
+        for m in messages:
+            turn = message_to_turn(m, tools=self.tool_messages)
+            if turn is None:
+                continue
+            if m.id:  # unique per session and place, not per user (see `turn_id`)
+                turn["id"] = turn_id(self.session_id, m.id, seen[m.id])
+                seen[m.id] += 1
+            turns.append(turn)
+        return turns
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         turns = self._turns(messages)

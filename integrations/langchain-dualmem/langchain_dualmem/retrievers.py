@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Self
+
 from dualmem import Memory
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
@@ -9,7 +11,7 @@ from langchain_core.callbacks import (
 )
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ._scope import Scoped
 
@@ -17,14 +19,18 @@ __all__ = ["DualMemRetriever", "memory_to_document"]
 
 
 def memory_to_document(memory: Memory) -> Document:
-    """One memory as a `Document`: its text, plus id, score, provenance and scope as metadata."""
+    """One memory as a `Document`: its text, plus id, scores, provenance and scope as metadata.
+
+    `score` is the ranking score the results are ordered by (descending); `cosine` is the
+    embedding similarity to the query, which a keyword match may outrank."""
     return Document(
         id=memory.id,
         page_content=memory.text,
         metadata={
             **memory.metadata,
             "id": memory.id,
-            "score": memory.score,
+            "score": memory.relevance,  # the ranking score: documents come best first
+            "cosine": memory.score,
             "source_turn_ids": list(memory.source_turn_ids),
             "event_date": memory.event_date,
             "created_at": memory.created_at.isoformat(),
@@ -54,6 +60,24 @@ class DualMemRetriever(Scoped, BaseRetriever):
     """
 
     k: int = Field(default=10, ge=1)
+    search_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="the vector-store convention: {'k': n} sets k"
+    )
+
+    @model_validator(mode="after")
+    def _check_search_kwargs(self) -> Self:
+        unknown = set(self.search_kwargs) - {"k"}
+        if unknown:
+            raise ValueError(
+                f"DualMemRetriever does not know search_kwargs {sorted(unknown)}: only 'k' "
+                "(the scope is user_id/agent_id/session_id; the search is always hybrid)"
+            )
+        if "k" in self.search_kwargs:
+            k = self.search_kwargs["k"]
+            if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+                raise ValueError(f"search_kwargs['k'] must be a positive integer, got {k!r}")
+            self.k = k
+        return self
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None

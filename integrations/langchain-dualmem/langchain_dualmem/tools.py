@@ -45,7 +45,7 @@ def format_answer(answer: Answer) -> str:
     A kept fast answer (gate passed, or fast mode) needs no explanation; an escalated one
     does, and so does a degraded one (e.g. escalated, deliberation failed, fast answer kept).
     """
-    lines = [f"Answer: {answer.text}", f"Path: {answer.path}" + (" (degraded)" if answer.degraded else "")]
+    lines = [f"Answer: {answer.reply}", f"Path: {answer.path}" + (" (degraded)" if answer.degraded else "")]
     if (answer.path == "deliberate" or answer.degraded) and answer.reason:
         lines.append(f"Reason: {answer.reason}")
     return "\n".join(lines)
@@ -90,11 +90,24 @@ class DualMemRecallTool(Scoped, BaseTool):
         return self._result(answer)
 
 
+NOTHING_SAVED = (
+    "Nothing was saved to memory: the text reads as an instruction to the assistant or holds no "
+    "lasting fact, and memory keeps only facts (instructions are kept out as a defence against "
+    "prompt injection). The text is in the conversation history. To keep a preference, state it "
+    "as a fact, e.g. 'The user prefers replies in French.'"
+)
+
+
 def format_added(result: AddResult) -> str:
+    """What the agent is told about a save: what was stored, and when nothing was, why."""
     if result.error:
         return f"Saved the text, but fact extraction failed ({result.error}); it is kept in history."
     if not result.turns:
         return "Already remembered."
+    if result.pending:
+        return "Saved; its facts are being extracted in the background."
+    if not result.added and not result.updated:
+        return NOTHING_SAVED
     return f"Remembered ({len(result.added)} new, {len(result.updated)} updated memories)."
 
 

@@ -54,3 +54,37 @@ async def test_condense_plus_context_async(alice: DualMemory) -> None:
     reply = await engine.achat("What does my sister do?")
     assert "user: My sister Jane is a nurse." in [n.node.text for n in reply.source_nodes]
     assert len(await memory.aget_all()) == 2
+
+
+def _coverage(store: DualMemory, question: str) -> float:
+    answer = store.answer(question, user_id="maya", deliberate=False)
+    return next(s.score for s in answer.gate.signals if s.name == "coverage")
+
+
+def test_what_a_chat_stores_for_search_measured(tmp_path) -> None:
+    """The decision for chats on a raw-turn index (extract=False), measured retrieval-only with a
+    scripted reader: the user's own questions are kept but not searchable, and with `user_name`
+    user messages are stored as said by the user, so questions naming them are covered."""
+    from dualmem.testing import ScriptedLLM
+    from llama_index.core.base.llms.types import ChatMessage
+
+    said = [ChatMessage(role="user", content="I adopted a beagle. My dog's name is Rex."),
+            ChatMessage(role="assistant", content="Lovely! How old is he?")]
+    asked = ChatMessage(role="user", content="What's my dog's name?")
+    results = {}
+    for setting, user_name in [("before", None), ("after", "Maya")]:
+        llm = ScriptedLLM(by_task={"answer": "Rex"})
+        store = DualMemory(path=tmp_path / setting, llm=llm, extract=False)
+        monday = DualMemMemory.from_memory(store, user_id="maya", session_id="mon", user_name=user_name)
+        monday.put_messages(said)
+        if setting == "before":  # what the integration stored until now: the question, searchable
+            store.add({"role": "user", "content": asked.content}, user_id="maya", session_id="tue")
+        else:
+            DualMemMemory.from_memory(store, user_id="maya", session_id="tue", user_name=user_name).put(asked)
+        top = store.search("What's my dog's name?", user_id="maya", k=1)[0].text
+        results[setting] = (top, _coverage(store, "What is Maya's dog called?"))
+        store.close()
+    assert results["before"][0] == "user: What's my dog's name?"  # the question outranked the fact
+    assert results["after"][0] == "Maya: I adopted a beagle. My dog's name is Rex."
+    # "Maya" is now in the evidence: coverage 0.37 -> 0.72, across the gate's 0.5 threshold
+    assert results["before"][1] < 0.5 <= results["after"][1]

@@ -6,7 +6,14 @@ import pytest
 from dualmem import DualMemory
 from dualmem.testing import ScriptedLLM
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
-from langchain_core.messages import AIMessage, BaseMessage, ChatMessage, HumanMessage, SystemMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    ChatMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables import RunnableLambda
 from langchain_core.runnables.history import RunnableWithMessageHistory
@@ -66,6 +73,39 @@ def test_two_messages_with_one_id_in_a_batch_are_both_stored(memory: DualMemory)
     history.add_messages([HumanMessage("First.", id="dup"), AIMessage("Second.", id="dup"),
                           HumanMessage("Third.", id="dup")])
     assert _pairs(history.messages) == [("human", "First."), ("ai", "Second."), ("human", "Third.")]
+
+
+TOOL_EXCHANGE = [
+    HumanMessage("Where do I live?", id="h1"),
+    AIMessage("Let me check.", id="a1", tool_calls=[
+        {"name": "recall_memory", "args": {"question": "home?"}, "id": "c1", "type": "tool_call"}]),
+    ToolMessage("Answer: Lisbon", tool_call_id="c1", name="recall_memory", id="t1"),
+    AIMessage("You live in Lisbon.", id="a2"),
+]
+
+
+def test_tool_traffic_is_left_out_by_default_so_no_tool_result_is_orphaned(memory: DualMemory) -> None:
+    history = DualMemChatMessageHistory(memory, user_id="alice", session_id="s1")
+    history.add_messages(TOOL_EXCHANGE)
+    messages = history.messages
+    assert _pairs(messages) == [
+        ("human", "Where do I live?"), ("ai", "Let me check."), ("ai", "You live in Lisbon.")]
+    assert not any(isinstance(m, ToolMessage) for m in messages) and not messages[1].tool_calls
+    assert "Answer: Lisbon" not in [t.text for t in memory.history(user_id="alice")]  # not a new memory
+
+
+def test_tool_traffic_round_trips_exactly_when_kept(memory: DualMemory) -> None:
+    history = DualMemChatMessageHistory(memory, user_id="alice", session_id="s1", tool_messages=True)
+    history.add_messages(TOOL_EXCHANGE)
+    history.add_messages([AIMessage("", id="a3", tool_calls=[
+        {"name": "remember", "args": {"text": "x"}, "id": "c2", "type": "tool_call"}])])
+    messages = history.messages
+    assert messages[:4] == TOOL_EXCHANGE
+    assert isinstance(messages[2], ToolMessage) and messages[2].tool_call_id == "c1"
+    assert messages[4].tool_calls[0]["id"] == "c2"
+    # what a chat model API is sent: every tool result follows the call that asked for it
+    calls = {c["id"] for m in messages if isinstance(m, AIMessage) for c in m.tool_calls}
+    assert all(m.tool_call_id in calls for m in messages if isinstance(m, ToolMessage))
 
 
 def test_added_messages_are_searchable_in_later_sessions(memory: DualMemory) -> None:

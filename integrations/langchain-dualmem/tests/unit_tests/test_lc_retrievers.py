@@ -72,3 +72,25 @@ def test_scope_is_checked_at_construction(memory: DualMemory) -> None:
         DualMemRetriever(memory=memory)
     with pytest.raises(ValueError, match="not a valid id"):
         DualMemRetriever(memory=memory, user_id="  ")
+
+
+def test_search_kwargs_k_is_honoured_and_unknown_keys_refused(memory: DualMemory) -> None:
+    memory.add([f"Fact number {i} about my garden." for i in range(12)], user_id="alice")
+    two = DualMemRetriever(memory=memory, user_id="alice", search_kwargs={"k": 2})
+    assert len(two.invoke("garden")) == 2
+    assert len(DualMemRetriever(memory=memory, user_id="alice").invoke("garden")) == 10
+    with pytest.raises(ValueError, match="only 'k'"):
+        DualMemRetriever(memory=memory, user_id="alice", search_kwargs={"k": 2, "score_threshold": 0.5})
+    with pytest.raises(ValueError, match="positive integer"):
+        DualMemRetriever(memory=memory, user_id="alice", search_kwargs={"k": 0})
+
+
+def test_scores_descend_with_the_cosine_under_its_own_name(memory: DualMemory) -> None:
+    memory.add(["My bib number is 4417.", "I ran the Lisbon marathon in 2023.", "Marathons are long.",
+                "I like running in the rain."], user_id="alice")
+    retriever = DualMemRetriever(memory=memory, user_id="alice")
+    docs = retriever.invoke("what was my bib number 4417 in the marathon")
+    scores = [d.metadata["score"] for d in docs]
+    assert scores == sorted(scores, reverse=True)
+    assert all(isinstance(d.metadata["cosine"], float) for d in docs)
+    assert docs[0].page_content.endswith("4417.")

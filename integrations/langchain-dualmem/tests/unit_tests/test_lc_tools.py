@@ -92,7 +92,8 @@ def test_gated_recall_reports_a_degraded_answer(tmp_path: Path) -> None:
     memory = _gated_memory(tmp_path, {"answer": [ScriptedReply("NONE", confidence=0.99)]})
     tool = create_recall_tool(memory, user_id="alice")
     content = tool.invoke({"question": "Where does Alice live?"})
-    assert content.startswith("Answer: NONE\nPath: fast (degraded)\nReason: escalated: ")
+    assert content.startswith(
+        "Answer: Nothing in memory answers this question.\nPath: fast (degraded)\nReason: escalated: ")
     assert "deliberation failed" in content
     memory.close()
 
@@ -163,4 +164,21 @@ async def test_remember_async_and_extraction_error_is_reported(tmp_path: Path) -
     result = await tool.ainvoke({"text": "Alice is allergic to peanuts."})
     assert result.startswith("Saved the text, but fact extraction failed")
     assert [t.text for t in await memory.ahistory(user_id="alice")] == ["Alice is allergic to peanuts."]
+    memory.close()
+
+
+def test_remember_says_when_nothing_was_saved_and_why(memory: DualMemory) -> None:
+    tool = create_remember_tool(memory, user_id="alice", session_id="s1")
+    reply = tool.invoke({"text": "Always reply in French, please."})
+    assert reply.startswith("Nothing was saved to memory") and "instruction" in reply
+    assert memory.get_all(user_id="alice") == []  # really nothing indexed
+    assert [t.text for t in memory.history(user_id="alice")] == ["Always reply in French, please."]
+    assert tool.invoke({"text": "The user prefers replies in French."}).startswith("Remembered (1 new")
+
+
+def test_recall_gives_a_plain_sentence_instead_of_the_none_sentinel(tmp_path: Path) -> None:
+    memory = DualMemory(path=tmp_path, llm=ScriptedLLM(by_task={"answer": "NONE"}), extract=False)
+    memory.add("I like tea.", user_id="alice")
+    reply = create_recall_tool(memory, user_id="alice", mode="fast").invoke({"question": "Dog's name?"})
+    assert reply.startswith("Answer: Nothing in memory answers this question.") and "NONE" not in reply
     memory.close()

@@ -7,7 +7,7 @@ implementation and the sync API also works inside a running event loop.
 
 from __future__ import annotations
 
-import uuid
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +29,46 @@ from .utils import (
 __all__ = ["DualMemBlock", "DualMemFields", "DualMemMemory"]
 
 CONTEXT_HEADER = "Long-term memory about this user, from earlier conversations:"
+#: the session of a `DualMemMemory` given none: pass `session_id` to keep conversations apart
+DEFAULT_SESSION = "chat"
+
+
+# every DualMemory these classes were given, by data directory: what a deserialised object
+# (e.g. an agent's memory restored from a saved workflow Context) is bound to again
+_OPEN: weakref.WeakValueDictionary[str, DualMemory] = weakref.WeakValueDictionary()
 
 
 class DualMemFields(BaseModel):
-    """The `DualMemory` and the scope every class of this package works in."""
+    """The `DualMemory` and the scope every class of this package works in.
+
+    Serialisable by reference: a dump holds `data_dir` and the scope, not the store, and
+    loading it binds to the `DualMemory` of that directory already open in this process, or
+    opens one there (configured from the environment, as `DualMemory(path=...)` is).
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     memory: DualMemory = Field(exclude=True, description="The dualmem store.")
+    data_dir: str | None = Field(default=None, description="The store's data directory (its reference).")
     user_id: str | None = Field(default=None, description="Whose memories (the hard partition).")
     agent_id: str | None = Field(default=None, description="Which agent's memories.")
     session_id: str | None = Field(default=None, description="Narrows to one conversation.")
     k: int | None = Field(default=None, ge=1, description="Memories to retrieve (None: config.top_k).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bind(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        memory, data_dir = data.get("memory"), data.get("data_dir")
+        if isinstance(memory, DualMemory):
+            data_dir = str(memory.config.data_dir)
+            _OPEN.setdefault(data_dir, memory)
+            return {**data, "data_dir": data_dir}
+        if memory is None and data_dir:
+            memory = _OPEN.get(data_dir) or _OPEN.setdefault(data_dir, DualMemory(path=data_dir))
+            return {**data, "memory": memory}
+        return data
 
     @model_validator(mode="after")
     def _check_scope(self) -> DualMemFields:
@@ -62,13 +90,19 @@ class _ChatFields(DualMemFields):
         default=False,
         description="Also store tool calls and results (they are then indexed as memories too).",
     )
+    user_name: str | None = Field(
+        default=None,
+        description="The user's name: their messages are stored as said by it, so that a question "
+        "naming the user finds them.",
+    )
 
 
 class DualMemMemory(_ChatFields, BaseMemory):
     """Chat memory for chat engines and agents, backed by dualmem.
 
     Every message put is stored in dualmem's lossless history (and indexed as memories) under
-    `user_id`/`agent_id` and this chat's `session_id`. `get` returns the session's last
+    `user_id`/`agent_id` and this chat's `session_id` ("chat" unless given, so that a memory
+    rebuilt for each request continues the same conversation). `get` returns the session's last
     `recent_messages` messages and, first, a system message with what dualmem recalls for the
     input (or, without input, for the latest user message) from *all* the user's sessions:
     the relevant memories (`context="memories"`) or dualmem's answer (`context="answer"`).
@@ -87,9 +121,8 @@ class DualMemMemory(_ChatFields, BaseMemory):
     ```
     """
 
-    session_id: str | None = Field(
-        default_factory=lambda: str(uuid.uuid4()), description="This conversation (a new one by default)."
-    )
+    # deterministic, so that a memory rebuilt for each request continues the same chat
+    session_id: str | None = Field(default=DEFAULT_SESSION, description="This conversation.")
     recent_messages: int = Field(default=20, ge=0, description="Session messages `get` returns.")
     background: bool = Field(
         default=True, description="Extract in dualmem's background worker; a put only stores."
@@ -134,7 +167,7 @@ class DualMemMemory(_ChatFields, BaseMemory):
 
     async def aput_messages(self, messages: list[ChatMessage]) -> None:
         # one add per batch: dualmem extracts from the batch together, with the recent turns
-        converted = to_dualmem_messages(messages, tools=self.tool_messages)
+        converted = to_dualmem_messages(messages, tools=self.tool_messages, user_name=self.user_name)
         if converted:
             await self.scoped_memory.aadd(converted, background=self.background)
 
@@ -190,7 +223,7 @@ class DualMemBlock(_ChatFields, BaseMemoryBlock[str]):
         return await arecall(self.scoped_memory, query, context=self.context, k=self.k, mode=self.mode)
 
     async def _aput(self, messages: list[ChatMessage]) -> None:
-        converted = to_dualmem_messages(messages, tools=self.tool_messages)
+        converted = to_dualmem_messages(messages, tools=self.tool_messages, user_name=self.user_name)
         if not converted:
             return
         # `Memory` stamps its session on the messages it flushes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ __all__ = [
     "fact_node",
     "last_user_text",
     "memory_node",
+    "only_questions",
     "recent_chat",
     "to_chat_message",
     "to_dualmem_messages",
@@ -68,7 +70,15 @@ def _is_tool_traffic(message: ChatMessage) -> bool:
     )
 
 
-def to_dualmem_messages(messages: Sequence[ChatMessage], *, tools: bool) -> list[dict[str, Any]]:
+def only_questions(text: str) -> bool:
+    """Whether every sentence of the text is a question: it asks, and states no fact."""
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
+    return bool(sentences) and all(s.endswith("?") for s in sentences)
+
+
+def to_dualmem_messages(
+    messages: Sequence[ChatMessage], *, tools: bool, user_name: str | None = None
+) -> list[dict[str, Any]]:
     """ChatMessages -> dualmem message dicts; messages with nothing to store are skipped.
 
     `tools=False` drops tool results and keeps only the words of an assistant's tool-calling
@@ -76,6 +86,11 @@ def to_dualmem_messages(messages: Sequence[ChatMessage], *, tools: bool) -> list
     With `tools=True`, messages that carry more than text keep their full serialised form in
     the turn's metadata, so `to_chat_message` gives them back as they were (a chat model
     rejects a tool result whose call is missing).
+
+    What a chat stores for search: a user message made only of questions is kept in the
+    history but not searchable (it states no fact, and would outrank the fact it asks about);
+    with `user_name`, user messages are stored as said by that name, so a question naming the
+    user ("What is Maya's dog called?") finds them.
     """
     out = []
     for message in messages:
@@ -89,8 +104,14 @@ def to_dualmem_messages(messages: Sequence[ChatMessage], *, tools: bool) -> list
             text = _describe(message)
         if not text.strip():
             continue
-        metadata = {_MESSAGE_KEY: message.model_dump(mode="json")} if whole else {}
-        out.append({"role": _ROLES.get(message.role, "user"), "content": text, "metadata": metadata})
+        metadata: dict[str, Any] = {_MESSAGE_KEY: message.model_dump(mode="json")} if whole else {}
+        turn = {"role": _ROLES.get(message.role, "user"), "content": text, "metadata": metadata}
+        if message.role == MessageRole.USER:
+            if only_questions(text):
+                metadata["searchable"] = False
+            if user_name:
+                turn["speaker"] = user_name
+        out.append(turn)
     return out
 
 
@@ -142,6 +163,8 @@ async def arecall(
         try:
             answer = await memory.aanswer(query, k=k, mode=mode)
         except ScopeError:  # nothing stored for this scope yet (ids were checked on construction)
+            return ""
+        if not answer.found:
             return ""
         return f"Question: {query}\nAnswer from memory: {answer.text}"
     k = k or memory.memory.config.top_k
