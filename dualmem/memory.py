@@ -587,11 +587,18 @@ async def _held(history: HistoryStore, partition: str) -> AsyncIterator[None]:
         yield
         return
     lock = make(partition)
-    await asyncio.to_thread(lock.__enter__)
+    acquiring = asyncio.ensure_future(asyncio.to_thread(lock.__enter__))
+    try:
+        await asyncio.shield(acquiring)
+    except asyncio.CancelledError:
+        # the thread may still get the lock after this task is gone: release it then, or the
+        # partition stays locked for good (a leaked flock blocked every later extraction)
+        acquiring.add_done_callback(lambda done: done.exception() is None and lock.__exit__(None, None, None))
+        raise
     try:
         yield
     finally:
-        await asyncio.to_thread(lock.__exit__, None, None, None)
+        lock.__exit__(None, None, None)  # closing a file or a connection: quick, and never skipped
 
 
 def _content(turn: Turn) -> tuple[Any, ...]:
