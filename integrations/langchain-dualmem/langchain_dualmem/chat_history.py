@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -165,9 +166,12 @@ class DualMemChatMessageHistory(BaseChatMessageHistory):
             turn = message_to_turn(m, tools=self.tool_messages)
             if turn is None:
                 continue
-            if m.id:  # unique per session and place, not per user (see `turn_id`)
-                turn["id"] = turn_id(self.session_id, m.id, seen[m.id])
-                seen[m.id] += 1
+            # unique per session and place, not per user (see `turn_id`); a message without
+            # an id gets one, which `messages` gives back, so re-adding it is a no-op
+            message_id = m.id or str(uuid.uuid4())
+            turn["id"] = turn_id(self.session_id, message_id, seen[message_id])
+            turn["metadata"][_MESSAGE_ID] = message_id
+            seen[message_id] += 1
             turns.append(turn)
         return turns
 

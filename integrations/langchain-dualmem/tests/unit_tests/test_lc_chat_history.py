@@ -45,7 +45,7 @@ def test_round_trip_keeps_order_roles_and_names(memory: DualMemory) -> None:
     turns = memory.history(user_id="alice", session_id="s1")
     roles = [(t.role, t.speaker) for t in turns]
     assert roles[:3] == [("system", None), ("user", "Alice"), ("assistant", None)]
-    assert [m.id for m in messages] == [t.metadata["message_id"] for t in turns]
+    assert [m.id for m in messages] == [t.metadata.get("message_id", t.id) for t in turns]
     history.add_messages(messages)  # re-adding what was read back stores nothing twice
     assert len(memory.history(user_id="alice", session_id="s1")) == 5
 
