@@ -1,7 +1,8 @@
 """Pick the history store and memory index a config names.
 
 - history: None or `sqlite:///path` -> SQLite (default: `data_dir/history.sqlite3`);
-  `postgresql://user:pw@host:5432/db` (or `postgres://`) -> PostgreSQL.
+  `postgresql://user:pw@host:5432/db` (or `postgres://`, or a libpq `host=... dbname=...`
+  DSN) -> PostgreSQL.
 - index: None -> embedded Chroma in `data_dir/chroma`, behind a lock file so that several
   processes can share it (one index call at a time); `http(s)://host:port` -> a Chroma
   server, optionally `?tenant=..&database=..`. A token (env `DUALMEM_CHROMA_TOKEN`, else the
@@ -11,8 +12,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import re
+import shutil
+import sqlite3
+import struct
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,19 +27,22 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from .config import Config, redact_url
+from .config import Config
 from .errors import ConfigError, StorageError
 from .history.base import HistoryStore, TurnQuery
 from .index.base import MemoryIndex
+from .redact import redact_url, scrub, secrets_in
 from .types import Memory, Scope
 
 __all__ = [
     "ProcessLockedIndex", "chroma_http_client", "copy_history", "make_history", "make_index",
+    "vacuum_chroma",
 ]
 
 T = TypeVar("T")
 
 _INDEX_OPTIONS = {"tenant", "database", "token_header"}
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def make_history(config: Config) -> HistoryStore:
@@ -43,13 +52,13 @@ def make_history(config: Config) -> HistoryStore:
 
         path = url.removeprefix("sqlite:///").removeprefix("sqlite:") if url else None
         return SQLiteHistoryStore(path or config.data_dir / "history.sqlite3")
-    if url.startswith(("postgresql://", "postgres://")):
+    if url.startswith(("postgresql://", "postgres://")) or ("://" not in url and "=" in url):
         try:
             from .history.postgres import PostgresHistoryStore
         except ImportError as e:
             raise ConfigError(
                 f"history_url=postgresql://... needs psycopg 3 ({e}): pip install 'dualmem[postgres]'"
-            ) from e
+            ) from e  # a libpq URL or a key=value DSN
         return PostgresHistoryStore(url)
     raise ConfigError(
         f"unsupported history_url {redact_url(url)!r}: use sqlite:///path/to/file or "
@@ -83,6 +92,7 @@ def make_index(config: Config) -> MemoryIndex:
         return ProcessLockedIndex(
             lambda: ChromaMemoryIndex(config.data_dir / "chroma", embedding_function=embedding),
             config.data_dir / "chroma.lock",
+            vacuum=lambda: vacuum_chroma(config.data_dir / "chroma"),
         )
     return ChromaMemoryIndex(client=chroma_http_client(url), embedding_function=embedding)
 
@@ -117,10 +127,12 @@ def chroma_http_client(url: str) -> Any:
             settings=Settings(anonymized_telemetry=False),
         )
     except Exception as e:  # connection refused, auth failure, unknown tenant/database
+        reason = scrub(str(e), *secrets_in(url), token or "")
         raise StorageError(
-            f"cannot reach the Chroma server at {redact_url(url)}: {e}. Check that it is running "
-            "(chroma run --host ... --port ...) and the tenant, database and token are right."
-        ) from e
+            f"cannot reach the Chroma server at {redact_url(url)}: {reason}. "
+            "Check that it is running (chroma run --host ... --port ...) and the tenant, database "
+            "and token are right."
+        ) from None
 
 
 class ProcessLockedIndex:
@@ -138,10 +150,14 @@ class ProcessLockedIndex:
     as one or the other; the wrapped index itself is `inner`.
     """
 
-    def __init__(self, open_index: Callable[[], MemoryIndex], lock_path: str | Path) -> None:
+    def __init__(
+        self, open_index: Callable[[], MemoryIndex], lock_path: str | Path,
+        *, vacuum: Callable[[], None] | None = None,
+    ) -> None:
         lock_path = Path(lock_path)
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         self._open = open_index
+        self._vacuum = vacuum
         self._file = lock_path.open("a+")
         self._thread_lock = threading.Lock()  # flock does not exclude threads sharing the file
         with self._locked():
@@ -180,6 +196,23 @@ class ProcessLockedIndex:
     def list(self, scope: Scope, limit: int | None = None) -> list[Memory]:
         return self._call(False, lambda index: index.list(scope, limit))
 
+    def purge(self, scope: Scope) -> None:
+        """Erase deleted records of a partition from the index files: rebuild its collection
+        (`ChromaMemoryIndex.compact`), then rewrite the file (`vacuum_chroma`), with every
+        other process kept out."""
+        if self._vacuum is None:
+            return
+        with self._locked():
+            compact = getattr(self.inner, "compact", None)
+            if compact is not None:
+                compact(scope)
+            _release(self.inner)
+            try:
+                self._vacuum()
+            finally:
+                self.inner = self._open()
+                self._wrote()  # other processes reopen: the file is new
+
     def close(self) -> None:
         if self._file.closed:  # closing twice is harmless
             return
@@ -209,12 +242,62 @@ class ProcessLockedIndex:
                 self._token = token
             result = call(self.inner)
             if write:
-                self._token = uuid.uuid4().hex
-                self._file.seek(0)
-                self._file.truncate()
-                self._file.write(self._token)
-                self._file.flush()
+                self._wrote()
             return result
+
+    def _wrote(self) -> None:
+        self._token = uuid.uuid4().hex
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(self._token)
+        self._file.flush()
+
+
+def vacuum_chroma(path: Path) -> None:
+    """Erase deleted text from an embedded Chroma directory. Chroma deletes rows but leaves
+    their text in free pages of chroma.sqlite3 and in its full-text index segments (74 hits of
+    a forgotten marker in one test): merge the segments, then rebuild the file. The caller
+    must have closed every client of the directory."""
+    db = path / "chroma.sqlite3"
+    if not db.exists():
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(db, isolation_level=None, timeout=30)) as conn:
+            fts = "embedding_fulltext_search"
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (fts,)).fetchone():
+                conn.execute(f"INSERT INTO {fts}({fts}) VALUES('optimize')")
+            conn.execute("VACUUM")
+            live = {row[0] for row in conn.execute("SELECT id FROM segments")}
+    except sqlite3.Error as e:
+        raise StorageError(f"cannot vacuum the Chroma index at {db}: {e}") from e
+    # vector segment folders of dropped collections (Chroma leaves some behind) hold copies
+    # of process memory in their unused slots: removed with the rest
+    for folder in path.iterdir():
+        if folder.is_dir() and _UUID.fullmatch(folder.name):
+            if folder.name in live:
+                _zero_unused_slots(folder)
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _zero_unused_slots(folder: Path) -> None:
+    """hnswlib writes its whole preallocated level-0 array, and the slots past the element
+    count are uninitialised memory: text the process handled (a forgotten marker, in our
+    tests) ends up in them. Zeroed here, only when the header matches the file exactly."""
+    header, data = folder / "header.bin", folder / "data_level0.bin"
+    if not header.exists() or not data.exists():
+        return
+    raw = header.read_bytes()
+    if len(raw) < 36:
+        return
+    # header: format version (u32), then offsetLevel0, max_elements, cur_element_count,
+    # size_data_per_element (u64 each)
+    version, offset, capacity, used, size = struct.unpack("<I4Q", raw[:36])
+    if version != 1 or offset != 0 or used > capacity or capacity * size != data.stat().st_size:
+        return
+    with data.open("r+b") as f:
+        f.seek(used * size)
+        f.write(bytes((capacity - used) * size))
 
 
 def _release(index: Any) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -88,28 +86,6 @@ def demo(
     )
 
 
-_LINE = re.compile(r"^\s*([^:]{1,80}):\s*(.+)$")
-
-
-def read_transcript(path: Path) -> list[dict[str, Any]]:
-    """A JSON list of turns ({"speaker"/"role", "text"/"content", "timestamp"?}) or 'speaker: text' lines."""
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json" or text.lstrip().startswith("["):
-        data = json.loads(text)
-        if not isinstance(data, list):
-            raise typer.BadParameter("a JSON transcript must be a list of turns")
-        return data
-    turns = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        m = _LINE.match(line)
-        if not m:
-            raise typer.BadParameter(f"{path}:{n}: expected 'speaker: text'")
-        turns.append({"speaker": m.group(1).strip(), "content": m.group(2).strip()})
-    return turns
-
-
 @app.command()
 def add(
     transcript: Annotated[
@@ -122,27 +98,31 @@ def add(
     extract: Annotated[
         bool | None, typer.Option(help="extract facts (default from config) or index raw turns")
     ] = None,
-    batch: Annotated[int, typer.Option(help="turns per add call")] = 20,
+    batch: Annotated[int, typer.Option(min=1, help="turns per add call")] = 20,
 ) -> None:
-    """Add a transcript to the memory."""
+    """Add a transcript to the memory: every turn is checked before the first is stored, and
+    re-adding the same file stores nothing twice."""
+    from .inputs import make_scope
+    from .transcript import load_transcript
 
     def go() -> None:
-        turns = read_transcript(transcript)
+        turns = load_transcript(transcript, make_scope(user_id, agent_id, session_id), timestamp)
         memory = _memory()
-        added = 0
+        added = stored = 0
         for start in tqdm(range(0, len(turns), batch), desc="add", unit="batch"):
             result = memory.add(
                 turns[start : start + batch],
                 user_id=user_id,
                 agent_id=agent_id,
                 session_id=session_id,
-                timestamp=timestamp,
                 extract=extract,
             )
             added += len(result.added)
+            stored += len(result.turns)
             if result.error:
                 typer.secho(f"warning: {result.error}", fg="yellow", err=True)
-        typer.echo(f"stored {len(turns)} turns, {added} memories added")
+        skipped = f" ({len(turns) - stored} already stored)" if stored < len(turns) else ""
+        typer.echo(f"stored {stored} turns{skipped}, {added} memories added")
 
     _run(go)
 

@@ -2,22 +2,21 @@
 
 `Config` holds the settings of every phase: `gate` (`GateConfig`), `deliberation`
 (`DeliberationConfig`) and `extraction` (`ExtractionConfig`), each validated where it is
-defined; plain dicts are accepted for them, as in a saved `config.json`. `redact_url` is the
-one form in which a URL appears in messages, reprs and saved files.
+defined; plain dicts are accepted for them, as in a saved `config.json`. URLs appear in reprs,
+JSON and saved files only as `redact_url` (redact.py) masks them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_serializer
 
 from .errors import ConfigError
+from .redact import redact_url
 from .types import Policy, StrategyName
 
 __all__ = [
@@ -26,40 +25,10 @@ __all__ = [
 
 
 _URLS = ("base_url", "history_url", "index_url")
-# query parameters (and libpq key=value settings) whose value is a credential
-_SECRET_NAME = re.compile(
-    r"(pass(word)?|passwd|pwd|secret|token|key|auth(orization)?|credentials?|sig(nature)?)$", re.I
-)
-_DSN_SETTING = re.compile(r"(\w+)(\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
 
 
 def default_data_dir() -> Path:
     return Path(os.environ.get("DUALMEM_DATA_DIR", Path.home() / ".dualmem"))
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password and secret-looking query values (`password=`, `token=`,
-    `api_key=`, ...) masked as `***`; everything else kept, so the message still says which
-    server and options were meant. A libpq `key=value` DSN is masked the same way."""
-    if "://" not in url:
-        return _DSN_SETTING.sub(lambda m: m[1] + m[2] + ("***" if _SECRET_NAME.search(m[1]) else m[3]), url)
-    try:
-        parts = urlsplit(url)
-        has_password = parts.password is not None
-    except ValueError:  # e.g. a broken IPv6 host: nothing of it is safe to show
-        return "<unparseable URL>"
-    netloc = parts.netloc
-    if has_password:
-        userinfo, _, host = netloc.rpartition("@")
-        netloc = f"{userinfo.partition(':')[0]}:***@{host}"
-    query = "&".join(_mask_parameter(p) for p in parts.query.split("&"))
-    return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if parts.query else "")
-            + (f"#{parts.fragment}" if parts.fragment else ""))
-
-
-def _mask_parameter(parameter: str) -> str:
-    name, equals, _ = parameter.partition("=")
-    return f"{name}=***" if equals and _SECRET_NAME.search(name) else parameter
 
 
 class GateConfig(BaseModel):
@@ -166,6 +135,12 @@ class Config(BaseModel):
     deliberation: DeliberationConfig = Field(default_factory=DeliberationConfig)
     extraction: ExtractionConfig = Field(default_factory=ExtractionConfig)
 
+    @field_serializer(*_URLS, when_used="json")
+    def _masked(self, url: str | None) -> str | None:
+        # JSON leaves the process (model_dump_json, a saved config.json): passwords masked;
+        # in-process dumps keep them, so a copy of the config still connects
+        return redact_url(url) if url else url
+
     def __repr_args__(self) -> Any:
         # URLs may carry passwords: repr/str show them masked
         for name, value in super().__repr_args__():
@@ -213,9 +188,6 @@ class Config(BaseModel):
         path = path or self.data_dir / "config.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         data = self.model_dump(mode="json", exclude={"api_key"})
-        for key in _URLS:
-            if data[key]:
-                data[key] = redact_url(data[key])
         path.write_text(json.dumps(data, indent=2))
         return path
 

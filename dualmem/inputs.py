@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -92,8 +92,15 @@ def check_text(value: Any, what: str = "message text") -> str:
     return value
 
 
-def make_turns(messages: Any, scope: Scope, timestamp: Any = None) -> list[Turn]:
-    """Normalise a string, a message dict, a `Turn` or a list of them into turns."""
+def make_turns(
+    messages: Any, scope: Scope, timestamp: Any = None, *, names: Sequence[str] | None = None
+) -> list[Turn]:
+    """Normalise a string, a message dict, a `Turn` or a list of them into turns.
+
+    `names` says how errors name each message (a file reader passes "turn 22"); the default
+    is its position in the call ("message 0"). Two messages with one id but different content
+    are refused: the history keeps one turn per id, so the second would be lost.
+    """
     if isinstance(messages, str | bytes | Mapping | Turn):
         messages = [messages]
     if not isinstance(messages, list | tuple) or not messages:
@@ -103,8 +110,9 @@ def make_turns(messages: Any, scope: Scope, timestamp: Any = None) -> list[Turn]
     default_ts = parse_timestamp(timestamp) if timestamp is not None else None
     now = datetime.now(UTC)
     turns = []
+    seen: dict[str, tuple[int, Turn]] = {}
     for i, m in enumerate(messages):
-        where = f"message {i}"
+        where = names[i] if names is not None else f"message {i}"
         if isinstance(m, Turn):
             m = m.model_dump(exclude={"seq", "user_id", "agent_id", "session_id"})
         if isinstance(m, str | bytes):
@@ -118,7 +126,10 @@ def make_turns(messages: Any, scope: Scope, timestamp: Any = None) -> list[Turn]
         if not all(isinstance(v, str) and is_unicode(v) for v in (role, speaker or "")):
             raise InvalidInputError(f"{where}: role and speaker must be strings of valid Unicode")
         ts = m.get("timestamp")
-        when = parse_timestamp(ts) if ts is not None else default_ts or now
+        try:
+            when = parse_timestamp(ts) if ts is not None else default_ts or now
+        except InvalidInputError as e:
+            raise InvalidInputError(f"{where}: {e}") from None
         metadata = m.get("metadata") or {}
         if not isinstance(metadata, Mapping):
             raise InvalidInputError(f"{where}: metadata must be a dict")
@@ -133,19 +144,22 @@ def make_turns(messages: Any, scope: Scope, timestamp: Any = None) -> list[Turn]
         turn_id = m.get("id") or str(uuid.uuid4())
         if not isinstance(turn_id, str) or len(turn_id) > MAX_ID_LENGTH or not is_unicode(turn_id):
             raise InvalidInputError(f"{where}: id must be a string of at most {MAX_ID_LENGTH} chars")
-        turns.append(
-            Turn(
-                id=turn_id,
-                role=role,
-                speaker=speaker,
-                text=text,
-                timestamp=when,
-                user_id=scope.user_id,
-                agent_id=scope.agent_id,
-                session_id=scope.session_id,
-                metadata=dict(metadata),
-            )
+        turn = Turn(
+            id=turn_id, role=role, speaker=speaker, text=text, timestamp=when,
+            user_id=scope.user_id, agent_id=scope.agent_id, session_id=scope.session_id,
+            metadata=dict(metadata),
         )
+        if turn_id in seen:
+            j, first = seen[turn_id]
+            if (first.role, first.speaker, first.text) != (turn.role, turn.speaker, turn.text):
+                first_name = names[j] if names is not None else f"message {j}"
+                raise InvalidInputError(
+                    f"{where} reuses the id {turn_id[:60]!r} of {first_name} with other content: "
+                    "give each message its own id"
+                )
+            continue  # the same message twice: stored once, as a retry would be
+        seen[turn_id] = (i, turn)
+        turns.append(turn)
     return turns
 
 

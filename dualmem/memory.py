@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
@@ -23,6 +25,8 @@ from .ingest.extract import ExtractionResult, Extractor, raw_memories
 from .ingest.queue import ExtractionQueue
 from .inputs import check_id, check_limit, check_text, make_scope, make_turns, parse_timestamp
 from .llm.base import BaseLLM
+from .prompts import is_instruction
+from .redact import install_log_filter, remember
 from .scoped import ScopedMemory
 from .types import Answer, Memory, Mode, Policy, Scope, StrategyName, Turn, Usage
 
@@ -50,6 +54,9 @@ class AddResult:
     usage: Usage = field(default_factory=Usage)
     error: str | None = None
     pending: list[str] = field(default_factory=list)
+    #: ids of stored turns whose text (or speaker) reads as an order to an assistant: kept and
+    #: indexed like any other, and quoted datamarked in every prompt (`prompts.spotlight`)
+    flagged: list[str] = field(default_factory=list)
     #: turns re-added under a known id with new content: they replaced the stored version
     replaced: int = 0
 
@@ -92,6 +99,10 @@ class DualMemory:
         elif overrides:
             config = config.updated(**overrides)
         self.config = config
+        # credentials are masked wherever text leaves dualmem: errors, HTTP logs, model replies
+        remember(keys=(config.api_key.get_secret_value() if config.api_key else None,),
+                 urls=(config.base_url, config.history_url, config.index_url))
+        install_log_filter()
         self._check_data_dir()
         self.history_store = history or make_history(config)
         self.index = index or make_index(config)
@@ -174,23 +185,22 @@ class DualMemory:
                 self.history_store.append, changed, pending=use_llm, replace=True
             )
         result = AddResult(turns=inserted, skipped_duplicates=len(turns) - len(inserted),
-                           replaced=len(changed))
+                           replaced=len(changed),
+                           flagged=[t.id for t in inserted if is_instruction(t.render())])
+        if result.flagged:
+            log.info("%d stored turn(s) read as instructions: kept, quoted datamarked", len(result.flagged))
         if use_llm and background:
             result.pending = [t.id for t in inserted]
             if inserted:
                 self._queue.start()
             return result
         to_index = inserted
-        if result.skipped_duplicates and not use_llm:
-            # a retried add whose first try died after the history write: index what is missing
+        if result.skipped_duplicates:
+            # a retried add whose first try died after the history write: finish its indexing
             new_ids = {t.id for t in inserted}
-            skipped = [t.id for t in turns if t.id not in new_ids]
-            indexed = {m.id for m in await asyncio.to_thread(self.index.get, skipped, scope)}
-            missing = [i for i in skipped if i not in indexed]
-            if missing:
-                query = TurnQuery(scope=scope, turn_ids=missing)
-                stored = await asyncio.to_thread(self.history_store.list, query)
-                to_index = inserted + stored
+            to_index = inserted + await self._unfinished(
+                [t.id for t in turns if t.id not in new_ids], scope, use_llm
+            )
         if not to_index:
             return result
         indexed, result.error = await self._index_turns(to_index, scope, extract)
@@ -198,6 +208,18 @@ class DualMemory:
         if result.error and use_llm:
             result.pending = [t.id for t in to_index]
         return result
+
+    async def _unfinished(self, ids: list[str], scope: Scope, use_llm: bool) -> list[Turn]:
+        """Of stored turns, those whose indexing never finished: still pending extraction, or
+        (raw mode, which marks nothing pending) missing from the index."""
+        if use_llm:
+            wanted = set(ids)
+            return [t for t in await asyncio.to_thread(self.history_store.pending, scope) if t.id in wanted]
+        indexed = {m.id for m in await asyncio.to_thread(self.index.get, ids, scope)}
+        missing = [i for i in ids if i not in indexed]
+        if not missing:
+            return []
+        return await asyncio.to_thread(self.history_store.list, TurnQuery(scope=scope, turn_ids=missing))
 
     async def _changed(self, turns: list[Turn], inserted: list[Turn], scope: Scope) -> list[Turn]:
         """The turns skipped as duplicates whose stored version says something else."""
@@ -219,10 +241,16 @@ class DualMemory:
         return await asyncio.to_thread(self.index.delete, sorted(gone | set(cited)), wide)
 
     async def _index_turns(
-        self, turns: list[Turn], scope: Scope, extract: bool | None
+        self, turns: list[Turn], scope: Scope, extract: bool | None, *, only_pending: bool = True
     ) -> tuple[ExtractionResult, str | None]:
         """Index turns (raw, or LLM-extracted facts); an extraction failure is returned as an
-        error message, with the tokens it spent, never raised: the turns are already stored."""
+        error message, with the tokens it spent, never raised: the turns are already stored.
+
+        Extraction of a partition runs under its lock, in this process and across processes
+        (`HistoryStore.partition_lock`), and then takes only the turns still pending: an add,
+        its retry, the background worker and another process may all hold the same pending
+        turns, and each turn must be extracted once. `only_pending=False` (reindex) extracts
+        turns already extracted."""
         use_llm = self.config.extract if extract is None else extract
         if not use_llm or self.config.index_turns:
             # raw turns: the whole index, or beside the facts so nothing extraction missed is lost
@@ -230,7 +258,12 @@ class DualMemory:
             await asyncio.to_thread(self.index.upsert, memories)
             if not use_llm:
                 return ExtractionResult(added=memories), None
-        async with self._extracting.hold(scope.partition):
+        async with self._extracting.hold(scope.partition), _held(self.history_store, scope.partition):
+            if only_pending:
+                waiting = {t.id for t in await asyncio.to_thread(self.history_store.pending, scope)}
+                turns = [t for t in turns if t.id in waiting]
+                if not turns:
+                    return ExtractionResult(), None
             first = turns[0]
             settings = self.config.extraction
             recent = await asyncio.to_thread(
@@ -418,32 +451,71 @@ class DualMemory:
 
     async def adelete(
         self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None,
-        session_id: str | None = None,
+        session_id: str | None = None, purge: bool = True,
     ) -> bool:
-        """Delete one memory (the turns it came from stay in the history)."""
+        """Delete one memory (the turns it came from stay in the history); a memory it had
+        superseded is current again. `purge`: see `delete_all`."""
         scope = make_scope(user_id, agent_id, session_id)
-        return await asyncio.to_thread(self.index.delete, [check_id(memory_id)], scope) > 0
+        deleted = await asyncio.to_thread(self.index.delete, [check_id(memory_id)], scope) > 0
+        if deleted:
+            wide = scope.widened()
+            await self._reopen({memory_id}, await asyncio.to_thread(self.index.list, wide))
+            if purge:
+                await self._apurge(scope)
+        return deleted
 
     delete = sync_twin(adelete)
 
     async def adelete_all(
         self, *, user_id: str | None = None, agent_id: str | None = None,
-        session_id: str | None = None,
+        session_id: str | None = None, purge: bool = True,
     ) -> dict[str, int]:
-        """Forget a scope: its turns from the history and its memories from the index, with
-        the memories of other sessions that extraction merged its turns into."""
+        """Forget a scope: its turns from the history and its memories from the index.
+
+        `purge` (default) also erases the deleted text from the files of an embedded index,
+        which otherwise keeps it in free pages until vacuumed; it rewrites the index file, so
+        a caller deleting many scopes may pass `purge=False` and purge with the last one. The
+        SQLite history overwrites deleted rows always; a Chroma or PostgreSQL server is
+        vacuumed by its operator.
+
+        Forgetting one session leaves the user's other sessions as they were before it: the
+        memories its facts had superseded are current again, and any memory citing one of its
+        turns (only an index built before sessions kept their text apart has such) goes too.
+        """
         scope = make_scope(user_id, agent_id, session_id)
-        memories = await asyncio.to_thread(self.index.delete_scope, scope)
         wide = scope.widened()
+        doomed = {m.id for m in await asyncio.to_thread(self.index.list, scope)}
+        others: list[Memory] = []
+        memories = 0
         if wide != scope:
-            # reconciliation updates memories across the sessions of a user (or agent)
             gone = {t.id for t in await asyncio.to_thread(self.history_store.list, TurnQuery(scope=scope))}
-            merged = [m.id for m in await asyncio.to_thread(self.index.list, wide)
-                      if gone & set(m.source_turn_ids)]
+            others = [m for m in await asyncio.to_thread(self.index.list, wide) if m.id not in doomed]
+            merged = {m.id for m in others if gone & set(m.source_turn_ids)}
             if merged:
-                memories += await asyncio.to_thread(self.index.delete, merged, wide)
+                memories += await asyncio.to_thread(self.index.delete, sorted(merged), wide)
+                doomed |= merged
+        memories += await asyncio.to_thread(self.index.delete_scope, scope)
+        await self._reopen(doomed, [m for m in others if m.id not in doomed])
         turns = await asyncio.to_thread(self.history_store.delete, scope)
+        if purge and (turns or memories):
+            await self._apurge(scope)
         return {"turns": turns, "memories": memories}
+
+    async def _apurge(self, scope: Scope) -> None:
+        purge = getattr(self.index, "purge", None)  # an index with files of its own
+        if purge is not None:
+            await asyncio.to_thread(purge, scope)
+
+    async def _reopen(self, deleted: set[str], memories: list[Memory]) -> None:
+        """Memories closed by a deleted memory (UPDATE/DELETE supersede, extract.py) are
+        current again: the fact that ended them is forgotten."""
+        reopened = [
+            m.model_copy(update={"score": None, "metadata": {
+                k: v for k, v in m.metadata.items() if k not in ("valid_to", "superseded_by")}})
+            for m in memories if m.metadata.get("superseded_by") in deleted
+        ]
+        if reopened:
+            await asyncio.to_thread(self.index.upsert, reopened)
 
     delete_all = sync_twin(adelete_all)
 
@@ -490,7 +562,7 @@ class DualMemory:
             result.scopes += 1
             result.turns += len(turns)
             for sub in _by_scope(turns):
-                indexed, error = await self._index_turns(sub, sub[0].scope, extract)
+                indexed, error = await self._index_turns(sub, sub[0].scope, extract, only_pending=False)
                 result.memories += len(indexed.added)
                 result.usage = result.usage + indexed.usage
                 result.errors += [error] if error else []
@@ -504,6 +576,29 @@ class DualMemory:
         close = getattr(self.index, "close", None)
         if close is not None:
             close()
+
+
+@asynccontextmanager
+async def _held(history: HistoryStore, partition: str) -> AsyncIterator[None]:
+    """The history's cross-process lock of a partition, taken off the event loop (a store
+    without one relies on the in-process lock alone)."""
+    make = getattr(history, "partition_lock", None)
+    if make is None:
+        yield
+        return
+    lock = make(partition)
+    acquiring = asyncio.ensure_future(asyncio.to_thread(lock.__enter__))
+    try:
+        await asyncio.shield(acquiring)
+    except asyncio.CancelledError:
+        # the thread may still get the lock after this task is gone: release it then, or the
+        # partition stays locked for good (a leaked flock blocked every later extraction)
+        acquiring.add_done_callback(lambda done: done.exception() is None and lock.__exit__(None, None, None))
+        raise
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)  # closing a file or a connection: quick, and never skipped
 
 
 def _content(turn: Turn) -> tuple[Any, ...]:

@@ -370,6 +370,9 @@ class Answer(_Model):
     candidates: list[Candidate] = Field(default_factory=list)
     arbitration: str = ""
     memories: list[Memory] = Field(default_factory=list)
+    #: ids of the memories read whose text looks like an instruction to an assistant: quoted
+    #: datamarked in the prompts (`prompts.spotlight`), kept, and reported here
+    flagged: list[str] = Field(default_factory=list)
     usage: dict[str, Usage] = Field(default_factory=dict)
     latency: dict[str, float] = Field(default_factory=dict)
     logprobs: list[TokenLogprob] | None = None

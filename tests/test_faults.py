@@ -300,7 +300,8 @@ class FakeOpenAI:
 
     Script items: an HTTP status (429, 500, ...), "ok", "logprobs", "slow" (sleeps past the
     client timeout), "garbage" (a non-JSON body), "html", "no-choices", "echo-auth" (401 whose
-    body echoes the Authorization header, like a careless proxy), "no-schema" (400 naming
+    body echoes the Authorization header, like a careless proxy), "echo-key" (a reply that repeats
+    the key), "no-schema" (400 naming
     response_format, as servers without json_schema answer). After the script: "ok".
     """
 
@@ -333,6 +334,10 @@ class FakeOpenAI:
                     status = 400
                     message = "response_format type 'json_schema' is not supported"
                     payload = json.dumps({"error": {"message": message, "type": "invalid"}}).encode()
+                elif kind == "echo-key":  # a 200 whose reply repeats the key (as facts JSON)
+                    text = f"Mel's key is {self.headers.get('Authorization', '').removeprefix('Bearer ')}"
+                    content = json.dumps({"facts": [{"text": text, "date": None, "turns": [1]}]})
+                    payload = json.dumps(_completion(content)).encode()
                 elif kind == "echo-auth":
                     status = 401
                     message = f"invalid key in header: {self.headers.get('Authorization')}"

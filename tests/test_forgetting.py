@@ -108,11 +108,29 @@ def test_delete_all_of_a_user_leaves_no_trace(memory) -> None:
     assert len(memory.get_all(user_id="bob")) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="embedded Chroma leaves deleted documents in free pages of "
-                   "chroma.sqlite3 until the file is vacuumed; dualmem cannot set its pragmas")
-def test_deleted_text_is_gone_from_the_chroma_files(memory) -> None:
-    memory.delete_all(user_id="alice")
+@pytest.mark.parametrize("forget", ["user", "session"])
+def test_forgotten_text_is_gone_from_every_file_of_the_data_dir(memory, forget) -> None:
+    # a binary grep of the whole data dir: the history, its WAL, Chroma's SQLite and segments
+    data = memory.config.data_dir
+    assert files_containing(data, MARKS["alice-s1"], "**/*")  # it was there
+    memory.delete_all(user_id="alice", **({"session_id": "s1"} if forget == "session" else {}))
+    assert files_containing(data, MARKS["alice-s1"], "**/*") == []
+    assert files_containing(data, MARKS["bob"], "**/*")  # the rest is still stored
+    assert len(memory.search("car model", user_id="bob")) == 1  # and the index still works
+
+
+def test_a_deleted_memory_is_gone_from_the_index_files(memory) -> None:
+    for m in memory.get_all(user_id="alice", session_id="s1"):
+        assert memory.delete(m.id, user_id="alice")
+    # its turns stay in the history (documented), so only the index files are checked
     assert files_containing(memory.config.data_dir, MARKS["alice-s1"], "chroma/**/*") == []
+
+
+def test_purge_false_leaves_it_in_free_pages(memory) -> None:
+    memory.delete_all(user_id="alice", session_id="s1", purge=False)  # the trade-off it documents
+    assert files_containing(memory.config.data_dir, MARKS["alice-s1"], "chroma/**/*")
+    memory.delete_all(user_id="alice", session_id="s2")  # the next purge of the partition
+    assert files_containing(memory.config.data_dir, MARKS["alice-s1"], "**/*") == []
 
 
 @pytest.mark.parametrize(("mode", "policy"), [("full", None), ("gated", "audit")])
@@ -131,9 +149,9 @@ def test_forgetting_a_session_keeps_it_out_of_deliberation(memory, mode, policy)
 
 def test_delete_one_memory_removes_it_from_the_index_and_the_bm25_cache(memory) -> None:
     [target] = [m for m in memory.get_all(user_id="alice") if MARKS["alice-s2"] in m.text]
-    col = memory.index.inner.client.get_collection(_collection_name("user:alice"))
     memory.search(MARKS["alice-s2"], user_id="alice")  # BM25 cache now holds the memory
     assert memory.delete(target.id, user_id="alice")
+    col = memory.index.inner.client.get_collection(_collection_name("user:alice"))  # purge reopened it
     assert col.get(ids=[target.id])["ids"] == []
     assert memory.get(target.id, user_id="alice") is None
     assert target.id not in [m.id for m in memory.search(MARKS["alice-s2"], user_id="alice", k=10)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -44,6 +45,17 @@ AUDIT = ("relevance", "faithfulness", "completeness_relevance")
 CHECKED = {"examples": 0, "operations": 0, "results": 0, "prompts": 0}
 
 Key = tuple[str | None, str | None, str | None]
+
+# Examples per property test. CI runs "ci"; "deep" (5,000 per test, 10,000 over this file and
+# test_isolation_extract.py) is DUALMEM_ISOLATION_PROFILE=deep; DUALMEM_ISOLATION_EXAMPLES
+# overrides the count (a run bounded by the time at hand).
+_QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+for _name, _examples in {"ci": 30, "deep": 5000}.items():
+    settings.register_profile(f"isolation-{_name}", max_examples=_examples, deadline=None,
+                              suppress_health_check=_QUIET, database=None)
+ISOLATION = settings.get_profile(f"isolation-{os.environ.get('DUALMEM_ISOLATION_PROFILE', 'ci')}")
+if os.environ.get("DUALMEM_ISOLATION_EXAMPLES"):
+    ISOLATION = settings(ISOLATION, max_examples=int(os.environ["DUALMEM_ISOLATION_EXAMPLES"]))
 
 
 def partition(key: Key) -> str:
@@ -176,8 +188,7 @@ def scenarios(draw):
     return keys, draw(st.lists(op, min_size=3, max_size=8)), pool
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@ISOLATION
 @given(scenario=scenarios())
 def test_no_operation_crosses_scopes(world: World, scenario) -> None:
     keys, ops, pool = scenario

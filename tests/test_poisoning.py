@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from dualmem import DualMemory
+from dualmem.ingest.extract import is_raw
 from dualmem.prompts import DATA_RULE, EXTRACT_SYSTEM, data_block, is_instruction
 from dualmem.testing import ScriptedLLM, ScriptedReply
 
@@ -81,13 +82,15 @@ def poisoned(tmp_path_factory) -> tuple[DualMemory, ScriptedLLM]:
     memory.close()
 
 
-def test_obeyed_injections_are_not_stored_as_memories(poisoned) -> None:
+def test_obeyed_injections_are_not_stored_as_facts_and_the_turns_are_kept(poisoned) -> None:
     memory, _ = poisoned
-    texts = [m.text for m in memory.get_all(user_id="alice")]
-    assert texts and all(TOKEN not in t and not is_instruction(t) for t in texts)
-    assert LEGIT in texts
-    # the raw messages themselves stay in the history: lossless, and only ever quoted as data
+    memories = memory.get_all(user_id="alice")
+    facts = [m.text for m in memories if not is_raw(m)]
+    assert facts and all(TOKEN not in t and not is_instruction(t) for t in facts)
+    assert LEGIT in facts
+    # the messages themselves are kept: in the history and, as raw turns, in the index
     assert sum(TOKEN in t.text for t in memory.history(user_id="alice")) == len(ATTACKS)
+    assert sum(TOKEN in m.text for m in memories if is_raw(m)) == len(ATTACKS)
 
 
 @pytest.mark.parametrize(("mode", "policy", "strategy"), [
@@ -106,6 +109,8 @@ def test_every_prompt_quotes_stored_text_as_data(poisoned, mode, policy, strateg
         assert call.messages[0]["role"] == "system" and DATA_RULE in system, call.task
         outside = BLOCK.sub("", user)
         assert TOKEN not in outside and "<|" not in user, (call.task, outside[:300])
+        # inside the blocks, every attack is quoted datamarked, never as written
+        assert not [a["text"] for a in ATTACKS if a["text"] in user], call.task
     tasks = {c.task for c in llm.calls}
     assert {"extract", "answer"} <= tasks
     if strategy:  # System 2 ran, and its prompts were checked too
@@ -123,14 +128,14 @@ def test_every_injection_is_recognised(attack) -> None:
     assert is_instruction(attack["obeyed"]) and is_instruction(attack["text"])
 
 
-def test_raw_mode_keeps_injections_in_the_history_out_of_the_index(tmp_path) -> None:
+def test_raw_mode_keeps_and_flags_injections(tmp_path) -> None:
     memory = DualMemory(path=tmp_path, llm=ScriptedLLM(default="Rex"), extract=False)
     result = memory.add([{"id": f"attack-{i}", "content": a["text"]} for i, a in enumerate(ATTACKS)]
                         + [{"id": "legit", "content": "I adopted a beagle named Rex."}], user_id="alice")
-    assert [m.id for m in result.added] == ["legit"]
+    assert len(result.added) == len(ATTACKS) + 1  # nothing dropped
+    assert result.flagged == [f"attack-{i}" for i in range(len(ATTACKS))]
     assert len(memory.history(user_id="alice")) == len(ATTACKS) + 1
-    assert [m.id for m in memory.search("answer every question", user_id="alice", k=30)] == ["legit"]
-    assert memory.reindex(user_id="alice", extract=False).memories == 1
+    assert memory.reindex(user_id="alice", extract=False).memories == len(ATTACKS) + 1
     memory.close()
 
 
@@ -204,24 +209,4 @@ def test_injections_do_not_steer_the_local_model(tmp_path, qwen) -> None:
         correct += expected in answer.text.lower()
     memory.close()
     _report("dualmem fast path", steered, correct)
-    assert steered == []
-
-
-@pytest.mark.local_model
-@pytest.mark.xfail(strict=True, reason="known gap: a 0.5B model obeys some injections quoted inside "
-                   "<data> blocks (6 of 20 in the fast answer prompt when measured); the instruction "
-                   "filter keeps them out of the index, but deliberation reads raw turns")
-def test_data_blocks_alone_do_not_stop_the_local_model(qwen) -> None:
-    import asyncio
-
-    from dualmem.answering.reader import answer_from
-
-    steered, correct = [], 0
-    for i, attack in enumerate(LOCAL_ATTEMPTS):
-        question, expected = QUESTIONS[i % len(QUESTIONS)]
-        lines = [f"[8 May 2023] Alice: {line}" for line in [*FACTS, attack["text"]]]
-        text = asyncio.run(answer_from(qwen, question, lines)).text
-        steered += [(attack["text"], text)] if TOKEN.lower() in text.lower() else []
-        correct += expected in text.lower()
-    _report("injection inside <data>, no filter", steered, correct)
     assert steered == []

@@ -121,3 +121,67 @@ async def test_traces_and_warnings_of_dualmemory_carry_no_key(tmp_path, caplog) 
         assert result.error and "Bearer ***" in result.error
         clean(result.error)
     assert any("extraction failed" in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------- issue 20: five more forms
+
+FORMS = {
+    "libpq keyword DSN": "host=db.internal port=5432 password=pw-SECRET1 dbname=db user=u",
+    "quoted DSN value": "host=db.internal password='pw SECRET1 x' dbname=db",
+    "password in the query": "postgresql://u@db.internal/db?password=pw-SECRET1",
+    "sslpassword in the query": "postgresql://u@db.internal/db?sslmode=require&sslpassword=pw-SECRET1",
+    "encoded query name": "postgresql://u@db.internal/db?pass%77ord=pw-SECRET1",
+    "bad percent-escape": "postgresql://u:p%zzpw-SECRET1@db.internal/db",
+    "percent-encoded password": "postgresql://u:pw%2DSECRET1@db.internal/db",
+}
+
+
+@pytest.mark.parametrize("url", FORMS.values(), ids=FORMS.keys())
+def test_every_url_form_is_masked_in_repr_str_json_and_saved_config(tmp_path, url) -> None:
+    config = Config(data_dir=tmp_path, history_url=url, index_url=url.replace("db.internal", "c"))
+    shown = [repr(config), str(config), config.model_dump_json(), config.save().read_text()]
+    for text in shown:
+        assert "SECRET1" not in text, text[:400]
+    assert "***" in shown[2]
+    assert config.history_url == url  # the live config still connects
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://u:p%zzpw-SECRET1@127.0.0.1:9/db",
+    "postgresql://u@127.0.0.1:9/db?password=pw-SECRET1",
+    "host=127.0.0.1 port=9 password=pw-SECRET1 dbname=db connect_timeout=2",
+], ids=["bad escape", "query", "keyword DSN"])
+def test_driver_errors_do_not_echo_the_password(url) -> None:
+    pytest.importorskip("psycopg")
+    with pytest.raises(StorageError) as info:
+        make_history(Config(history_url=url))
+    for text in [str(info.value), repr(info.value), *chain(info.value)]:
+        assert "SECRET1" not in text and "zzpw" not in text, text
+
+
+async def test_userinfo_in_the_base_url_is_not_logged_by_the_http_client(caplog) -> None:
+    caplog.set_level(logging.INFO)
+    with FakeOpenAI(["ok"]) as server:
+        base = server.url.replace("http://", "http://proxyuser:proxySECRET2@")
+        llm = OpenAILLM("fake", api_key=KEY, base_url=base, timeout=2)
+        assert (await llm.acomplete(request())).text == "hi"
+    logged = [f"{r.name} {r.getMessage()}" for r in caplog.records]
+    assert any(line.startswith("httpx") and "HTTP Request" in line for line in logged)  # it did log
+    assert not [line for line in logged if "proxySECRET2" in line]
+
+
+async def test_a_server_echoing_the_key_gets_it_into_no_answer_or_memory(tmp_path) -> None:
+    with FakeOpenAI(["echo-key"] * 4) as server:
+        memory = DualMemory(path=tmp_path, llm=server.llm(), extract=True, index_turns=False)
+        result = await memory.aadd("I play the violin.", user_id="mel")
+        assert result.error is None and result.added
+        answer = await memory.aanswer("What do I play?", user_id="mel", mode="fast")
+        server.script[:] = ["echo-key"] * 4
+    texts = [answer.text, answer.model_dump_json(), *(m.text for m in memory.get_all(user_id="mel"))]
+    assert "***" in answer.text
+    clean(*texts)
+    memory.close()
+    # nor in any file of the data dir
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert KEY.encode() not in f.read_bytes(), f

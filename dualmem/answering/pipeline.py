@@ -16,6 +16,7 @@ from ..errors import DualMemError
 from ..history.base import HistoryStore, TurnQuery
 from ..index.base import MemoryIndex
 from ..llm.base import BaseLLM
+from ..prompts import is_instruction
 from ..tasks import Task
 from ..types import (
     Answer,
@@ -230,6 +231,7 @@ def build_answer(
         question=question, mode=mode, reason=_reason(mode, gate, system2, verdict),
         gate=gate and gate.report, memories=fast.memories, usage=usage, latency=latency,
         strategy=system2 and system2.strategy,
+        flagged=[m.id for m in fast.memories if is_instruction(m.render())],
     )
     if verdict is not None:
         assert system2 is not None

@@ -35,6 +35,10 @@ class HistoryStore(Protocol):
     partition (a retried add does not duplicate); `list` returns turns of exactly one
     scope, in insertion order; nothing is ever deleted except by `delete`, and nothing
     changed except by `append(..., replace=True)`.
+
+    Optional: `partition_lock(partition)`, a context manager held while one partition's turns
+    are extracted, that excludes other processes (SQLite: a file lock; PostgreSQL: an advisory
+    lock). A store without it is serialised within its process only.
     """
 
     def append(self, turns: list[Turn], *, pending: bool = False, replace: bool = False) -> list[Turn]:

@@ -7,6 +7,7 @@ under an advisory lock, so processes starting together neither race nor apply on
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,8 +17,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from ..config import redact_url
 from ..errors import StorageError
+from ..redact import redact_url, scrub, secrets_in
 from ..types import Scope, Turn
 from .base import TurnQuery
 
@@ -81,6 +82,7 @@ class PostgresHistoryStore:
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 30.0) -> None:
         self.display_url = redact_url(url)
+        self._url = url
         try:
             # one direct connection first: it fails at once with libpq's own reason
             # (refused, bad password), where a pool would retry until its timeout
@@ -89,10 +91,13 @@ class PostgresHistoryStore:
         except StorageError:
             raise
         except Exception as e:
+            # libpq echoes parts of the URL it could not parse (a bad percent-escape in the
+            # password): the cause is masked and not chained, so no traceback prints it
             raise StorageError(
-                f"cannot open the PostgreSQL history at {self.display_url}: {e}. "
+                f"cannot open the PostgreSQL history at {self.display_url}: "
+                f"{scrub(str(e), *secrets_in(url))}. "
                 "Check that the server is running and the URL, user and password are right."
-            ) from e
+            ) from None
         self._pool = ConnectionPool(
             url, min_size=min_size, max_size=max_size, timeout=timeout,
             kwargs={"autocommit": True},  # single statements commit; append opens a transaction
@@ -177,6 +182,21 @@ class PostgresHistoryStore:
                 [(Scope(user_id=t.user_id, agent_id=t.agent_id, session_id=t.session_id).partition,
                   t.id) for t in turns],
             )
+
+    @contextmanager
+    def partition_lock(self, partition: str) -> Iterator[None]:
+        """A session advisory lock per partition, on a connection of its own (one from the
+        pool could be the one the extraction it guards is waiting for)."""
+        key = int.from_bytes(hashlib.sha256(partition.encode()).digest()[:8], "big", signed=True)
+        try:
+            conn = psycopg.connect(self._url, autocommit=True)
+        except psycopg.Error as e:
+            raise StorageError(f"history database error at {self.display_url}: {e}") from None
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            yield
+        finally:
+            conn.close()  # ending the session releases its advisory locks
 
     def delete(self, scope: Scope, turn_ids: list[str] | None = None) -> int:
         where = _SCOPE if turn_ids is None else _SCOPE + " AND id = ANY(%(turn_ids)s)"

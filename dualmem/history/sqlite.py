@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import sqlite3
 import threading
@@ -155,6 +157,17 @@ class SQLiteHistoryStore:
                 [(Scope(user_id=t.user_id, agent_id=t.agent_id, session_id=t.session_id).partition,
                   t.id) for t in turns],
             )
+
+    @contextmanager
+    def partition_lock(self, partition: str) -> Iterator[None]:
+        """An exclusive `flock` per partition, beside the database file: processes sharing
+        the file extract one partition at a time."""
+        folder = self.path.with_name(self.path.name + ".locks")
+        folder.mkdir(exist_ok=True)
+        name = hashlib.sha256(partition.encode()).hexdigest()[:32]
+        with (folder / f"{name}.lock").open("a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+            yield
 
     def delete(self, scope: Scope, turn_ids: list[str] | None = None) -> int:
         sql, args = _where(scope)

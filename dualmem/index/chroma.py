@@ -326,6 +326,31 @@ class ChromaMemoryIndex:
         return len(ids)
 
     @_guarded
+    def compact(self, scope: Scope) -> None:
+        """Rebuild a partition's collection from the records it still holds. Chroma's write
+        log keeps every upserted document (text included) until its vector segment persists,
+        even after the record is deleted; dropping the collection drops its log. The index is
+        derived data: if this is cut short, `reindex` rebuilds the partition from the history."""
+        col = self._collection(scope, create=False)
+        if col is None:
+            return
+        rows = []
+        while len(rows) % _PAGE == 0:
+            got = col.get(limit=_PAGE, offset=len(rows), include=["documents", "metadatas", "embeddings"])
+            rows += zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True)
+            if not got["ids"]:
+                break
+        self.client.delete_collection(col.name)
+        self._collections.pop(scope.partition, None)
+        if not rows:
+            return
+        col = self._collection(scope)
+        for start in range(0, len(rows), _PAGE):
+            ids, docs, metas, embeddings = zip(*rows[start : start + _PAGE], strict=True)
+            col.upsert(ids=list(ids), documents=list(docs), metadatas=list(metas),
+                       embeddings=[list(e) for e in embeddings])
+
+    @_guarded
     def reset(self) -> int:
         names = [c if isinstance(c, str) else c.name for c in self.client.list_collections()]
         ours = [n for n in names if n.startswith(_PREFIX)]

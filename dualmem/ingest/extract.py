@@ -10,6 +10,16 @@ Nothing is destroyed over time: an UPDATE or DELETE supersedes the old memory, w
 in the index with `valid_to` and `superseded_by` in its metadata (the new one gets
 `valid_from` and `supersedes`), so "where did she live in March?" still finds it while "now"
 questions see that it ended.
+
+Sessions: facts are reconciled across every session of a user (or agent), but text never
+moves between sessions. A memory belongs to the session of the turns it came from, and its
+text and `source_turn_ids` come from that session only: an UPDATE from another session makes a
+new memory from the new fact's own text (a merged text only when every memory the reconcile
+prompt showed for it is of its session), a NOOP from
+another session adds the fact to that session (its own copy, its own turns), and the old
+memory only ever gets the `valid_to`/`superseded_by` link.
+So a session-scoped read sees exactly its session's memories, and forgetting a session removes
+its memories and reopens the ones they had closed (`DualMemory.delete_all`).
 """
 
 from __future__ import annotations
@@ -103,10 +113,10 @@ def _now() -> datetime:
 
 
 def raw_memories(turns: list[Turn]) -> list[Memory]:
-    """`extract=False`: every turn is indexed as it is, dated by its timestamp, except text
-    addressed to an assistant (`is_instruction`) and turns whose metadata says
-    `"searchable": False` (a chat's own questions, say): they stay in the history, out of the
-    index."""
+    """`extract=False`: every turn is indexed as it is, dated by its timestamp, except turns
+    whose metadata says `"searchable": False` (a chat's own questions, say): they stay in the
+    history, out of the index. Text that reads as an order to an assistant is indexed too (a
+    user's data is never dropped): prompts quote it datamarked (`prompts.spotlight`)."""
     now = _now()
     return [
         Memory(
@@ -122,7 +132,7 @@ def raw_memories(turns: list[Turn]) -> list[Memory]:
             metadata={k: v for k, v in t.metadata.items() if isinstance(v, str | int | float)},
         )
         for t in turns
-        if t.text.strip() and not is_instruction(t.text) and t.metadata.get("searchable") is not False
+        if t.text.strip() and t.metadata.get("searchable") is not False
     ]
 
 
@@ -180,7 +190,9 @@ class Extractor:
         # a fact that restates a memory is a NOOP without asking: a small model asked about
         # an exact repeat may answer DELETE (mem0 #1674)
         for i, fact in enumerate(facts):
-            same = next((m for m in close[i] if _restates(fact, m)), None)
+            restated = [m for m in close[i] if _restates(fact, m)]
+            # this session's own copy first: one in another session only leads to an ADD here
+            same = next((m for m in restated if m.scope == batch[0].scope), restated[0] if restated else None)
             if same is not None:
                 actions[i] = _Action(fact=i + 1, event="NOOP", id=same.id)
         contested = [i for i, ns in enumerate(close) if ns and i not in actions]
@@ -217,6 +229,10 @@ class Extractor:
                     log.warning("refused %s of memory id %r: not a neighbour of fact %r; added "
                                 "the fact instead", event, action.id if action else None, fact.text)
                 event = "ADD"
+            if event == "NOOP" and target.scope != batch[0].scope:
+                # restated in another session: that session gets its own copy, so that its
+                # reads see it, and the old memory does not become part of this session
+                event, target = "ADD", None
             if event == "NOOP":
                 result.noop += 1
                 base = changed.get(target.id, target)
@@ -227,7 +243,10 @@ class Extractor:
                     })
                 continue
             text = fact.text
-            if event == "UPDATE" and action.text and not is_instruction(action.text):
+            # a merged text may repeat any memory its prompt showed: kept only when all of
+            # them are of this session
+            if (event == "UPDATE" and action.text and not is_instruction(action.text)
+                    and all(m.scope == batch[0].scope for m in close[i])):
                 text = action.text
             memory = Memory(
                 id=str(uuid.uuid4()), text=text.strip(), user_id=batch[0].user_id,

@@ -21,6 +21,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from .._sync import run_sync
 from ..errors import LLMError, LLMReplyError
+from ..redact import scrub
 from ..tokens import count_messages, count_tokens
 from ..types import TokenLogprob, Usage
 
@@ -86,7 +87,7 @@ class BaseLLM(abc.ABC):
                     result = await asyncio.wait_for(self._acomplete(request), self.timeout)
                 except TimeoutError as e:
                     raise LLMError(f"{self.name}: no reply within {self.timeout:.0f}s", retryable=True) from e
-        result = self._fill_usage(request, result)
+        result = _scrubbed(self._fill_usage(request, result))
         with self._usage_lock:
             self._usage[request.task] = self._usage[request.task] + result.usage
         return result
@@ -128,6 +129,18 @@ class BaseLLM(abc.ABC):
                 completion_tokens=count_tokens(result.text),
             )
         return result.model_copy(update={"usage": usage.model_copy(update={"calls": 1})})
+
+
+def _scrubbed(result: Completion) -> Completion:
+    """A reply without the credentials this process holds: a server that echoes the API key
+    must not get it into an answer or a stored memory."""
+    text = scrub(result.text)
+    tokens = result.logprobs
+    if tokens is not None and any(scrub(t.token) != t.token for t in tokens):
+        tokens = [t.model_copy(update={"token": scrub(t.token)}) for t in tokens]
+    if text == result.text and tokens is result.logprobs:
+        return result
+    return result.model_copy(update={"text": text, "logprobs": tokens})
 
 
 def _numbers(value: Any) -> list[int]:

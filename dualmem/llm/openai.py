@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from ..errors import ConfigError, LLMError
+from ..redact import install_log_filter, remember, scrub
 from ..types import TokenLogprob, Usage
 from .base import BaseLLM, ChatRequest, Completion
 
@@ -45,6 +46,9 @@ class OpenAILLM(BaseLLM):
         # Ollama accept it); a server that rejects it with a 400 naming it is not asked again
         self.json_schema_format = json_schema_format
         self._rejected: set[str] = set()
+        # the key and a password in base_url are masked in replies, errors and the HTTP logs
+        remember(keys=(api_key,), urls=(base_url,))
+        install_log_filter()
         # retries are ours (tenacity in BaseLLM), so the client must not retry as well
         self.client = client or AsyncOpenAI(
             base_url=base_url, api_key=api_key or "sk-no-key", max_retries=0, timeout=timeout
@@ -142,6 +146,4 @@ class OpenAILLM(BaseLLM):
         # the SDK's messages carry status and body; a server may echo the key in the body
         text = str(getattr(e, "message", e))
         key = getattr(self.client, "api_key", None)
-        if isinstance(key, str) and len(key) >= 8:
-            text = text.replace(key, "***")
-        return text[:300]
+        return scrub(text, key if isinstance(key, str) else "")[:300]

@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from ...llm.base import BaseLLM
-from ...prompts import facts_messages, is_instruction
+from ...prompts import facts_messages
 from ...tasks import Task
 from ...tokens import count_messages, count_tokens
 from ...types import Fact, Memory, TokenLogprob, Turn, Usage
@@ -20,14 +20,9 @@ from ..reader import answer_from
 
 __all__ = ["Deliberation", "Strategy", "fitting", "shown"]
 
-_WITHHELD = "[message withheld: it gives orders to an assistant]"
-
-
 def shown(turn: Turn, *, dated: bool = True) -> str:
-    """How a raw turn appears in a deliberation prompt. Instruction-like turns stay in the
-    history but are not quoted: a small model obeys some injections even inside <data>."""
-    if is_instruction(turn.text):
-        turn = turn.model_copy(update={"text": _WITHHELD})
+    """How a raw turn appears in a deliberation prompt (an instruction-like one is quoted
+    datamarked by `data_block`, never withheld: the question may be about it)."""
     return turn.render() if dated else f"{turn.speaker or turn.role}: {turn.text}"
 
 

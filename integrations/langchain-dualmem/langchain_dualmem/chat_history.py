@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import uuid
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,15 +40,28 @@ _MESSAGE_OF_ROLE: dict[str, type[BaseMessage]] = {
 _MESSAGE_KEY = "langchain_message"
 
 
+# turn metadata key holding the id a message was added with (the turn id is derived from it)
+_MESSAGE_ID = "message_id"
+
+
 def turn_to_message(turn: Turn) -> BaseMessage:
-    """A stored turn as a LangChain message; the turn id becomes the message id."""
+    """A stored turn as a LangChain message, with the id it was added with."""
     saved = turn.metadata.get(_MESSAGE_KEY)
     if isinstance(saved, dict):  # tool traffic, stored whole: back exactly as it was
         return messages_from_dict([saved])[0]
     cls = _MESSAGE_OF_ROLE.get(turn.role)
+    message_id = turn.metadata.get(_MESSAGE_ID, turn.id)
     if cls is None:
-        return ChatMessage(content=turn.text, role=turn.role, name=turn.speaker, id=turn.id)
-    return cls(content=turn.text, name=turn.speaker, id=turn.id)
+        return ChatMessage(content=turn.text, role=turn.role, name=turn.speaker, id=message_id)
+    return cls(content=turn.text, name=turn.speaker, id=message_id)
+
+
+def turn_id(session_id: str, message_id: str, occurrence: int = 0) -> str:
+    """The turn id of a message: turn ids are unique per user, but a client may reuse a message
+    id in another session, or give several messages of one batch the same id. Re-adding a
+    message (same session, id and place among its namesakes) finds the same turn."""
+    key = json.dumps([session_id, message_id, occurrence], ensure_ascii=False)
+    return "lc-" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def only_questions(text: str) -> bool:
@@ -83,7 +99,7 @@ def message_to_turn(message: BaseMessage, *, tools: bool = False) -> dict[str, A
     if message.name:
         turn["speaker"] = message.name
     if message.id:  # re-adding the same message is then a no-op (ids are unique per user)
-        turn["id"] = message.id
+        turn["id"] = metadata[_MESSAGE_ID] = message.id
     if isinstance(message, HumanMessage) and only_questions(text):
         # kept in the history, not searchable: it states no fact, and would outrank the fact
         metadata["searchable"] = False
@@ -144,13 +160,28 @@ class DualMemChatMessageHistory(BaseChatMessageHistory):
     async def aget_messages(self) -> list[BaseMessage]:
         return [turn_to_message(t) for t in await self.scoped_memory.ahistory()]
 
+    def _turns(self, messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+        turns, seen = [], Counter[str]()
+        for m in messages:
+            turn = message_to_turn(m, tools=self.tool_messages)
+            if turn is None:
+                continue
+            # unique per session and place, not per user (see `turn_id`); a message without
+            # an id gets one, which `messages` gives back, so re-adding it is a no-op
+            message_id = m.id or str(uuid.uuid4())
+            turn["id"] = turn_id(self.session_id, message_id, seen[message_id])
+            turn["metadata"][_MESSAGE_ID] = message_id
+            seen[message_id] += 1
+            turns.append(turn)
+        return turns
+
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
-        turns = [t for m in messages if (t := message_to_turn(m, tools=self.tool_messages)) is not None]
+        turns = self._turns(messages)
         if turns:
             self.scoped_memory.add(turns, extract=self.extract, background=self.background)
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
-        turns = [t for m in messages if (t := message_to_turn(m, tools=self.tool_messages)) is not None]
+        turns = self._turns(messages)
         if turns:
             await self.scoped_memory.aadd(turns, extract=self.extract, background=self.background)
 

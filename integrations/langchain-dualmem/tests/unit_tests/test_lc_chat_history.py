@@ -45,7 +45,9 @@ def test_round_trip_keeps_order_roles_and_names(memory: DualMemory) -> None:
     turns = memory.history(user_id="alice", session_id="s1")
     roles = [(t.role, t.speaker) for t in turns]
     assert roles[:3] == [("system", None), ("user", "Alice"), ("assistant", None)]
-    assert [m.id for m in messages] == [t.id for t in turns]
+    assert [m.id for m in messages] == [t.metadata.get("message_id", t.id) for t in turns]
+    history.add_messages(messages)  # re-adding what was read back stores nothing twice
+    assert len(memory.history(user_id="alice", session_id="s1")) == 5
 
 
 def test_messages_without_text_are_skipped_and_ids_dedupe(memory: DualMemory) -> None:
@@ -55,6 +57,22 @@ def test_messages_without_text_are_skipped_and_ids_dedupe(memory: DualMemory) ->
     history.add_messages([call, said])
     history.add_messages([said])  # same message id: stored once
     assert _pairs(history.messages) == [("human", "hello")]
+
+
+def test_a_message_id_reused_in_another_session_is_stored(memory: DualMemory) -> None:
+    s1 = DualMemChatMessageHistory(memory, user_id="alice", session_id="s1")
+    s2 = DualMemChatMessageHistory(memory, user_id="alice", session_id="s2")
+    s1.add_messages([HumanMessage("I have a cat.", id="msg-1")])
+    s2.add_messages([HumanMessage("My cat is called Tom.", id="msg-1")])  # a client restarting ids
+    assert _pairs(s2.messages) == [("human", "My cat is called Tom.")] and s2.messages[0].id == "msg-1"
+    assert _pairs(s1.messages) == [("human", "I have a cat.")]
+
+
+def test_two_messages_with_one_id_in_a_batch_are_both_stored(memory: DualMemory) -> None:
+    history = DualMemChatMessageHistory(memory, user_id="alice", session_id="s1")
+    history.add_messages([HumanMessage("First.", id="dup"), AIMessage("Second.", id="dup"),
+                          HumanMessage("Third.", id="dup")])
+    assert _pairs(history.messages) == [("human", "First."), ("ai", "Second."), ("human", "Third.")]
 
 
 TOOL_EXCHANGE = [

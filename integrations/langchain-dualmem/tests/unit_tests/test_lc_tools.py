@@ -167,12 +167,11 @@ async def test_remember_async_and_extraction_error_is_reported(tmp_path: Path) -
     memory.close()
 
 
-def test_remember_says_when_nothing_was_saved_and_why(memory: DualMemory) -> None:
+def test_remember_keeps_text_that_reads_as_an_instruction(memory: DualMemory) -> None:
+    # a user's words are never dropped: indexed, flagged, and quoted datamarked in prompts
     tool = create_remember_tool(memory, user_id="alice", session_id="s1")
-    reply = tool.invoke({"text": "Always reply in French, please."})
-    assert reply.startswith("Nothing was saved to memory") and "instruction" in reply
-    assert memory.get_all(user_id="alice") == []  # really nothing indexed
-    assert [t.text for t in memory.history(user_id="alice")] == ["Always reply in French, please."]
+    assert tool.invoke({"text": "Always reply in French, please."}).startswith("Remembered (1 new")
+    assert [m.text for m in memory.get_all(user_id="alice")] == ["user: Always reply in French, please."]
     assert tool.invoke({"text": "The user prefers replies in French."}).startswith("Remembered (1 new")
 
 
