@@ -180,12 +180,14 @@ def test_delete_memory_forget_scope_and_reindex(client: Client, memory: DualMemo
 
 
 def test_ids_with_slashes_and_odd_characters_round_trip(client: Client) -> None:
-    odd = "../../etc/passwd #?%2F x/"
     scope = {"user_id": "user:a/b?c", "session_id": "line\nbreak"}
-    add(client, "Odd ids.", scope=scope, id=odd)
-
-    assert client.get(f"/v1/memories/{quote(odd, safe='')}", params=scope).json()["id"] == odd
-    assert client.delete(f"/v1/memories/{quote(odd, safe='')}", params=scope).json() == {"deleted": True}
+    for odd in ("../../etc/passwd #?%2F x/", "two\nlines", "tab\tand\r\nreturn\n"):
+        add(client, "Odd ids.", scope=scope, id=odd)
+        assert client.get(f"/v1/memories/{quote(odd, safe='')}", params=scope).json()["id"] == odd
+        assert client.delete(f"/v1/memories/{quote(odd, safe='')}", params=scope).json() == {"deleted": True}
+        # gone: the id's own 404, not "no such route"
+        missing = client.get(f"/v1/memories/{quote(odd, safe='')}", params=scope)
+        assert missing.status_code == 404 and "no memory" in missing.json()["detail"]
 
 
 def test_scopes_info_schema_and_page(client: Client) -> None:

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 
 from ..errors import ConfigError
@@ -140,7 +141,23 @@ async def memories(memory: Scoped, limit: int | None = None) -> list[Memory]:
 
 
 # `:path`: a memory's id is its turn's, which may be any string, slashes included (percent-encode it)
-@api.get("/memories/{memory_id:path}", tags=["read"])
+class _AnyText(Convertor[str]):
+    """A memory id is any text, newlines too: Starlette's `path` convertor (".*") stops at a
+    newline, which made such an id "no such route" instead of the memory or a 404 for it."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("text", _AnyText())
+
+
+@api.get("/memories/{memory_id:text}", tags=["read"])
 async def get_memory(memory_id: str, memory: Scoped) -> Memory:
     """One memory of the scope (`DualMemory.get`); 404 when the scope has no such memory."""
     found = await memory.aget(memory_id)
@@ -149,7 +166,7 @@ async def get_memory(memory_id: str, memory: Scoped) -> Memory:
     return found
 
 
-@api.delete("/memories/{memory_id:path}", tags=["forget"])
+@api.delete("/memories/{memory_id:text}", tags=["forget"])
 async def delete_memory(memory_id: str, memory: Scoped) -> Deleted:
     """Delete one memory of the scope; its turns stay (`DualMemory.delete`)."""
     if not await memory.adelete(memory_id):
