@@ -119,7 +119,8 @@ def test_calibrate_fit_learns_the_gate_cross_validated_and_saves_it(tmp_path) ->
     r = run(tmp_path, "calibrate", str(results), "--fit")
     assert r.exit_code == 0, r.output
     assert "120 questions" in r.output and "from 4 conversations" in r.output
-    auc = float(r.output.split("(each conversation held out): ")[1].split()[0])
+    auc = float(r.output.split("chosen inside each fold): ")[1].split()[0])
+    assert "model: feature set" in r.output
     assert auc > 0.85 and "<- chosen" in r.output or "chosen:" in r.output
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["gate"]["policy"] == "learned"
