@@ -114,14 +114,18 @@ async function openScope(scope) {
   $("#scope-pick").value = JSON.stringify(state.scope);
   $("#trace").replaceChildren();
   await guarded(`opening ${scopeLabel(state.scope)}`, async () => {
-    await Promise.all([loadHistory(), loadMemories()]);
+    // history first: a memory's chip names its source turn from the loaded history
+    await loadHistory();
+    await loadMemories();
   });
 }
 
 // ---------------------------------------------------------------- history
 
 async function loadHistory() {
+  const asked = state.scope;
   const turns = await api("GET", "/v1/turns", { query: scopeQuery() });
+  if (state.scope !== asked) return; // another scope was opened meanwhile: its load draws
   state.turns = new Map(turns.map((t) => [t.id, t]));
   const sessions = new Map();
   for (const t of turns) {
@@ -184,7 +188,9 @@ function showMemories(memories, what) {
 }
 
 async function loadMemories() {
-  showMemories(await api("GET", "/v1/memories", { query: scopeQuery() }), "stored");
+  const asked = state.scope;
+  const memories = await api("GET", "/v1/memories", { query: scopeQuery() });
+  if (state.scope === asked) showMemories(memories, "stored");
 }
 
 async function search(query) {
