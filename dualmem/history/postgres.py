@@ -179,8 +179,7 @@ class PostgresHistoryStore:
         with self._conn() as conn, conn.cursor() as cur:
             cur.executemany(
                 "UPDATE dualmem_turns SET pending = FALSE WHERE partition = %s AND id = %s",
-                [(Scope(user_id=t.user_id, agent_id=t.agent_id, session_id=t.session_id).partition,
-                  t.id) for t in turns],
+                [(t.scope.partition, t.id) for t in turns],
             )
 
     @contextmanager

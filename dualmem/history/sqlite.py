@@ -154,8 +154,7 @@ class SQLiteHistoryStore:
         with self._conn() as conn:
             conn.executemany(
                 "UPDATE turns SET pending = 0 WHERE partition = ? AND id = ?",
-                [(Scope(user_id=t.user_id, agent_id=t.agent_id, session_id=t.session_id).partition,
-                  t.id) for t in turns],
+                [(t.scope.partition, t.id) for t in turns],
             )
 
     @contextmanager
