@@ -56,16 +56,18 @@ def supported_by(answer: str, evidence: Sequence[Turn]) -> tuple[float | None, d
     return len(found) / len(words), newest
 
 
-def _beats(challenger: Candidate, holder: Candidate, current: bool, unasked: list[str]) -> tuple[bool, str]:
+def _beats(challenger: Candidate, holder: Candidate, current: bool, missing: list[str]) -> tuple[bool, str]:
+    """Whether `challenger` takes the win from `holder`, and why. `missing`: the question's
+    terms when no retrieved or selected line holds any of them."""
     name, held = challenger.source, holder.source
     c_support, h_support = challenger.support or 0.0, holder.support or 0.0
     if looks_like_refusal(challenger.text):
         if looks_like_refusal(holder.text):
             return False, f"{name} found no answer; {held}'s answer stands"
-        if unasked:
+        if missing:
             return True, (
                 f"{name} found no answer, and no retrieved or selected line mentions "
-                f"{', '.join(unasked)}: {held}'s answer is about something else"
+                f"{', '.join(missing)}: {held}'s answer is about something else"
             )
         if h_support >= SUPPORTED:
             return False, f"{name} found no answer; {held}'s answer stands"

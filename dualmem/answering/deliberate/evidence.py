@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 
 from pydantic import BaseModel, Field
@@ -45,7 +46,7 @@ from ...text import (
     terms,
 )
 from ...tokens import count_tokens, fit_lines, line_budget
-from ...types import Fact, Memory, Turn
+from ...types import NO_ANSWER, Fact, Memory, Turn
 from ..gate.signals import agreement, looks_like_refusal
 from ..reader import answer_from
 from .base import Deliberation, Strategy, shown
@@ -164,11 +165,11 @@ class EvidenceFirst(Strategy):
             0, f"{len(queries)} queries, {len(pool)} candidate lines, {len(selected)} selected"
         )
         current = asks_current(question)
-        listing = asks_items(question) and not asks_count(question)
-        groups = self._sessions(selected or keep, keep, turns, newest_first=current)
-        if (current or listing) and len(groups) > 1:
-            await self._read_by_session(question, groups, turns, result, current)
-            return result
+        if current or (asks_items(question) and not asks_count(question)):
+            groups = self._sessions(selected or keep, keep, turns, newest_first=current)
+            if len(groups) > 1:
+                await self._read_by_session(question, groups, turns, result, current)
+                return result
         # a 0.5B reader takes the first line that answers: for a question about now ("where
         # does she live now?") that must be the newest, so those read newest first
         await self._read(question, sorted(keep, reverse=current), turns, result, current)
@@ -270,11 +271,9 @@ class EvidenceFirst(Strategy):
     ) -> list[list[int]]:
         """The kept lines of each session that holds a selected line, in chronological order
         (newest first when asked), at most `sessions` of them: those with most selected lines."""
-        picked: dict[str, int] = {}
-        for i in selected:
-            picked[turns[i].session_id or ""] = picked.get(turns[i].session_id or "", 0) + 1
-        best = sorted(picked, key=lambda sid: -picked[sid])[: self.sessions]
-        groups = [[i for i in sorted(keep) if (turns[i].session_id or "") == sid] for sid in best]
+        picked = Counter(turns[i].session_id for i in selected)
+        best = [sid for sid, _ in picked.most_common(self.sessions)]
+        groups = [[i for i in sorted(keep) if turns[i].session_id == sid] for sid in best]
         groups.sort(key=lambda g: g[0], reverse=newest_first)
         return [g for g in groups if g]
 
@@ -288,15 +287,13 @@ class EvidenceFirst(Strategy):
         newest session that answers wins; for a list, every session's items are joined."""
         start = time.perf_counter()
         answers: list[tuple[list[int], str]] = []
-        read: list[int] = []
+        read: list[list[int]] = []
         logprobs = None
-        sessions = 0
         for group in groups:
             lines = [evidence_line(turns[i]) for i in group]
             answered = await answer_from(self.llm, question, lines, task=self.answer_task, label=self.label)
             result.add_usage(self.answer_task, answered.completion.usage)
-            read += group
-            sessions += 1
+            read.append(group)
             if looks_like_refusal(answered.text):
                 continue
             answers.append((group, answered.text))
@@ -306,12 +303,12 @@ class EvidenceFirst(Strategy):
         result.latency[self.answer_task] = time.perf_counter() - start
         days = [human_day(turns[g[0]].timestamp) for g, _ in answers]
         if not answers:
-            result.text = "NONE"
+            result.text = NO_ANSWER
             result.notes.append(f"{len(groups)} sessions read one by one: none answers")
         elif current:
             result.text = answers[0][1]
             result.notes.append(
-                f"{sessions} session(s) read one by one, newest first: the newest that "
+                f"{len(read)} session(s) read one by one, newest first: the newest that "
                 f"answers ({days[0]}) says {result.text!r}"
             )
         else:
@@ -328,9 +325,9 @@ class EvidenceFirst(Strategy):
                 f"{len(groups)} sessions read one by one and their items joined: "
                 + "; ".join(f"{d}: {t!r}" for d, (_, t) in zip(days, answers, strict=True))
             )
-        shown_ids = [i for g, _ in answers for i in g] if answers else read
+        shown_ids = [i for g, _ in answers for i in g] if answers else [i for g in read for i in g]
         result.facts = [self._fact(turns[i]) for i in shown_ids]
-        result.turn_ids = [turns[i].id for i in read]
+        result.turn_ids = [turns[i].id for g in read for i in g]
         result.logprobs = logprobs
 
     @staticmethod

@@ -285,14 +285,25 @@ def _held_out(x: np.ndarray, y: np.ndarray, groups: np.ndarray, names: list[str]
 Choice = tuple[str, float]  # (feature set, L2 strength)
 
 
+def _columns(names: list[str], wanted: Sequence[str]) -> list[int]:
+    return [i for i, n in enumerate(names) if n in wanted]
+
+
+def _fit_choice(
+    x: np.ndarray, y: np.ndarray, names: list[str], wanted: Sequence[str], l2: float
+) -> GateModel:
+    """A model over the `wanted` features only."""
+    cols = _columns(names, wanted)
+    return _fit_one(x[:, cols], y, [names[c] for c in cols], l2)
+
+
 def _choose(
     x: np.ndarray, y: np.ndarray, groups: np.ndarray, names: list[str], sets: Mapping[str, Sequence[str]]
 ) -> Choice:
     """The feature set and penalty with the best leave-one-group-out AUROC on these records."""
-    columns = {n: i for i, n in enumerate(names)}
     best: tuple[float, Choice] | None = None
     for set_name, chosen in sets.items():
-        cols = [columns[n] for n in chosen if n in columns]
+        cols = _columns(names, chosen)
         for l2 in PENALTIES:
             score = auroc(_held_out(x[:, cols], y, groups, [names[c] for c in cols], l2), y)
             if score is not None and (best is None or score > best[0]):
@@ -314,11 +325,8 @@ def _nested(
             continue
         set_name, l2 = _choose(x[train], y[train], groups[train], names, sets)
         picks.append((set_name, l2))
-        cols = [i for i, n in enumerate(names) if n in sets[set_name]]
-        model = _fit_one(x[train][:, cols], y[train], [names[c] for c in cols], l2)
-        out[test] = [
-            model.probability(dict(zip(model.features, row, strict=True))) for row in x[test][:, cols]
-        ]
+        model = _fit_choice(x[train], y[train], names, sets[set_name], l2)
+        out[test] = [model.probability(dict(zip(names, row, strict=True))) for row in x[test]]
     return out, picks
 
 
@@ -377,8 +385,7 @@ def fit(
     ok = [r for r in table if r.escalation <= max_escalation and r.right_escalated <= max_right_escalated]
     chosen = max(ok, key=lambda r: r.caught) if ok else None
     set_name, l2 = _choose(x, y, g, names, candidates)
-    cols = [i for i, n in enumerate(names) if n in candidates[set_name]]
-    model = _fit_one(x[:, cols], y, [names[c] for c in cols], l2)
+    model = _fit_choice(x, y, names, candidates[set_name], l2)
     model.threshold = chosen.threshold if chosen else 1.0
     return FitReport(
         model=model,
