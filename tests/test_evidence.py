@@ -279,21 +279,21 @@ def test_an_extracted_index_that_lost_the_detail_still_deliberates_over_raw_turn
 
 
 SAID = datetime(2023, 5, 8, 13, tzinfo=UTC)
-GROUP = Turn(id="g", speaker="Caroline", text="I went to a LGBTQ support group yesterday, so moving.",
+GROUP = Turn(id="g", speaker="Ines", text="I went to a choir rehearsal yesterday, so moving.",
              timestamp=SAID)
-PAINT = Turn(id="p", speaker="Melanie", text="I painted a lake sunrise last week!", timestamp=SAID)
+PAINT = Turn(id="p", speaker="Tomas", text="I sketched a river bridge last week!", timestamp=SAID)
 
 
 @pytest.mark.parametrize(
     ("question", "answer", "fixed", "line"),
     [
-        ("When did Caroline go to the LGBTQ support group?", "8 May 2023", "7 May 2023", "g"),
-        ("When did Melanie paint a sunrise?", "On 8 May 2023.", "the week before 8 May 2023", "p"),
+        ("When did Ines go to the choir rehearsal?", "8 May 2023", "7 May 2023", "g"),
+        ("When did Tomas sketch a bridge?", "On 8 May 2023.", "the week before 8 May 2023", "p"),
         # not a date question, not the day a line was said, not a bare date, no shared word
-        ("What did Caroline go to?", "8 May 2023", "8 May 2023", None),
-        ("When did Caroline go to the support group?", "9 May 2023", "9 May 2023", None),
-        ("When did Caroline go to the support group?", "8 May 2023 or so", "8 May 2023 or so", None),
-        ("When did Jon open his store?", "8 May 2023", "8 May 2023", None),
+        ("What did Ines go to?", "8 May 2023", "8 May 2023", None),
+        ("When did Ines go to the choir rehearsal?", "9 May 2023", "9 May 2023", None),
+        ("When did Ines go to the choir rehearsal?", "8 May 2023 or so", "8 May 2023 or so", None),
+        ("When did Ana open her shop?", "8 May 2023", "8 May 2023", None),
     ],
 )
 def test_a_copied_session_date_becomes_the_event_date_the_line_gives(question, answer, fixed, line) -> None:
@@ -305,7 +305,7 @@ async def test_the_line_that_dates_the_answer_supports_it() -> None:
     turns = [GROUP, PAINT, *conversation()]  # a few lines more, so that BM25's idf is not 0
     llm = ScriptedLLM(by_task={"deliberate.select": ['{"lines": []}'], "deliberate.answer": ["8 May 2023"]})
     strategy = EvidenceFirst(llm, keep_top=2)
-    result = await strategy.run("When did Caroline go to the support group?", turns, [])
+    result = await strategy.run("When did Ines go to the choir rehearsal?", turns, [])
     assert result.text == "7 May 2023" and result.support_turn_ids == ["g"]
     assert "8 May 2023 is the day a line was said; it dates the event 7 May 2023" in result.notes
 
