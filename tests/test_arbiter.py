@@ -45,7 +45,7 @@ def test_a_refusal_never_replaces_a_supported_answer() -> None:
 
 
 def test_a_refusal_replaces_an_answer_the_evidence_does_not_hold() -> None:
-    winner, why, _ = pick("What is Maya's favourite film?", ("fast", "Biscuit"), ("evidence", "NONE"),
+    winner, why, _ = pick("What did Maya do after she moved?", ("fast", "Biscuit"), ("evidence", "NONE"),
                           evidence=[LISBON, PORTO])
     assert winner.source == "evidence"
     assert why == "evidence found no answer and fast's answer has no support in its evidence"
@@ -66,6 +66,20 @@ def test_a_refusal_wins_when_nothing_retrieved_or_selected_speaks_of_what_is_ask
     # the user's own name, held by most lines, is not what the question asks about
     candidates, _ = arbitrate("Who carried the rings for Maya?", answers, EVIDENCE, retrieved)
     assert candidates[0].won
+
+
+def test_the_arbiter_answers_none_when_no_answer_is_about_what_is_asked() -> None:
+    # neither System 2 nor the fast path refused, but no line speaks of a film at all
+    retrieved = [Passage(f"Maya: {t.text}") for t in EVIDENCE] + [Passage("Maya: I found a new hobby.")]
+    answers = [("fast", "Biscuit", []), ("evidence", "The Matrix", [])]
+    candidates, why = arbitrate("What is Maya's favourite film?", answers, EVIDENCE, retrieved)
+    assert [(c.source, c.text, c.won) for c in candidates] == [
+        ("fast", "Biscuit", False), ("evidence", "The Matrix", False), ("arbiter", "NONE", True)]
+    assert why == "no retrieved or selected line mentions favourit, film: every answer is about something else"
+    # once one line speaks of films, the rules for concrete answers apply again
+    about = [*retrieved, Passage("Maya: We watched a film about dogs.")]
+    candidates, _ = arbitrate("What is Maya's favourite film?", answers, EVIDENCE, about)
+    assert [c.source for c in candidates] == ["fast", "evidence"] and candidates[0].won
 
 
 def test_a_supported_answer_replaces_a_refusal_and_an_unsupported_one_does_not() -> None:

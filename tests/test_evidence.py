@@ -15,6 +15,7 @@ from dualmem.answering.deliberate import EvidenceFirst
 from dualmem.answering.deliberate.evidence import parse_selection, repair_date
 from dualmem.errors import LLMError
 from dualmem.llm.base import ChatRequest
+from dualmem.explain import explain
 from dualmem.testing import ScriptedLLM, ScriptedReply
 from dualmem.types import Turn
 
@@ -236,6 +237,18 @@ def test_the_trace_says_what_system_2_changed_and_why(memory_with) -> None:
     assert a.reason.endswith(f"{a.arbitration}: evidence answer kept")
     assert a.logprobs and a.logprobs[0].token == "the"  # the winner's logprobs
     assert set(a.usage) >= {"answer", "deliberate.select", "deliberate.answer"}
+
+
+def test_a_question_the_history_never_speaks_of_gets_none_from_the_arbiter(memory_with) -> None:
+    # both paths answer from lines about something else (no line names a film)
+    llm = ScriptedLLM(by_task={"answer": [confident("Biscuit")], "deliberate.select": picking("Biscuit"),
+                               "deliberate.answer": [confident("The Matrix")]})
+    a = memory_with(llm).answer("What is Maya's favourite film?", user_id="maya", mode="full")
+    assert a.text == "NONE" and a.path == "deliberate" and a.tier == "arbiter"
+    assert [(c.source, c.won) for c in a.candidates] == [("fast", False), ("evidence", False), ("arbiter", True)]
+    assert a.reason.endswith("every answer is about something else: arbiter answer kept")
+    assert a.evidence.turn_ids == []
+    assert "changed 'Biscuit' -> 'NONE', rejecting fast 'Biscuit', evidence 'The Matrix'" in explain(a)
 
 
 @pytest.mark.parametrize("fail_task", ["deliberate.select", "deliberate.answer"])

@@ -70,6 +70,16 @@ def test_aggregation_fails_a_list_padded_with_an_item_no_passage_holds():
     assert aggregation(q, "running club, pottery", ride, refusal=False).passed is True
 
 
+def test_aggregation_fails_a_list_that_names_an_item_twice():
+    q = "What hobbies has Maya taken up this year?"
+    looped = aggregation(q, "Running club, pottery class, running club", HOBBIES, refusal=False)
+    assert looped.passed is False and looped.details["repeated"] == 1.0
+    assert looped.reason.endswith("it names 'running club' twice")
+    # word order and case do not make an item new; different items pass
+    assert aggregation(q, "club running, Pottery, Running Club", HOBBIES, refusal=False).passed is False
+    assert aggregation(q, "running club, pottery class", HOBBIES, refusal=False).details["repeated"] == 0.0
+
+
 def test_sufficiency_reads_whether_the_top_passages_hold_the_question():
     good = sufficiency("Which club did Maya join by the Douro?", HOBBIES)
     bad = sufficiency("What is the name of Maya's accountant in Madrid?", HOBBIES)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from dualmem.answering.gate import Passage, consistency, coverage, entropy, looks_like_refusal
+from dualmem.answering.gate.signals import unasked
 from dualmem.llm.base import ChatRequest
 from dualmem.testing import ScriptedLLM, ScriptedReply
 
@@ -227,3 +228,18 @@ def test_refusals_are_recognised(text: str) -> None:
 )
 def test_answers_are_not_refusals(text: str) -> None:
     assert not looks_like_refusal(text)
+
+
+def test_unasked_names_the_question_words_no_passage_holds() -> None:
+    dog = [Passage(f"Maya: {x}") for x in ("I adopted a dog called Biscuit.", "Biscuit barks at seagulls.",
+                                           "She sleeps on my feet.", "The vet is Dr. Okafor.",
+                                           "Work is busy.")]
+    assert unasked("What is Maya's favourite film?", dog) == ["favourit", "film"]
+    # one word held is enough, however many lines hold it
+    dancers = [Passage(f"Gina: the dancers in photo {i} were great") for i in range(6)]
+    assert unasked("What do the dancers in the photo represent?", dancers) == []
+    # a yes/no question may be inferred from lines about other things
+    assert unasked("Would Maya enjoy a film festival?", dog) == []
+    # the speakers' names say nothing of the subject; other names do
+    assert unasked("When did Maya mention Biscuit?", dog) == []
+    assert unasked("When did Maya mention Ines?", dog) == ["ine", "mention"]

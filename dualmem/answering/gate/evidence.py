@@ -152,13 +152,29 @@ def aggregation(
     texts = [p.text for p in passages]
     made_up = [] if count else [x for x, held in grounded_items(answer, question, texts) if not held]
     held_part = 1.0 - len(made_up) / max(items, 1)
-    score = min(item_part, min(dates, 2) / 2, held_part)
+    # a list that names an item twice is a small reader looping over its context, not listing
+    # it: how complete the list is cannot be read from it ("running club, pottery, running club")
+    repeated = _repeated(answer_items(answer)) if not count else []
+    score = min(item_part, min(dates, 2) / 2, held_part, 0.5 if repeated else 1.0)
     return _judged(
         "aggregation",
         score,
         threshold,
         f"a {'count' if count else 'list'} question answered with {items} item(s) "
         f"drawn from {dates} dated session(s)"
-        + (f"; no passage holds {', '.join(repr(x) for x in made_up)}" if made_up else ""),
-        {"list": True, "items": float(items), "dates": float(dates), "held": held_part},
+        + (f"; no passage holds {', '.join(repr(x) for x in made_up)}" if made_up else "")
+        + (f"; it names {', '.join(repr(x) for x in repeated)} twice" if repeated else ""),
+        {"list": True, "items": float(items), "dates": float(dates), "held": held_part,
+         "repeated": float(len(repeated))},
     )
+
+
+def _repeated(items: list[str]) -> list[str]:
+    seen: set[tuple[str, ...]] = set()
+    repeated = []
+    for item in items:
+        key = tuple(sorted(stem(w) for w in re.findall(r"\w+", item.lower())))
+        if key in seen and item not in repeated:
+            repeated.append(item)
+        seen.add(key)
+    return repeated

@@ -44,6 +44,7 @@ FEATURES: tuple[str, ...] = (
     "aggregation.held",
     "aggregation.items",
     "aggregation.list",
+    "aggregation.repeated",
     "consistency",
     "consistency.agreement",
     "consistency.grounding",

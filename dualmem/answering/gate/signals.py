@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ...text import dated, tokenize
+from ...text import asks_polar, dated, tokenize
 from ...text import stem as _stem
 from ...types import Memory, SignalResult, TokenLogprob
 
@@ -164,10 +164,19 @@ def _informative(terms: set[str], passages: Sequence[Passage]) -> set[str]:
 
 
 def unasked(question: str, passages: Sequence[Passage]) -> list[str]:
-    """The question's informative terms when not one passage holds any of them (the history
-    never speaks of what is asked, as "favourite film" in a chat about a dog); [] otherwise."""
-    terms = _informative(question_terms(question), passages)
-    return [] if not terms or terms & _evidence_terms(passages) else sorted(terms)
+    """The question's words when not one passage holds any of them: the history never speaks
+    of what is asked ("favourite film" in a chat about a dog). [] when one does, and for a
+    yes/no question, which may be inferred from lines about other things.
+
+    Names held by most passages (the speakers') are set aside: they say nothing of the subject.
+    Other words count however many passages hold them ("dancers", when every retrieved line is
+    about the dancers, is the subject)."""
+    if asks_polar(question):
+        return []
+    names = {_stem(re.sub(r"'s$", "", e.lower())) for e in _ENTITY.findall(question) if not e[0].isdigit()}
+    words = question_terms(question)
+    words -= names - _informative(names, passages)
+    return [] if not words or words & _evidence_terms(passages) else sorted(words)
 
 
 def coverage(question: str, passages: Sequence[Passage], threshold: float) -> SignalResult:
