@@ -75,7 +75,8 @@ def test_the_arbiter_answers_none_when_no_answer_is_about_what_is_asked() -> Non
     candidates, why = arbitrate("What is Maya's favourite film?", answers, EVIDENCE, retrieved)
     assert [(c.source, c.text, c.won) for c in candidates] == [
         ("fast", "Biscuit", False), ("evidence", "The Matrix", False), ("arbiter", "NONE", True)]
-    assert why == "no retrieved or selected line mentions favourit, film: every answer is about something else"
+    assert why == ("no retrieved or selected line mentions favourit, film: "
+                   "every answer is about something else")
     # once one line speaks of films, the rules for concrete answers apply again
     about = [*retrieved, Passage("Maya: We watched a film about dogs.")]
     candidates, _ = arbitrate("What is Maya's favourite film?", answers, EVIDENCE, about)

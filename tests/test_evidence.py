@@ -14,8 +14,8 @@ from dualmem import DualMemory
 from dualmem.answering.deliberate import EvidenceFirst
 from dualmem.answering.deliberate.evidence import parse_selection, repair_date
 from dualmem.errors import LLMError
-from dualmem.llm.base import ChatRequest
 from dualmem.explain import explain
+from dualmem.llm.base import ChatRequest
 from dualmem.testing import ScriptedLLM, ScriptedReply
 from dualmem.types import Turn
 
@@ -245,7 +245,8 @@ def test_a_question_the_history_never_speaks_of_gets_none_from_the_arbiter(memor
                                "deliberate.answer": [confident("The Matrix")]})
     a = memory_with(llm).answer("What is Maya's favourite film?", user_id="maya", mode="full")
     assert a.text == "NONE" and a.path == "deliberate" and a.tier == "arbiter"
-    assert [(c.source, c.won) for c in a.candidates] == [("fast", False), ("evidence", False), ("arbiter", True)]
+    assert [(c.source, c.won) for c in a.candidates] == [
+        ("fast", False), ("evidence", False), ("arbiter", True)]
     assert a.reason.endswith("every answer is about something else: arbiter answer kept")
     assert a.evidence.turn_ids == []
     assert "changed 'Biscuit' -> 'NONE', rejecting fast 'Biscuit', evidence 'The Matrix'" in explain(a)
@@ -354,7 +355,8 @@ async def test_a_question_about_now_is_answered_by_the_newest_session_that_answe
     turns = sessions_of("I still live in Lisbon for now.", "Work was busy, I live at the office.",
                         "I moved to Porto, I live by the river now.")
     # the newest session answers: one reading, older sessions are never read
-    llm = ScriptedLLM(by_task={"deliberate.select": picking("Lisbon", "Porto"), "deliberate.answer": ["Porto"]})
+    llm = ScriptedLLM(by_task={"deliberate.select": picking("Lisbon", "Porto"),
+                               "deliberate.answer": ["Porto"]})
     result = await EvidenceFirst(llm, keep_top=0).run("Where does Maya live now?", turns, [])
     (call,) = llm.calls_for("deliberate.answer")
     assert result.text == "Porto" and answer_context(llm, call) == ["[1 August 2025] Maya: I moved to Porto, "
@@ -384,7 +386,8 @@ async def test_a_list_question_joins_the_items_each_session_holds() -> None:
     assert result.text == "pottery, running club"
     assert "items joined" in result.notes[-1] and result.logprobs is None
     # a question about one thing reads every selected line at once, as before
-    llm = ScriptedLLM(by_task={"deliberate.select": picking("pottery", "running"), "deliberate.answer": ["x"]})
+    llm = ScriptedLLM(by_task={"deliberate.select": picking("pottery", "running"),
+                               "deliberate.answer": ["x"]})
     await EvidenceFirst(llm, keep_top=0).run("Which class did Maya sign up for?", turns, [])
     (call,) = llm.calls_for("deliberate.answer")
     assert len(answer_context(llm, call)) == 2
