@@ -139,6 +139,9 @@ class Record(BaseModel):
     # evidence turn ids in rank order; `retrieved_deep` from a deeper search (retrieval only)
     retrieved: list[str] | None = None
     retrieved_deep: list[str] | None = None
+    # the question's words when no retrieved memory holds any (`gate.signals.unasked`: the
+    # arbiter's NONE condition); retrieval only
+    unasked: list[str] | None = None
     # the turns of the context that produced the final answer (fast: the top-k memories')
     context: list[str] | None = None
     # System 2: its strategy, every answer the arbiter weighed, and why the winner won

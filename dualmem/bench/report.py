@@ -132,6 +132,8 @@ def _recall(records: list[Record], max_k: int) -> dict[str, Any] | None:
     k30 = min(30, max_k)
     hits = [recall_at_k(r.retrieved or [], r.evidence, k30) == 1.0 for r in rs]
     out[f"all_in_top{k30}"] = _mean([float(h) for h in hits])
+    if all(r.unasked is not None for r in rs):
+        out["unasked"] = sum(bool(r.unasked) for r in rs)
     return out
 
 
@@ -411,6 +413,15 @@ def markdown(summary: dict[str, Any]) -> str:
                     + " | ".join(_f(rec.get(f"r@{k}")) for k in RECALL_KS)
                     + f" | {_f(rec.get('all_in_top30'))} |"
                 )
+    for name, v in summary["systems"].items():
+        unasked = (v.get("recall") or {}).get("unasked")
+        if unasked is not None:
+            lines += [
+                "",
+                f"{name}: for {unasked} of {v['recall']['n']} questions no retrieved memory holds any "
+                "of the question's words (the speakers' names aside): after an escalation the "
+                "arbiter answers NONE to such a question.",
+            ]
     probe = summary.get("identifier_probe")
     if probe:
         lines += [

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from .._sync import run_sync
 from ..answering.gate.learned import features
+from ..answering.gate.signals import Passage, unasked
 from ..answering.reader import ANSWER_MAX_TOKENS, answer_from
 from ..config import Config
 from ..embed import make_embedding
@@ -288,9 +289,11 @@ class _Asker:
             # the candidate depth of hybrid search grows with k, so the top 30 of a k=50 search
             # differs from a k=30 search: R@k up to top-k is measured as the fast path searches
             search = self.memory.asearch
+            found = await search(q.question, user_id=conv.id, k=self.k)
             return {
-                "retrieved": _ranked_turns(await search(q.question, user_id=conv.id, k=self.k)),
+                "retrieved": _ranked_turns(found),
                 "retrieved_deep": _ranked_turns(await search(q.question, user_id=conv.id, k=max(RECALL_KS))),
+                "unasked": unasked(q.question, [Passage.of(m) for m in found]),
             }
         if system.kind == "fullctx":
             assert self.fullctx is not None
