@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from .answering.deliberate.arbiter import ARBITER
 from .types import Answer
 
 __all__ = ["explain"]
@@ -20,9 +19,6 @@ def _system2(answer: Answer) -> list[str]:
     others = ", ".join(f"{c.source} {c.text!r}" for c in answer.candidates[1:])
     if winner is fast:
         head = f"System 2 ({answer.strategy}) kept the fast answer {fast.text!r} over {others}"
-    elif winner.source == ARBITER:
-        rejected = ", ".join(f"{c.source} {c.text!r}" for c in answer.candidates if not c.won)
-        head = f"System 2 ({answer.strategy}) changed {fast.text!r} -> {winner.text!r}, rejecting {rejected}"
     else:
         head = f"System 2 ({answer.strategy}) changed {fast.text!r} -> {winner.text!r}"
     return [f"   {head}: {answer.arbitration}"]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ScopeError
-from .text import dated, human_date, human_day
+from .text import dated, human_date, human_day, resolve_relative
 
 __all__ = [
     "Answer",
@@ -221,8 +221,22 @@ class Memory(_Model):
         """The scope this memory was indexed under."""
         return Scope(user_id=self.user_id, agent_id=self.agent_id, session_id=self.session_id)
 
-    def render(self) -> str:
-        text = dated(self.text, self.event_date)
+    def resolved_text(self) -> str:
+        """The text, and for a raw turn each relative date in it ("yesterday") followed by the
+        date it means, read against the day it was said: asked "when?", a 0.5B reader copies
+        the line's date instead of working it out. (An extracted fact's date is the event's,
+        not the day its words were said, so its text stays as it is.)"""
+        if not self.event_date or self.source_turn_ids != [self.id]:
+            return self.text
+        try:
+            said = date.fromisoformat(self.event_date[:10])
+        except ValueError:
+            return self.text
+        return resolve_relative(self.text, said)
+
+    def render(self, *, resolve_dates: bool = False) -> str:
+        """The line a prompt shows for this memory (`resolve_dates`: with `resolved_text`)."""
+        text = dated(self.resolved_text() if resolve_dates else self.text, self.event_date)
         # a superseded memory says when it stopped being true, so answers prefer the new one
         until = self.metadata.get("valid_to")
         return f"{text} (until {human_date(until)})" if isinstance(until, str) else text

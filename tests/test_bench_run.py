@@ -179,7 +179,7 @@ def test_subsets_and_retrieval_only(data: Path, tmp_path: Path):
     assert [r["q"] for r in records] == [0, 1, 2] and all(r["system"] == "retrieval" for r in records)
     rec = summary["systems"]["retrieval"]["recall"]
     assert rec["r@5"] == 1.0 and rec["n"] == 3
-    # every question's words are held by a retrieved memory: none would get the arbiter's NONE
+    # every question's words are held by a retrieved memory: no NONE could win for that reason
     assert [r["unasked"] for r in records] == [[], [], []] and rec["unasked"] == 0
     assert "retrieval: for 0 of 3 questions no retrieved memory holds" in (out / "report.md").read_text()
     assert summary["identifier_probe"] == {"queries": 30, "rank1": 30, "rate": 1.0}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -59,3 +59,23 @@ def test_words_that_merely_contain_a_phrase_are_left_alone() -> None:
 )
 def test_questions_about_the_present(question: str, current: bool) -> None:
     assert asks_current(question) is current
+
+
+def test_the_fast_context_resolves_a_raw_turns_relative_dates_but_not_a_facts() -> None:
+    from dualmem import format_memories
+    from dualmem.answering.gate.signals import Passage
+    from dualmem.types import Memory
+
+    said = datetime(2025, 6, 2, 9, tzinfo=UTC)
+    turn = Memory(id="t1", text="Maya: I moved to Porto last week!", source_turn_ids=["t1"],
+                  created_at=said, updated_at=said, event_date="2025-06-02")
+    # an extracted fact's date is the event's: "last week" in its text is not read against it
+    fact = Memory(id="f1", text="Maya moved to Porto last week.", source_turn_ids=["t1"],
+                  created_at=said, updated_at=said, event_date="2025-05-26")
+    assert format_memories([turn, fact]) == [
+        "[26 May 2025] Maya moved to Porto last week.",
+        "[2 June 2025] Maya: I moved to Porto last week (the week before 2 June 2025)!",
+    ]
+    # the gate reads what the reader read
+    assert "the week before 2 June 2025" in Passage.of(turn).text
+    assert turn.render() == "[2 June 2025] Maya: I moved to Porto last week!"  # what is embedded

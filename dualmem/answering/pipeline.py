@@ -31,7 +31,6 @@ from ..types import (
     Usage,
 )
 from .deliberate import Deliberation, EvidenceFirst, Neighbours, Scan, Strategy, arbitrate
-from .deliberate.arbiter import ARBITER
 from .gate import GateConfig, GateOutcome, Policy, run_gate
 from .gate.signals import Passage
 from .reader import answer_from, context_lines
@@ -195,8 +194,6 @@ def weigh(question: str, fast: FastAnswer, system2: Deliberated) -> Verdict:
         question, answers, system2.evidence, [Passage.of(m) for m in fast.memories]
     )
     won = next(i for i, c in enumerate(candidates) if c.won)
-    if candidates[won].source == ARBITER:
-        return Verdict(candidates, why, Deliberation(text=candidates[won].text, tier=ARBITER))
     return Verdict(candidates, why, system2.results[won - 1] if won else None)
 
 

@@ -41,7 +41,7 @@ def context_lines(memories: list[Memory]) -> list[str]:
     `dualmem.format_memories`)."""
     # chronological order reads better than rank order and helps "most recent wins"
     ordered = sorted(memories, key=lambda m: (m.event_date or "", m.created_at))
-    return [m.render() for m in ordered]
+    return [m.render(resolve_dates=True) for m in ordered]
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,7 @@ class Record(BaseModel):
     retrieved: list[str] | None = None
     retrieved_deep: list[str] | None = None
     # the question's words when no retrieved memory holds any (`gate.signals.unasked`: the
-    # arbiter's NONE condition); retrieval only
+    # arbiter's condition for a NONE to win); retrieval only
     unasked: list[str] | None = None
     # the turns of the context that produced the final answer (fast: the top-k memories')
     context: list[str] | None = None

@@ -420,7 +420,7 @@ def markdown(summary: dict[str, Any]) -> str:
                 "",
                 f"{name}: for {unasked} of {v['recall']['n']} questions no retrieved memory holds any "
                 "of the question's words (the speakers' names aside): after an escalation the "
-                "arbiter answers NONE to such a question.",
+                "arbiter lets System 2's NONE replace a concrete answer to such a question.",
             ]
     probe = summary.get("identifier_probe")
     if probe:

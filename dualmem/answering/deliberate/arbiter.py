@@ -5,12 +5,10 @@ escalation produced (fast, a middle tier, the full pass) is weighed against the 
 evidence: the lines System 2 judged relevant, with relative dates resolved. An answer is
 supported by the share of its words those lines hold. The rules, in order:
 
-- when no line the memory retrieved or System 2 selected holds any of the question's
-  informative terms, the history never speaks of what is asked, and every concrete answer
-  drawn from it is about something else ("Biscuit" or "The Matrix" for "What is Maya's
-  favourite film?" over a chat that names no film): the answer is NONE, System 2's refusal
-  if it gave one, else the arbiter's;
-- a refusal never replaces a concrete answer that the evidence supports;
+- a refusal never replaces a concrete answer that the evidence supports, unless no line the
+  memory retrieved or System 2 selected holds any of the question's informative terms: the
+  history never speaks of what is asked, and an answer drawn from it is about something else
+  ("Biscuit" for "What is Maya's favourite film?");
 - a concrete, supported answer replaces a refusal;
 - two answers that agree keep the earlier one (nothing changed);
 - an unsupported challenger never wins;
@@ -28,14 +26,13 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from ...text import asks_current, stem, tokenize
-from ...types import NO_ANSWER, Candidate, Turn
+from ...types import Candidate, Turn
 from ..gate.signals import _POLAR, Passage, agreement, looks_like_refusal, unasked
 from .evidence import evidence_line
 
-__all__ = ["ARBITER", "SUPPORTED", "arbitrate", "supported_by"]
+__all__ = ["SUPPORTED", "arbitrate", "supported_by"]
 
 SUPPORTED = 0.5  # at least half of an answer's words must be in the evidence
-ARBITER = "arbiter"  # the source of the NONE the arbiter gives when no answer is about the question
 
 
 def _words(text: str) -> set[str]:
@@ -116,11 +113,4 @@ def arbitrate(
         wins, why = _beats(challenger, weighed[winner], current, missing)
         if wins:
             winner = i
-    if missing and not looks_like_refusal(weighed[winner].text):
-        weighed.append(Candidate(source=ARBITER, text=NO_ANSWER))
-        winner = len(weighed) - 1
-        why = (
-            f"no retrieved or selected line mentions {', '.join(missing)}: "
-            "every answer is about something else"
-        )
     return [c.model_copy(update={"won": i == winner}) for i, c in enumerate(weighed)], why

@@ -55,7 +55,7 @@ class Passage:
 
     @classmethod
     def of(cls, memory: Memory) -> Passage:
-        return cls(memory.text, memory.score or 0.0, memory.event_date)
+        return cls(memory.resolved_text(), memory.score or 0.0, memory.event_date)
 
     def render(self) -> str:
         """The line a prompt shows for it (as `Memory.render`)."""
