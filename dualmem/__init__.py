@@ -17,6 +17,7 @@ from .errors import (
 )
 from .history.base import HistoryStore, TurnQuery
 from .index.base import MemoryIndex
+from .inputs import check_messages
 from .llm.base import BaseLLM, ChatRequest, Completion
 from .memory import AddResult, DualMemory, ReindexResult
 from .scoped import ScopedMemory
@@ -45,6 +46,7 @@ __all__ = [
     "Answer",
     "BaseLLM",
     "ChatRequest",
+    "check_messages",
     "Completion",
     "Config",
     "ConfigError",

@@ -256,8 +256,8 @@ class ProcessLockedIndex:
 def vacuum_chroma(path: Path) -> None:
     """Erase deleted text from an embedded Chroma directory. Chroma deletes rows but leaves
     their text in free pages of chroma.sqlite3 and in its full-text index segments (74 hits of
-    a forgotten marker in one test): merge the segments, then rebuild the file. The caller
-    must have closed every client of the directory."""
+    a forgotten marker in one test): rebuild the full-text index from the rows left, then
+    rewrite the file. The caller must have closed every client of the directory."""
     db = path / "chroma.sqlite3"
     if not db.exists():
         return
@@ -265,7 +265,11 @@ def vacuum_chroma(path: Path) -> None:
         with contextlib.closing(sqlite3.connect(db, isolation_level=None, timeout=30)) as conn:
             fts = "embedding_fulltext_search"
             if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (fts,)).fetchone():
-                conn.execute(f"INSERT INTO {fts}({fts}) VALUES('optimize')")
+                # not 'optimize': under Python's SQLite here (3.40), each one
+                # after a write adds an index level, and past 2,000 levels every reader and
+                # writer of the file, Chroma included, fails ("Failed to apply logs to the
+                # metadata segment"): a deep isolation run got there after ~1,500 purges
+                conn.execute(f"INSERT INTO {fts}({fts}) VALUES('rebuild')")
             conn.execute("VACUUM")
             live = {row[0] for row in conn.execute("SELECT id FROM segments")}
     except sqlite3.Error as e:

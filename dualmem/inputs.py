@@ -15,7 +15,9 @@ from typing import Any
 from .errors import InvalidInputError
 from .types import MAX_ID_LENGTH, Scope, Turn, is_unicode
 
-__all__ = ["check_id", "check_limit", "check_text", "make_scope", "make_turns", "parse_timestamp"]
+__all__ = [
+    "check_id", "check_limit", "check_messages", "check_text", "make_scope", "make_turns", "parse_timestamp",
+]
 
 MAX_TEXT_CHARS = 1_000_000
 MAX_LIMIT = 2**31 - 1  # larger limits mean "no limit" (and would overflow Chroma and SQLite)
@@ -92,14 +94,31 @@ def check_text(value: Any, what: str = "message text") -> str:
     return value
 
 
+def check_messages(messages: Any, timestamp: Any = None, *, names: Sequence[str] | None = None) -> None:
+    """Raise the `InvalidInputError` that `add` would raise for these messages; store nothing.
+
+    For a caller about to do what it cannot undo before it adds, e.g. replacing a chat
+    session (delete it, then add the new messages): check first, and bad input leaves the
+    stored data as it was. `names` says how the errors name each message (default
+    "message 0", ...), e.g. by its place in a list the caller converted.
+
+    ```python
+    check_messages([{"content": "fine"}, {"content": "\\ud800"}])
+    # InvalidInputError: message 1 content contains characters that are not valid Unicode
+    ```
+    """
+    make_turns(messages, None, timestamp, names=names)
+
+
 def make_turns(
-    messages: Any, scope: Scope, timestamp: Any = None, *, names: Sequence[str] | None = None
+    messages: Any, scope: Scope | None, timestamp: Any = None, *, names: Sequence[str] | None = None
 ) -> list[Turn]:
     """Normalise a string, a message dict, a `Turn` or a list of them into turns.
 
     `names` says how errors name each message (a file reader passes "turn 22"); the default
     is its position in the call ("message 0"). Two messages with one id but different content
-    are refused: the history keeps one turn per id, so the second would be lost.
+    are refused: the history keeps one turn per id, so the second would be lost. Without a
+    scope (`check_messages`) the turns carry no ids of one.
     """
     if isinstance(messages, str | bytes | Mapping | Turn):
         messages = [messages]
@@ -108,6 +127,7 @@ def make_turns(
             "messages must be a non-empty string, a {'role', 'content'} dict or a list of them"
         )
     default_ts = parse_timestamp(timestamp) if timestamp is not None else None
+    owner = scope.model_dump() if scope is not None else {}
     now = datetime.now(UTC)
     turns = []
     seen: dict[str, tuple[int, Turn]] = {}
@@ -145,8 +165,7 @@ def make_turns(
         if not isinstance(turn_id, str) or len(turn_id) > MAX_ID_LENGTH or not is_unicode(turn_id):
             raise InvalidInputError(f"{where}: id must be a string of at most {MAX_ID_LENGTH} chars")
         turn = Turn(
-            id=turn_id, role=role, speaker=speaker, text=text, timestamp=when,
-            user_id=scope.user_id, agent_id=scope.agent_id, session_id=scope.session_id,
+            id=turn_id, role=role, speaker=speaker, text=text, timestamp=when, **owner,
             metadata=dict(metadata),
         )
         if turn_id in seen:

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from dualmem import DualMemory, InvalidInputError, ScopeError
+from dualmem import DualMemory, InvalidInputError, ScopeError, check_messages
 from dualmem.testing import ScriptedLLM, ScriptedReply
 from dualmem.tokens import count_messages
 
@@ -61,6 +61,10 @@ def rejected(memory: DualMemory, call, error: type[Exception] = InvalidInputErro
 def test_bad_messages_are_rejected_and_store_nothing(memory, messages) -> None:
     message = rejected(memory, lambda: memory.add(messages, user_id="victim"))
     assert message and len(message) < 400
+    # what a caller checks before a step it cannot undo (a chat's `set`) says the same
+    with pytest.raises(InvalidInputError) as checked:
+        check_messages(messages)
+    assert str(checked.value) == message
 
 
 def test_a_bad_message_late_in_a_batch_stores_none_of_it(memory) -> None:

@@ -7,7 +7,9 @@ in any prompt the scripted model receives. The LLM layer keeps no answer cache.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import random
 import re
 import sqlite3
 from pathlib import Path
@@ -207,3 +209,38 @@ def test_forgetting_a_session_also_forgets_what_it_merged_into_older_memories(tm
     texts = [m.text for m in memory.get_all(user_id="alice")]
     memory.close()
     assert not any(MARKS["alice-s2"] in t for t in texts), texts
+
+
+def _fts_levels(db: Path) -> int:
+    """Levels of Chroma's full-text index, read from its FTS5 structure record (a 4-byte
+    cookie, then the level count as a varint): past 2,000 SQLite calls the index corrupt."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        block = conn.execute("SELECT block FROM embedding_fulltext_search_data WHERE id = 10").fetchone()[0]
+    level = 0
+    for byte in block[4:]:
+        level = level << 7 | byte & 0x7F
+        if byte < 0x80:
+            return level
+
+
+def test_repeated_purges_keep_the_full_text_index_shallow(tmp_path) -> None:
+    # the deep isolation run's failure: each purge's FTS5 'optimize' (under Python's SQLite
+    # 3.40) added a level once segments lay on two levels (from the 11th round here), and at
+    # 2,000 levels Chroma failed every read and write of the data dir; 'rebuild' starts anew
+    memory = DualMemory(path=tmp_path, llm=ScriptedLLM(default="ok"), extract=False)
+    rng = random.Random(1)
+    levels = []
+    for i in range(14):
+        users = [f"u{rng.randrange(20)}" for _ in range(3)]
+        for user in users:
+            for s in ("s0", "s1"):
+                memory.add({"id": f"t{i}-{s}-{user}", "content": f"Note {i} {s}: Rex the dog drinks tea"},
+                           user_id=user, session_id=s)
+        memory.delete(f"t{i}-s0-{users[0]}", user_id=users[0])
+        memory.delete_all(user_id=users[1], session_id="s1")
+        if i % 5 == 4:
+            memory.reindex(user_id=users[2], extract=False)
+        levels.append(_fts_levels(tmp_path / "chroma" / "chroma.sqlite3"))
+    assert max(levels) <= 2, levels
+    assert memory.search("Note 13", user_id=users[2])  # and the index still works
+    memory.close()

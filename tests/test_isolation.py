@@ -13,6 +13,7 @@ random text, from a small pool per example so that scopes often share a user, ag
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -48,7 +49,9 @@ Key = tuple[str | None, str | None, str | None]
 
 # Examples per property test. CI runs "ci"; "deep" (5,000 per test, 10,000 over this file and
 # test_isolation_extract.py) is DUALMEM_ISOLATION_PROFILE=deep; DUALMEM_ISOLATION_EXAMPLES
-# overrides the count (a run bounded by the time at hand).
+# overrides the count (a run bounded by the time at hand). A deep run wants the data dir on
+# tmpfs (pytest --basetemp=/dev/shm/...): Chroma syncs every write, ~50 ms an upsert on this
+# disk against ~6 ms there, and durability is the crash tests' subject, not this one's.
 _QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 for _name, _examples in {"ci": 30, "deep": 5000}.items():
     settings.register_profile(f"isolation-{_name}", max_examples=_examples, deadline=None,
@@ -58,6 +61,7 @@ if os.environ.get("DUALMEM_ISOLATION_EXAMPLES"):
     ISOLATION = settings(ISOLATION, max_examples=int(os.environ["DUALMEM_ISOLATION_EXAMPLES"]))
 
 
+@functools.cache  # a Scope is validated on construction: ~10 us, asked millions of times
 def partition(key: Key) -> str:
     return Scope(user_id=key[0], agent_id=key[1], session_id=key[2]).partition
 
@@ -66,6 +70,40 @@ def visible(item: Key, query: Key) -> bool:
     """What the stores promise: same partition, and every id the query sets matches."""
     same = partition(item) == partition(query)
     return same and all(q is None or q == i for i, q in zip(item, query, strict=True))
+
+
+class Stored:
+    """Turn id -> scope and marker of every turn still in the history, grouped by partition.
+
+    What a scope may see is computed from this model alone, as `visible` says. Only the query's
+    partition is read (no other can hold a visible turn): scanning every turn ever stored made
+    the 500th example of a shared store cost ~1 s.
+    """
+
+    def __init__(self) -> None:
+        self.scope: dict[str, Key] = {}
+        self.marker: dict[str, str] = {}
+        self._parts: dict[str, dict[Key, set[str]]] = {}
+
+    def __contains__(self, turn_id: object) -> bool:
+        return turn_id in self.scope
+
+    def add(self, turn_id: str, key: Key, marker: str) -> None:
+        self.scope[turn_id], self.marker[turn_id] = key, marker
+        self._parts.setdefault(partition(key), {}).setdefault(key, set()).add(turn_id)
+
+    def remove(self, turn_id: str) -> None:
+        key = self.scope.pop(turn_id)
+        del self.marker[turn_id]
+        self._parts[partition(key)][key].discard(turn_id)
+
+    def visible_to(self, query: Key) -> set[str]:
+        """The ids of the stored turns `query` may see."""
+        keys = self._parts.get(partition(query), {})
+        return {t for key, ids in keys.items() if visible(key, query) for t in ids}
+
+    def markers_for(self, query: Key) -> set[str]:
+        return {self.marker[t] for t in self.visible_to(query)}
 
 
 def kwargs(key: Key) -> dict[str, str | None]:
@@ -114,9 +152,8 @@ class World:
     memory: DualMemory
     llm: ScriptedLLM
     echo: EchoModel
-    turns: dict[str, Key] = field(default_factory=dict)  # turn id -> scope, still in the history
+    turns: Stored = field(default_factory=Stored)  # the turns still in the history
     indexed: set[str] = field(default_factory=set)  # raw mode: memory id == turn id
-    markers: dict[str, str] = field(default_factory=dict)  # marker -> turn id, ever written
 
     def add(self, key: Key, crafted_id: str) -> str:
         marker = f"mk{uuid.uuid4().hex[:12]}"
@@ -127,12 +164,12 @@ class World:
             **kwargs(key),
         )
         assert [t.id for t in result.turns] == [turn_id]
-        self.turns[turn_id], self.markers[marker] = key, turn_id
+        self.turns.add(turn_id, key, marker)
         self.indexed.add(turn_id)
         return turn_id
 
     def allowed_markers(self, key: Key) -> set[str]:
-        return {m for m, t in self.markers.items() if t in self.turns and visible(self.turns[t], key)}
+        return self.turns.markers_for(key)
 
     def check_text(self, text: str, key: Key) -> None:
         leaked = set(MARKER.findall(text)) - self.allowed_markers(key)
@@ -140,19 +177,19 @@ class World:
 
     def check_memories(self, found, key: Key) -> None:
         for m in found:
-            assert m.id in self.turns and visible(self.turns[m.id], key), (key, m.id)
-            assert (m.user_id, m.agent_id, m.session_id) == self.turns[m.id]
+            assert m.id in self.turns and visible(self.turns.scope[m.id], key), (key, m.id)
+            assert (m.user_id, m.agent_id, m.session_id) == self.turns.scope[m.id]
             assert m.id in self.indexed
             self.check_text(m.text, key)
         CHECKED["results"] += len(found)
 
     def check_all(self, key: Key) -> None:
         history = self.memory.history(**kwargs(key))
-        assert {t.id for t in history} == {t for t, k in self.turns.items() if visible(k, key)}
-        self.check_memories(self.memory.get_all(**kwargs(key)), key)
-        assert {m.id for m in self.memory.get_all(**kwargs(key))} == {
-            t for t in self.indexed if t in self.turns and visible(self.turns[t], key)
-        }
+        seen = self.turns.visible_to(key)
+        assert {t.id for t in history} == seen
+        memories = self.memory.get_all(**kwargs(key))
+        self.check_memories(memories, key)
+        assert {m.id for m in memories} == seen & self.indexed
 
 
 @pytest.fixture(scope="module")
@@ -214,13 +251,13 @@ def test_no_operation_crosses_scopes(world: World, scenario) -> None:
                 CHECKED["prompts"] += 1
             world.check_text(answer.text, key)
             world.check_memories(answer.memories, key)
-            assert all(t in world.turns and visible(world.turns[t], key) for t in answer.evidence.turn_ids)
+            assert set(answer.evidence.turn_ids) <= world.turns.visible_to(key)
             for fact in answer.evidence.facts:
                 world.check_text(fact.text, key)
         elif op[0] in ("get", "delete"):
             target = mine[op[2] % len(mine)]
             present = target in world.turns and target in world.indexed
-            expected = present and visible(world.turns[target], key)
+            expected = present and visible(world.turns.scope[target], key)
             if op[0] == "get":
                 found = world.memory.get(target, **kwargs(key))
                 assert (found is not None) == expected, (target, key)
@@ -230,20 +267,22 @@ def test_no_operation_crosses_scopes(world: World, scenario) -> None:
                 if expected:
                     world.indexed.discard(target)
         elif op[0] == "delete_all":
-            doomed = {t for t, k in world.turns.items() if visible(k, key)}
+            doomed = world.turns.visible_to(key)
             counts = world.memory.delete_all(**kwargs(key))
             assert counts == {"turns": len(doomed), "memories": len(doomed & world.indexed)}
             for t in doomed:
-                del world.turns[t]
+                world.turns.remove(t)
             world.indexed -= doomed
         elif op[0] == "reindex":
             result = world.memory.reindex(**kwargs(key), extract=False)
             assert result.errors == []
-            world.indexed |= {t for t, k in world.turns.items() if visible(k, key)}
+            world.indexed |= world.turns.visible_to(key)
         # the other scopes of the example are untouched by whatever this operation did
         for other in keys:
             world.check_all(other)
     CHECKED["examples"] += 1
+    if CHECKED["examples"] % 500 == 0:  # a deep run takes hours: show that it moves
+        print(f"\n[isolation] so far {CHECKED}", flush=True)
 
 
 # ---------------------------------------------------------------- targeted cases
@@ -304,8 +343,8 @@ async def test_concurrent_answers_do_not_mix(world: World) -> None:
         world.check_memories(answer.memories, key)
     for key in keys:
         world.memory.delete_all(**kwargs(key))
-        for t in [t for t, k in world.turns.items() if k == key]:
-            del world.turns[t]
+        for t in world.turns.visible_to(key):
+            world.turns.remove(t)
 
 
 def test_extraction_reconciles_only_within_the_scope(tmp_path) -> None:

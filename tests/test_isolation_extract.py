@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from dualmem import DualMemory
 from dualmem.testing import ScriptedLLM
 
-from .test_isolation import ISOLATION, MARKER, Key, kwargs, visible
+from .test_isolation import ISOLATION, MARKER, Key, Stored, kwargs, visible
 
 EVENTS = ("UPDATE", "UPDATE", "DELETE", "NOOP", "ADD")
 CHECKED = {"examples": 0, "operations": 0, "reconciled": 0, "memories": 0}
@@ -62,8 +62,7 @@ class Reconciler:
 class World:
     memory: DualMemory
     model: Reconciler
-    turns: dict[str, Key] = field(default_factory=dict)  # turn id -> scope
-    markers: dict[str, str] = field(default_factory=dict)  # marker -> turn id
+    turns: Stored = field(default_factory=Stored)  # the turns still in the history
 
     def add(self, key: Key) -> None:
         marker = f"mk{uuid.uuid4().hex[:12]}"
@@ -71,10 +70,10 @@ class World:
         result = self.memory.add({"id": turn_id, "content": f"Note {marker}: Rex the dog drinks green tea."},
                                  **kwargs(key))
         assert result.error is None, result.error
-        self.turns[turn_id], self.markers[marker] = key, turn_id
+        self.turns.add(turn_id, key, marker)
 
     def allowed(self, key: Key) -> set[str]:
-        return {m for m, t in self.markers.items() if t in self.turns and visible(self.turns[t], key)}
+        return self.turns.markers_for(key)
 
     def check(self, key: Key) -> None:
         """Every read of `key` shows only its own words, with provenance in its own scope."""
@@ -86,7 +85,8 @@ class World:
             leaked = set(MARKER.findall(m.text)) - allowed
             assert not leaked, f"{key!r} read {leaked} in {m.text!r}"
             # provenance: every source turn exists and lies in the memory's own scope
-            assert all(self.turns.get(t) == scope for t in m.source_turn_ids), (m.text, m.source_turn_ids)
+            sources = [self.turns.scope.get(t) for t in m.source_turn_ids]
+            assert all(s == scope for s in sources), (m.text, m.source_turn_ids)
         CHECKED["memories"] += len(found)
 
 
@@ -139,8 +139,8 @@ def test_merged_facts_stay_in_their_session(world: World, scenario) -> None:
             kept = {m.id: m for m in world.memory.get_all(**kwargs(wide))
                     if not visible((m.user_id, m.agent_id, m.session_id), key)}
             world.memory.delete_all(**kwargs(key))
-            for t in [t for t, k in world.turns.items() if k == key]:
-                del world.turns[t]
+            for t in world.turns.visible_to(key):
+                world.turns.remove(t)
             after = {m.id: m for m in world.memory.get_all(**kwargs(wide))}
             assert set(kept) <= set(after), "forgetting one session removed another's memories"
             # what the forgotten session had superseded is current again
@@ -151,6 +151,8 @@ def test_merged_facts_stay_in_their_session(world: World, scenario) -> None:
             world.check(other)
         world.check(wide)
     CHECKED["examples"] += 1
+    if CHECKED["examples"] % 500 == 0:  # a deep run takes hours: show that it moves
+        print(f"\n[isolation-extract] so far {CHECKED}", flush=True)
 
 
 def test_the_issue_repro(tmp_path) -> None:

@@ -19,7 +19,7 @@ LANGCHAIN = ROOT / "integrations" / "langchain-dualmem"
 LLAMA_INDEX = ROOT / "integrations" / "llama-index-memory-dualmem"
 
 DUALMEM_ALL = """
-__version__ AddResult Answer BaseLLM ChatRequest Completion Config ConfigError
+__version__ AddResult Answer BaseLLM ChatRequest check_messages Completion Config ConfigError
 DeliberationConfig DualMemError DualMemory Evidence ExtractionConfig Fact format_memories
 GateConfig GateReport HistoryStore InvalidInputError LLMError LLMReplyError Memory MemoryIndex
 Mode ModelNotFoundError Policy ReindexResult run_sync Scope ScopedMemory ScopeError SignalResult

@@ -50,9 +50,10 @@ class DualMemFields(BaseModel):
 
     memory: DualMemory = Field(exclude=True, description="The dualmem store.")
     data_dir: str | None = Field(default=None, description="The store's data directory (its reference).")
-    user_id: str | None = Field(default=None, description="Whose memories (the hard partition).")
-    agent_id: str | None = Field(default=None, description="Which agent's memories.")
-    session_id: str | None = Field(default=None, description="Narrows to one conversation.")
+    # strict: dualmem refuses an id that is not a str (b"alice" is not coerced to "alice")
+    user_id: str | None = Field(default=None, strict=True, description="Whose memories (the hard partition).")
+    agent_id: str | None = Field(default=None, strict=True, description="Which agent's memories.")
+    session_id: str | None = Field(default=None, strict=True, description="Narrows to one conversation.")
     k: int | None = Field(default=None, ge=1, description="Memories to retrieve (None: config.top_k).")
 
     @model_validator(mode="before")
@@ -122,7 +123,7 @@ class DualMemMemory(_ChatFields, BaseMemory):
     """
 
     # deterministic, so that a memory rebuilt for each request continues the same chat
-    session_id: str | None = Field(default=DEFAULT_SESSION, description="This conversation.")
+    session_id: str | None = Field(default=DEFAULT_SESSION, strict=True, description="This conversation.")
     recent_messages: int = Field(default=20, ge=0, description="Session messages `get` returns.")
     background: bool = Field(
         default=True, description="Extract in dualmem's background worker; a put only stores."
@@ -172,9 +173,12 @@ class DualMemMemory(_ChatFields, BaseMemory):
             await self.scoped_memory.aadd(converted, background=self.background)
 
     async def aset(self, messages: list[ChatMessage]) -> None:
-        """Replace this session's messages (and the memories that came from them)."""
+        """Replace this session's messages (and the memories that came from them). A bad
+        message raises `InvalidInputError` and leaves the session as it was."""
+        converted = to_dualmem_messages(messages, tools=self.tool_messages, user_name=self.user_name)
         await self.areset()
-        await self.aput_messages(messages)
+        if converted:
+            await self.scoped_memory.aadd(converted, background=self.background)
 
     async def areset(self) -> None:
         """Forget this session only; the user's other sessions stay."""

@@ -6,7 +6,7 @@ from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks.base import CallbackManager
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
-from dualmem import DualMemory, run_sync
+from dualmem import DualMemory, InvalidInputError, run_sync
 
 from .utils import memory_node
 
@@ -36,8 +36,10 @@ class DualMemRetriever(BaseRetriever):
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,
     ) -> None:
-        # bad ids fail here, not on first use
+        # bad ids and k fail here, not on first use
         self.scoped_memory = memory.scoped(user_id=user_id, agent_id=agent_id, session_id=session_id)
+        if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
+            raise InvalidInputError(f"k must be a positive integer or None, got {k!r}")
         self.memory = memory
         self.k = k
         super().__init__(callback_manager=callback_manager, verbose=verbose)

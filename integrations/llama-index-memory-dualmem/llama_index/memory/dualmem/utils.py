@@ -9,8 +9,19 @@ from typing import Any, Literal
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock, ToolCallBlock
 from llama_index.core.schema import NodeWithScore, TextNode
+from pydantic_core import PydanticSerializationError
 
-from dualmem import Fact, Memory, Mode, ScopedMemory, ScopeError, Turn, format_memories
+from dualmem import (
+    Fact,
+    InvalidInputError,
+    Memory,
+    Mode,
+    ScopedMemory,
+    ScopeError,
+    Turn,
+    check_messages,
+    format_memories,
+)
 
 __all__ = [
     "Context",
@@ -91,9 +102,17 @@ def to_dualmem_messages(
     history but not searchable (it states no fact, and would outrank the fact it asks about);
     with `user_name`, user messages are stored as said by that name, so a question naming the
     user ("What is Maya's dog called?") finds them.
+
+    Every message is checked as `DualMemory.add` would check it, and errors name it by its
+    place in `messages`: a bad message raises `InvalidInputError` before anything is written
+    (a `set` deletes the session only after this), not an AttributeError or halfway.
     """
+    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+        raise InvalidInputError(f"messages must be a list of ChatMessage, got {type(messages).__name__}")
     out = []
-    for message in messages:
+    for i, message in enumerate(messages):
+        if not isinstance(message, ChatMessage):
+            raise InvalidInputError(f"message {i} must be a ChatMessage, got {type(message).__name__}")
         text = message.content or ""
         whole = not _is_plain(message)
         if not tools and _is_tool_traffic(message):
@@ -104,13 +123,17 @@ def to_dualmem_messages(
             text = _describe(message)
         if not text.strip():
             continue
-        metadata: dict[str, Any] = {_MESSAGE_KEY: message.model_dump(mode="json")} if whole else {}
+        try:
+            metadata: dict[str, Any] = {_MESSAGE_KEY: message.model_dump(mode="json")} if whole else {}
+        except (PydanticSerializationError, TypeError, ValueError) as e:  # an object in additional_kwargs
+            raise InvalidInputError(f"message {i} cannot be stored as JSON: {e}") from e
         turn = {"role": _ROLES.get(message.role, "user"), "content": text, "metadata": metadata}
         if message.role == MessageRole.USER:
             if only_questions(text):
                 metadata["searchable"] = False
             if user_name:
                 turn["speaker"] = user_name
+        check_messages(turn, names=[f"message {i}"])
         out.append(turn)
     return out
 
