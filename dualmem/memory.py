@@ -254,7 +254,8 @@ class DualMemory:
         use_llm = self.config.extract if extract is None else extract
         if not use_llm or self.config.index_turns:
             # raw turns: the whole index, or beside the facts so nothing extraction missed is lost
-            memories = raw_memories(turns)
+            before = await asyncio.to_thread(self._turn_before, turns, scope)
+            memories = raw_memories(turns, before)
             await asyncio.to_thread(self.index.upsert, memories)
             if not use_llm:
                 return ExtractionResult(added=memories), None
@@ -282,6 +283,17 @@ class DualMemory:
                 return ExtractionResult(usage=spent if isinstance(spent, Usage) else Usage()), message
             await asyncio.to_thread(self.history_store.mark_extracted, turns)
             return result, None
+
+    def _turn_before(self, turns: list[Turn], scope: Scope) -> Turn | None:
+        """The turn stored last before `turns` in the first one's session (the one it follows)."""
+        first = turns[0]
+        known = {t.id for t in turns}
+        recent = self.history_store.list(TurnQuery(
+            scope=scope, session_id=first.session_id, until=first.timestamp,
+            limit=len(turns) + 1, newest=True,
+        ))
+        earlier = [t for t in recent if t.id not in known]
+        return earlier[-1] if earlier else None
 
     add = sync_twin(aadd)
 

@@ -209,6 +209,9 @@ class Memory(_Model):
     created_at: datetime
     updated_at: datetime
     event_date: str | None = None
+    #: raw turns: the id of the turn before this one in its session (the one it often answers:
+    #: "Yes, in May!" means little alone), which search lends part of its word matches
+    follows: str | None = None
     #: cosine similarity to the query (search results only)
     score: float | None = None
     #: the ranking score search results are ordered by, best first (hybrid search: the fused

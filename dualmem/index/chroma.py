@@ -20,6 +20,7 @@ from ..errors import DualMemError, StorageError
 from ..text import human_date
 from ..types import Memory, Scope
 from .lexical import LexicalCache, promote, rrf_scores
+from .passages import passage_ids, passages
 
 __all__ = ["ChromaMemoryIndex"]
 
@@ -48,6 +49,10 @@ def _collection_name(partition: str) -> str:
     return _PREFIX + hashlib.sha256(partition.encode()).hexdigest()[:32]
 
 
+def _sentences_key(partition: str) -> str:
+    return partition + "\x00sentences"  # a partition's sentence collection, among the cached handles
+
+
 def _narrowing(scope: Scope) -> dict[str, str]:
     """The ids that narrow a scope inside its partition's collection. The partition's own id
     is not one: its collection holds nothing else, and any Chroma `where` makes Chroma filter
@@ -73,7 +78,7 @@ def _to_metadata(m: Memory) -> dict[str, Any]:
         "updated_at": m.updated_at.isoformat(),
         "extra": json.dumps(m.metadata, ensure_ascii=False),
     }
-    for key in ("user_id", "agent_id", "session_id", "event_date"):
+    for key in ("user_id", "agent_id", "session_id", "event_date", "follows"):
         value = getattr(m, key)
         if value is not None:  # chroma metadata values cannot be None
             meta[key] = value
@@ -99,6 +104,7 @@ def _from_chroma(
         created_at=datetime.fromisoformat(meta["created_at"]),
         updated_at=datetime.fromisoformat(meta["updated_at"]),
         event_date=meta.get("event_date"),
+        follows=meta.get("follows"),
         score=score,
         relevance=relevance,
         metadata=json.loads(meta.get("extra", "{}")),
@@ -173,14 +179,17 @@ class ChromaMemoryIndex:
         # wrapper does that), so no timed rebuild (~2 s at 100K memories); a server's may change
         return LexicalCache(ttl=None if self._owns_client else 300.0)
 
-    def _collection(self, scope: Scope, create: bool = True) -> Any | None:
+    def _collection(self, scope: Scope, create: bool = True, sentences: bool = False) -> Any | None:
+        """The partition's collection of memories, or with `sentences` of their sentence
+        passages (`passages.py`: vectors and the memory's id, no text)."""
         from chromadb.errors import NotFoundError
 
         part = scope.partition
-        col = self._collections.get(part)
+        key = _sentences_key(part) if sentences else part
+        col = self._collections.get(key)
         if col is not None:
             return col
-        name = _collection_name(part)
+        name = _collection_name(part) + ("_s" if sentences else "")
         try:
             if create:
                 col = self.client.get_or_create_collection(
@@ -195,7 +204,7 @@ class ChromaMemoryIndex:
             return None
         except Exception as e:
             raise StorageError(f"Chroma collection for {part!r} unavailable: {e}") from e
-        self._collections[part] = col
+        self._collections[key] = col
         return col
 
     @_guarded
@@ -208,16 +217,62 @@ class ChromaMemoryIndex:
             col = self._collection(scope)
             # the stored document is the plain text; the embedding also sees the event date
             metas = [_to_metadata(m) for m in group]
+            sentences = [passages(m) for m in group]
+            own = [m.render() for m in group]
+            vectors = self.embedding_function(own + [t for ts in sentences for t in ts])
             col.upsert(
                 ids=[m.id for m in group],
                 documents=[m.text for m in group],
-                embeddings=self.embedding_function([m.render() for m in group]),
+                embeddings=vectors[: len(group)],
                 metadatas=metas,
             )
+            self._upsert_passages(scope, group, sentences, vectors[len(group) :])
             self._lexical.upsert(
                 scope.partition,
                 [(m.id, _lexical_text(m.text, meta), meta) for m, meta in zip(group, metas, strict=True)],
             )
+
+    def _upsert_passages(
+        self, scope: Scope, group: list[Memory], sentences: list[list[str]], vectors: Any
+    ) -> None:
+        col = self._collection(scope, create=any(sentences), sentences=True)
+        if col is None:
+            return
+        # a rewritten memory may have fewer sentences than before
+        col.delete(where={"memory_id": {"$in": [m.id for m in group]}})
+        ids: list[str] = []
+        metas: list[dict[str, Any]] = []
+        for m, texts in zip(group, sentences, strict=True):
+            ids += passage_ids(m.id, len(texts))
+            scope_ids = {k: v for k in ("user_id", "agent_id", "session_id") if (v := getattr(m, k))}
+            metas += [{"memory_id": m.id, **scope_ids}] * len(texts)
+        if ids:
+            col.upsert(ids=ids, embeddings=list(vectors), metadatas=metas)
+
+    def _delete_passages(self, scope: Scope, memory_ids: list[str]) -> None:
+        col = self._collection(scope, create=False, sentences=True)
+        for start in range(0, len(memory_ids) if col is not None else 0, _PAGE):
+            col.delete(where={"memory_id": {"$in": memory_ids[start : start + _PAGE]}})
+
+    def _dense(
+        self, col: Any, scope: Scope, q_emb: np.ndarray, n: int
+    ) -> tuple[list[str], dict[str, float], dict[str, float]]:
+        """The n memories nearest the query by their best vector (their own or a sentence's),
+        best first, with that best cosine, and the cosine of the memories' own vectors found."""
+        # ids and distances only: documents for 60 candidates cost more than the search itself
+        # (6.6 vs 2.2 ms at 30K memories); the k kept are fetched below in one get
+        res = col.query(query_embeddings=[q_emb], n_results=n, where=_scope_where(scope),
+                        include=["distances"])
+        cosine = {i: 1.0 - d for i, d in zip(res["ids"][0], res["distances"][0], strict=True)}
+        best = dict(cosine)
+        parts = self._collection(scope, create=False, sentences=True)
+        if parts is not None:
+            res = parts.query(query_embeddings=[q_emb], n_results=n, where=_scope_where(scope),
+                              include=["metadatas", "distances"])
+            for meta, d in zip(res["metadatas"][0], res["distances"][0], strict=True):
+                i = meta["memory_id"]
+                best[i] = max(best.get(i, -1.0), 1.0 - d)
+        return sorted(best, key=lambda i: -best[i])[:n], best, cosine
 
     def _rows(self, col: Any, scope: Scope, ids: list[str] | None = None, limit: int | None = None):
         if ids is not None:
@@ -234,32 +289,27 @@ class ChromaMemoryIndex:
         # a fixed candidate depth: the top 30 must not depend on how many results were asked for
         n = max(k, 60)
         q_emb = np.asarray(self.embedding_function([query])[0], dtype=np.float32)
-        # ids and distances only: documents for 60 candidates cost more than the search itself
-        # (6.6 vs 2.2 ms at 30K memories); the k kept are fetched below in one get
-        res = col.query(query_embeddings=[q_emb], n_results=n, where=_scope_where(scope),
-                        include=["distances"])
-        dense = res["ids"][0]
+        dense, relevance, cosine = self._dense(col, scope, q_emb, n)
         if not dense:
             return []
-        cosine = {i: 1.0 - dist for i, dist in zip(dense, res["distances"][0], strict=True)}
         ranked = dense
-        relevance = cosine
         if self.hybrid:
             # an embedded index learns of other processes' writes by being reopened, so it skips
             # Chroma's count (O(memories): 3 ms at 30K) and checks the dense ids it just got
             count = None if self._owns_client else col.count()
             lexical = self._lexical.search(
                 scope.partition, lambda: self._load_all(col), query, scope.contains, n,
-                count=count, seen=dense,
+                count=count, seen=list(cosine),
             )
             fused = rrf_scores([dense, lexical.ranked])
             ranked = promote(sorted(fused, key=lambda i: -fused[i]), lexical.exact)
             # the score the order follows: each rare identifier held outranks any fusion score (< 1)
             relevance = {i: lexical.exact.get(i, 0) + fused[i] for i in ranked}
         top = ranked[:k]
-        lexical_only = any(i not in cosine for i in top)
-        got = col.get(ids=top, include=["documents", "metadatas", *(["embeddings"] if lexical_only else [])])
-        if len(got["ids"]) < len(top):  # a lexical hit deleted by another process
+        # a hit by BM25 or by a sentence alone: its own cosine comes from its stored vector
+        uncosined = any(i not in cosine for i in top)
+        got = col.get(ids=top, include=["documents", "metadatas", *(["embeddings"] if uncosined else [])])
+        if len(got["ids"]) < len(top):  # a hit deleted by another process
             self._lexical.invalidate(scope.partition)
         rows = {}
         for n_, (i, d, m) in enumerate(zip(got["ids"], got["documents"], got["metadatas"], strict=True)):
@@ -308,6 +358,7 @@ class ChromaMemoryIndex:
         if found:
             col = self._collection(scope)
             col.delete(ids=[m.id for m in found])
+            self._delete_passages(scope, [m.id for m in found])
             self._lexical.delete(scope.partition, [m.id for m in found])
         return len(found)
 
@@ -319,9 +370,13 @@ class ChromaMemoryIndex:
         ids = [row[0] for row in self._rows(col, scope)]
         for start in range(0, len(ids), _PAGE):
             col.delete(ids=ids[start : start + _PAGE])
+        self._delete_passages(scope, ids)
         if col.count() == 0:
             self.client.delete_collection(col.name)
             self._collections.pop(scope.partition, None)
+            if (parts := self._collection(scope, create=False, sentences=True)) is not None:
+                self.client.delete_collection(parts.name)
+                self._collections.pop(_sentences_key(scope.partition), None)
         self._lexical.invalidate(scope.partition)
         return len(ids)
 

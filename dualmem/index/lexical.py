@@ -1,7 +1,10 @@
 """BM25 over one partition's memories, updated in place on writes, fused with dense results by RRF.
 
+A raw turn's BM25 score also counts part of its neighbours' in the session (`Neighbours`).
+
 Dense MiniLM alone finds 0.656 of LoCoMo dev evidence in the top 30 raw turns, stemmed BM25
-0.719, their reciprocal-rank fusion 0.779: names, dates and rare words are where BM25 helps.
+0.719, their reciprocal-rank fusion 0.779 (0.829 with sentence vectors and neighbour shares):
+names, dates and rare words are where BM25 helps.
 Rank fusion gives a unique exact match (an order id, a code) no more weight than the dense
 ranker's near-duplicates, so memories holding the query's rare identifiers go first.
 """
@@ -19,7 +22,7 @@ import numpy as np
 
 from ..text import terms
 
-__all__ = ["LexicalCache", "LexicalHits", "Postings", "promote", "rrf"]
+__all__ = ["LexicalCache", "LexicalHits", "Neighbours", "Postings", "promote", "rrf"]
 
 _DIGIT = re.compile(r"\d")
 RARE_DOCS = 3  # an identifier held by at most this many documents counts as an exact match
@@ -166,6 +169,46 @@ class Postings:
         ]
 
 
+# a turn's BM25 score plus these shares of the turns before and after it in its session: an
+# answer ("Yes, every Sunday!") matches the question's words through the turn it replies to.
+# Chosen by leave-one-conversation-out on LoCoMo dev (the same pair in 5 of 6 folds), then
+# checked on RealTalk: recall@30 0.779 -> 0.816 and 0.624 -> 0.661 without sentence passages
+FOLLOWED_SHARE = 0.7  # of the turn before
+FOLLOWER_SHARE = 0.5  # of the turn after
+
+
+class Neighbours:
+    """Each slot's previous and next turn in its session (-1: none), from the memories'
+    `follows` ids. Slots of removed documents score 0, so links to them cost nothing."""
+
+    def __init__(self) -> None:
+        self.prev = np.full(0, -1, dtype=np.int64)
+        self.next = np.full(0, -1, dtype=np.int64)
+        self._follower: dict[str, int] = {}  # id -> the slot that follows it
+
+    def add(self, slot: int, id_: str, follows: str | None, slot_of: dict[str, int]) -> None:
+        if slot >= len(self.prev):
+            grow = np.full(max(16, len(self.prev)), -1, dtype=np.int64)
+            self.prev, self.next = np.concatenate([self.prev, grow]), np.concatenate([self.next, grow])
+        if follows is not None:
+            self._follower[follows] = slot
+            if (before := slot_of.get(follows)) is not None:
+                self.prev[slot], self.next[before] = before, slot
+        after = self._follower.get(id_)  # a turn written before the one it follows
+        if after is not None and after != slot:
+            self.prev[after], self.next[slot] = slot, after
+
+    def spread(self, scores: np.ndarray) -> np.ndarray:
+        """Scores plus the neighbours' shares."""
+        prev, next_ = self.prev[: len(scores)], self.next[: len(scores)]
+        out = scores.copy()
+        has = prev >= 0
+        out[has] += FOLLOWED_SHARE * scores[prev[has]]
+        has = next_ >= 0
+        out[has] += FOLLOWER_SHARE * scores[next_[has]]
+        return out
+
+
 @dataclass
 class LexicalHits:
     """The k best BM25 matches, and how many of the query's rare identifiers each document
@@ -185,12 +228,23 @@ class _Entry:
     metas: list[dict | None]
     slot: dict[str, int]
     bm25: Postings
+    neighbours: Neighbours
+
+    @classmethod
+    def load(cls, version: int, ids: Sequence[str], docs: Sequence[str], metas: Sequence[dict]) -> _Entry:
+        slot = {id_: n for n, id_ in enumerate(ids)}
+        neighbours = Neighbours()
+        for n, (id_, meta) in enumerate(zip(ids, metas, strict=True)):
+            neighbours.add(n, id_, meta.get("follows"), slot)
+        return cls(version, time.monotonic(), list(ids), list(metas), slot,
+                   Postings([terms(d) for d in docs]), neighbours)
 
     def add(self, id_: str, doc: str, meta: dict) -> None:
         self.remove(id_)
-        self.slot[id_] = self.bm25.add(terms(doc))
+        slot = self.slot[id_] = self.bm25.add(terms(doc))
         self.ids.append(id_)
         self.metas.append(meta)
+        self.neighbours.add(slot, id_, meta.get("follows"), self.slot)
 
     def remove(self, id_: str) -> None:
         slot = self.slot.pop(id_, None)
@@ -263,11 +317,7 @@ class LexicalCache:
                 and (self.ttl is None or time.monotonic() - entry.loaded < self.ttl)
             )
         if not fresh:
-            ids, docs, metas = load()
-            entry = _Entry(
-                version, time.monotonic(), list(ids), list(metas),
-                {id_: n for n, id_ in enumerate(ids)}, Postings([terms(d) for d in docs]),
-            )
+            entry = _Entry.load(version, *load())
             with self._lock:
                 if self._versions.get(partition, 0) == version:  # no write since the load
                     self._entries[partition] = entry
@@ -276,7 +326,7 @@ class LexicalCache:
         if not wanted:
             return LexicalHits([], {})
         with self._lock:  # writes change the entry in place
-            scores = entry.bm25.scores(wanted)
+            scores = entry.neighbours.spread(entry.bm25.scores(wanted))
             hits = np.flatnonzero(scores > 0)
             out = []
             for i in hits[np.argsort(-scores[hits], kind="stable")]:  # ties keep document order

@@ -112,12 +112,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def raw_memories(turns: list[Turn]) -> list[Memory]:
+def raw_memories(turns: list[Turn], before: Turn | None = None) -> list[Memory]:
     """`extract=False`: every turn is indexed as it is, dated by its timestamp, except turns
     whose metadata says `"searchable": False` (a chat's own questions, say): they stay in the
     history, out of the index. Text that reads as an order to an assistant is indexed too (a
-    user's data is never dropped): prompts quote it datamarked (`prompts.spotlight`)."""
+    user's data is never dropped): prompts quote it datamarked (`prompts.spotlight`).
+
+    Each memory `follows` the turn before it in its session: `before` (the session's last
+    stored turn, for the first of `turns`), then each of `turns` in order."""
     now = _now()
+    previous = [before, *turns[:-1]]
     return [
         Memory(
             id=t.id,
@@ -129,9 +133,10 @@ def raw_memories(turns: list[Turn]) -> list[Memory]:
             created_at=now,
             updated_at=now,
             event_date=t.timestamp.date().isoformat(),
+            follows=p.id if p is not None and p.session_id == t.session_id else None,
             metadata={k: v for k, v in t.metadata.items() if isinstance(v, str | int | float)},
         )
-        for t in turns
+        for t, p in zip(turns, previous, strict=True)
         if t.text.strip() and t.metadata.get("searchable") is not False
     ]
 

@@ -1,0 +1,38 @@
+"""Sentence passages: a memory of several sentences is also found by each sentence alone.
+
+MiniLM mean-pools a whole turn into one vector, so the one sentence of a long turn that
+answers a question weighs little in it. Each sentence of such a memory gets a vector of its
+own (in a second collection of the partition, without its text), and the dense ranking takes
+a memory's best vector. Simulated offline, that alone lifted evidence recall@30 on LoCoMo dev from
+0.779 to 0.793 and on RealTalk dev from 0.624 to 0.664; a sentence without its speaker did
+worse than none. The cost: a multi-sentence memory is embedded twice (whole, then by sentence).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..text import dated
+from ..types import Memory
+
+__all__ = ["passage_ids", "passages"]
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def passages(memory: Memory) -> list[str]:
+    """The texts embedded for a memory's sentences, each as the memory renders but alone;
+    none for a memory of one sentence (its own vector is that sentence's)."""
+    label, body = "", memory.text
+    if memory.source_turn_ids == [memory.id]:  # a raw turn reads "speaker: text"
+        head, colon, rest = memory.text.partition(": ")
+        if colon:
+            label, body = head + colon, rest
+    sentences = [s for s in _SENTENCE_END.split(body.strip()) if s]
+    if len(sentences) < 2:
+        return []
+    return [dated(label + s, memory.event_date) for s in sentences]
+
+
+def passage_ids(memory_id: str, n: int) -> list[str]:
+    return [f"{memory_id}#{i}" for i in range(n)]

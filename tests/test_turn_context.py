@@ -1,0 +1,130 @@
+"""Raw turns searched with their context: sentence passages (dense) and the neighbouring turns
+of a session (BM25)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from dualmem import DualMemory
+from dualmem.embed import MiniLMEmbedding
+from dualmem.index import ChromaMemoryIndex
+from dualmem.index.lexical import FOLLOWED_SHARE, FOLLOWER_SHARE, LexicalCache, Neighbours
+from dualmem.index.passages import passages
+from dualmem.ingest.extract import raw_memories
+from dualmem.testing import ScriptedLLM
+from dualmem.types import Memory, Scope, Turn
+
+NOW = datetime(2024, 5, 7, 10, 0, tzinfo=UTC)
+EMBED = MiniLMEmbedding()
+ALICE = Scope(user_id="alice")
+
+
+def turn(id_: str, text: str, session: str | None = "s1", minutes: int = 0) -> Turn:
+    return Turn(id=id_, speaker="Ana", text=text, timestamp=NOW + timedelta(minutes=minutes),
+                user_id="alice", session_id=session)
+
+
+def memory(id_: str, text: str, **kw) -> Memory:
+    return Memory(id=id_, text=text, user_id="alice", created_at=NOW, updated_at=NOW, **kw)
+
+
+# ------------------------------------------------------------------------- sentence passages
+
+
+def test_a_raw_turn_of_several_sentences_yields_one_dated_passage_per_sentence():
+    [raw] = raw_memories([turn("t1", "We moved last week. The new flat has a balcony! Want to visit?")])
+    assert passages(raw) == [
+        "[7 May 2024] Ana: We moved last week.",
+        "[7 May 2024] Ana: The new flat has a balcony!",
+        "[7 May 2024] Ana: Want to visit?",
+    ]
+    # a fact has no speaker label, even with a colon in it; one sentence needs no passage
+    fact = memory("f1", "Note: Ana moved. She has a balcony.")
+    assert passages(fact) == ["Note: Ana moved.", "She has a balcony."]
+    assert passages(memory("f2", "Ana moved in May 2024.")) == []
+
+
+@pytest.fixture
+def index(tmp_path) -> ChromaMemoryIndex:
+    return ChromaMemoryIndex(tmp_path / "chroma", embedding_function=EMBED)
+
+
+def test_dense_search_ranks_a_memory_by_its_best_sentence(index):
+    long = memory("long", "The weather was grey all week. We repainted the kitchen in yellow. "
+                          "My cousin called about the wedding plans.")
+    index.upsert([long, memory("short", "The bakery opened a new shop downtown.")])
+    dense = ChromaMemoryIndex(client=index.client, embedding_function=EMBED, hybrid=False)
+    query = "What colour did they paint the kitchen?"
+    [hit, _] = dense.search(query, ALICE, 2)
+    q = np.asarray(EMBED([query])[0])
+    own = float(q @ EMBED([long.render()])[0])
+    best = max(float(q @ v) for v in EMBED(passages(long)))
+    assert hit.id == "long"
+    assert hit.score == pytest.approx(own, abs=2e-3)  # the score stays the memory's own cosine
+    assert hit.relevance == pytest.approx(best, abs=2e-3) and best > own
+
+
+def sentence_ids(index: ChromaMemoryIndex) -> list[str]:
+    col = index._collection(ALICE, create=False, sentences=True)
+    return sorted(col.get()["ids"]) if col is not None else []
+
+
+def test_passages_follow_rewrites_and_deletes(index):
+    index.upsert([memory("a", "One. Two. Three."), memory("b", "Four. Five.")])
+    assert sentence_ids(index) == ["a#0", "a#1", "a#2", "b#0", "b#1"]
+    index.upsert([memory("a", "One. Two.")])  # a rewrite with fewer sentences drops the third
+    assert sentence_ids(index) == ["a#0", "a#1", "b#0", "b#1"]
+    index.delete(["b"], ALICE)
+    assert sentence_ids(index) == ["a#0", "a#1"]
+    index.delete_scope(ALICE)
+    assert index._collection(ALICE, create=False, sentences=True) is None
+
+
+# ------------------------------------------------------------------------- neighbouring turns
+
+
+def test_raw_turns_follow_the_turn_before_them_in_their_session():
+    earlier = turn("t0", "Where did you go?", minutes=-1)
+    batch = [turn("t1", "To the lake."), turn("t2", "It was cold."), turn("t3", "Hi!", session="s2")]
+    assert [m.follows for m in raw_memories(batch, earlier)] == ["t0", "t1", None]
+    assert raw_memories(batch[2:], earlier)[0].follows is None  # another session
+
+
+def test_one_turn_at_a_time_still_follows_the_stored_turn_before(tmp_path):
+    mem = DualMemory(path=tmp_path, llm=ScriptedLLM(), extract=False)
+    for n, text in enumerate(["Where did you go hiking?", "Up the ridge trail.", "Nice!"]):
+        mem.add({"content": text, "id": f"t{n}"}, user_id="alice", session_id="s1",
+                timestamp=NOW + timedelta(minutes=n))
+    by_id = {m.id: m.follows for m in mem.get_all(user_id="alice")}
+    assert by_id == {"t0": None, "t1": "t0", "t2": "t1"}
+    mem.close()
+
+
+def test_neighbours_lend_shares_of_their_scores_in_any_write_order():
+    links = Neighbours()
+    slots: dict[str, int] = {}
+    for slot, (id_, follows) in enumerate([("b", "a"), ("a", None), ("c", "b")]):  # "b" before "a"
+        slots[id_] = slot
+        links.add(slot, id_, follows, slots)
+    scores = np.array([1.0, 2.0, 4.0])  # b, a, c
+    expected = [1.0 + FOLLOWED_SHARE * 2.0 + FOLLOWER_SHARE * 4.0, 2.0 + FOLLOWER_SHARE * 1.0,
+                4.0 + FOLLOWED_SHARE * 1.0]
+    assert links.spread(scores).tolist() == pytest.approx(expected)
+
+
+def test_an_answer_is_found_by_the_words_of_the_question_it_follows():
+    ids = ["q", "a", "other"]
+    docs = ["Ana: which marathon did you run in spring", "Bo: the one in Vienna, so hard", "Bo: hello"]
+    metas = [{}, {"follows": "q"}, {"follows": "a"}]
+    cache = LexicalCache()
+    hits = cache.search("p", lambda: (ids, docs, metas), "marathon", lambda m: True, 5)
+    assert hits.ranked == ["q", "a"]  # the reply has no word of the query
+    # written in any order: "later" answers "q2", which arrives after it
+    cache.upsert("p", [("later", "Bo: I ran it in three hours", {"follows": "q2"}),
+                       ("q2", "Ana: how long did the marathon take", {"follows": "other"})])
+    ranked = cache.search("p", lambda: (ids, docs, metas), "marathon", lambda m: True, 5).ranked
+    assert set(ranked) == {"q", "a", "q2", "later", "other"}
+    assert ranked.index("later") < ranked.index("other")  # the turn after q2 gets the bigger share
