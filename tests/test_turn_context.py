@@ -128,3 +128,14 @@ def test_an_answer_is_found_by_the_words_of_the_question_it_follows():
     ranked = cache.search("p", lambda: (ids, docs, metas), "marathon", lambda m: True, 5).ranked
     assert set(ranked) == {"q", "a", "q2", "later", "other"}
     assert ranked.index("later") < ranked.index("other")  # the turn after q2 gets the bigger share
+
+
+def test_an_identifier_holder_outside_both_candidate_lists_is_still_returned_first(index):
+    # ten identifiers in one query: their neighbours' shares (and near-identical vectors) push
+    # one holder out of both top-60 lists; it is promoted without a fusion score of its own
+    turns = [turn(f"t{i}", f"message {i} about the garden", minutes=i) for i in range(230)]
+    for start in range(0, 230, 10):  # as extraction writes them, a batch at a time
+        index.upsert(raw_memories(turns[start : start + 10]))
+    query = " ".join(t.text for t in turns[220:])
+    found = index.search(query, ALICE, k=10)
+    assert {m.id for m in found} == {t.id for t in turns[220:]}

@@ -304,7 +304,8 @@ class ChromaMemoryIndex:
             fused = rrf_scores([dense, lexical.ranked])
             ranked = promote(sorted(fused, key=lambda i: -fused[i]), lexical.exact)
             # the score the order follows: each rare identifier held outranks any fusion score (< 1)
-            relevance = {i: lexical.exact.get(i, 0) + fused[i] for i in ranked}
+            # (a holder promoted from outside both candidate lists has no fusion score)
+            relevance = {i: lexical.exact.get(i, 0) + fused.get(i, 0.0) for i in ranked}
         top = ranked[:k]
         # a hit by BM25 or by a sentence alone: its own cosine comes from its stored vector
         uncosined = any(i not in cosine for i in top)
