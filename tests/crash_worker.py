@@ -20,6 +20,7 @@ import os
 import random
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 from dualmem import DualMemory
@@ -72,6 +73,9 @@ def main() -> None:
         if pid == 0:
             try:
                 child(data_dir, acks, int(run), mode, int(seed))
+            except BaseException:
+                traceback.print_exc()  # to the parent's error file: why a child died early
+                sys.stderr.flush()
             finally:
                 os._exit(1)
         print(pid, flush=True)

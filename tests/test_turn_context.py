@@ -130,6 +130,20 @@ def test_an_answer_is_found_by_the_words_of_the_question_it_follows():
     assert ranked.index("later") < ranked.index("other")  # the turn after q2 gets the bigger share
 
 
+def test_a_deleted_or_rewritten_turn_borrows_nothing_from_its_neighbours():
+    ids = ["q", "a", "x", "y"]
+    docs = ["Ana: which marathon did you run in spring", "Bo: the one in Vienna, so hard",
+            "Bo: hello", "Ana: tea?"]
+    cache = LexicalCache()
+    load = lambda: (ids, docs, [{}, {"follows": "q"}, {"follows": "a"}, {"follows": "x"}])  # noqa: E731
+    assert cache.search("p", load, "marathon", lambda m: True, 5).ranked == ["q", "a"]
+    cache.delete("p", ["a"])
+    # the deleted slot's own score is 0; a share of q's must not bring it back (as None)
+    assert cache.search("p", load, "marathon", lambda m: m is not None, 5).ranked == ["q"]
+    cache.upsert("p", [("a", "Bo: Vienna again", {"follows": "q"})])  # rewritten: linked anew
+    assert cache.search("p", load, "marathon", lambda m: True, 5).ranked == ["q", "a"]
+
+
 def test_an_identifier_holder_outside_both_candidate_lists_is_still_returned_first(index):
     # ten identifiers in one query: their neighbours' shares (and near-identical vectors) push
     # one holder out of both top-60 lists; it is promoted without a fusion score of its own

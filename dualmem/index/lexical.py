@@ -198,6 +198,11 @@ class Neighbours:
         if after is not None and after != slot:
             self.prev[after], self.next[slot] = slot, after
 
+    def remove(self, slot: int) -> None:
+        # a removed slot scores 0 itself, but its neighbours would still lend it a share
+        if slot < len(self.prev):
+            self.prev[slot] = self.next[slot] = -1
+
     def spread(self, scores: np.ndarray) -> np.ndarray:
         """Scores plus the neighbours' shares."""
         prev, next_ = self.prev[: len(scores)], self.next[: len(scores)]
@@ -250,6 +255,7 @@ class _Entry:
         slot = self.slot.pop(id_, None)
         if slot is not None:
             self.bm25.remove(slot)
+            self.neighbours.remove(slot)
             self.ids[slot] = self.metas[slot] = None
 
 
