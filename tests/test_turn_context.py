@@ -153,3 +153,16 @@ def test_an_identifier_holder_outside_both_candidate_lists_is_still_returned_fir
     query = " ".join(t.text for t in turns[220:])
     found = index.search(query, ALICE, k=10)
     assert {m.id for m in found} == {t.id for t in turns[220:]}
+
+
+def test_one_days_turns_reach_the_reader_in_the_order_they_were_said(tmp_path):
+    from dualmem import format_memories
+
+    memory = DualMemory(path=tmp_path, llm=ScriptedLLM(), extract=False)
+    said = ["Ana: I lost my keys.", "Bo: Where did you see them last?", "Ana: On the bus, I think."]
+    memory.add([{"speaker": s.split(":")[0], "content": s.split(": ", 1)[1]} for s in said],
+               user_id="alice", session_id="s1", timestamp="2024-05-07T10:00:00")
+    found = memory.search("on the bus", user_id="alice", k=3)
+    assert [m.text for m in found] != said  # ranked by relevance...
+    assert [line.split("] ", 1)[1] for line in format_memories(found)] == said  # ...read as said
+    memory.close()

@@ -29,7 +29,7 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
@@ -130,13 +130,15 @@ def raw_memories(turns: list[Turn], before: Turn | None = None) -> list[Memory]:
             agent_id=t.agent_id,
             session_id=t.session_id,
             source_turn_ids=[t.id],
-            created_at=now,
-            updated_at=now,
+            # a microsecond apart in the batch's order: a context sorted by (day, created_at)
+            # then reads one day's turns in the order they were said, not in rank order
+            created_at=now + timedelta(microseconds=n),
+            updated_at=now + timedelta(microseconds=n),
             event_date=t.timestamp.date().isoformat(),
             follows=p.id if p is not None and p.session_id == t.session_id else None,
             metadata={k: v for k, v in t.metadata.items() if isinstance(v, str | int | float)},
         )
-        for t, p in zip(turns, previous, strict=True)
+        for n, (t, p) in enumerate(zip(turns, previous, strict=True))
         if t.text.strip() and t.metadata.get("searchable") is not False
     ]
 
