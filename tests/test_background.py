@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dualmem import DualMemory
 from dualmem.history.sqlite import SQLiteHistoryStore
 from dualmem.inputs import make_scope, make_turns
-from dualmem.testing import ScriptedLLM, ScriptedReply
+from dualmem.testing import ScriptedLLM
 
 
 def facts(*texts: str) -> str:

@@ -259,3 +259,27 @@ def test_a_bad_setting_is_refused_at_construction(untouched: DualMemory, cls: st
     with pytest.raises(ValidationError) as info:
         BUILDERS[cls](untouched, user_id="keeper", **{field: value})
     assert [e["loc"] for e in info.value.errors()] == [(field,)]
+
+
+def test_from_defaults_with_a_bad_field_closes_the_store_it_opened(tmp_path, monkeypatch) -> None:
+    from llama_index.memory.dualmem import base
+
+    opened: list[DualMemory] = []
+
+    class Recorded(DualMemory):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.was_closed = False
+            opened.append(self)
+
+        def close(self) -> None:
+            self.was_closed = True
+            super().close()
+
+    monkeypatch.setattr(base, "DualMemory", Recorded)
+    with pytest.raises(ValidationError):
+        DualMemMemory.from_defaults(path=tmp_path, llm=ScriptedLLM(default="ok"), user_id="u", k=-1)
+    assert [m.was_closed for m in opened] == [True]
+    ok = DualMemMemory.from_defaults(path=tmp_path, llm=ScriptedLLM(default="ok"), user_id="u")
+    assert not opened[-1].was_closed  # a good one stays open for its caller
+    ok.memory.close()

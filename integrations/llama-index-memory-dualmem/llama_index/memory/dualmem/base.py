@@ -138,7 +138,12 @@ class DualMemMemory(_ChatFields, BaseMemory):
         cls, *, path: str | Path | None = None, llm: BaseLLM | None = None, **fields: Any
     ) -> DualMemMemory:
         """A new `DualMemory(path=path, llm=llm)` (local model, ~/.dualmem by default)."""
-        return cls(memory=DualMemory(path=path, llm=llm), **fields)
+        memory = DualMemory(path=path, llm=llm)
+        try:
+            return cls(memory=memory, **fields)
+        except Exception:
+            memory.close()  # a bad field: nobody else holds this store to close it
+            raise
 
     @classmethod
     def from_memory(cls, memory: DualMemory, **fields: Any) -> DualMemMemory:
