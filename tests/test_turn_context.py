@@ -115,6 +115,16 @@ def test_neighbours_lend_shares_of_their_scores_in_any_write_order():
     assert links.spread(scores).tolist() == pytest.approx(expected)
 
 
+def test_a_partition_stored_out_of_order_loads_its_links():
+    # Chroma may return a turn before the one it follows, past the first 16 slots
+    n = 40
+    ids = [f"t{i}" for i in reversed(range(n))]
+    docs = [f"Ana: note {i}" + (" about the marathon" if i == 30 else "") for i in reversed(range(n))]
+    metas = [{"follows": f"t{i - 1}"} if i else {} for i in reversed(range(n))]
+    ranked = LexicalCache().search("p", lambda: (ids, docs, metas), "marathon", lambda m: True, 3).ranked
+    assert ranked == ["t30", "t31", "t29"]  # the turn after it takes the bigger share
+
+
 def test_an_answer_is_found_by_the_words_of_the_question_it_follows():
     ids = ["q", "a", "other"]
     docs = ["Ana: which marathon did you run in spring", "Bo: the one in Vienna, so hard", "Bo: hello"]

@@ -186,13 +186,17 @@ class Neighbours:
         self.next = np.full(0, -1, dtype=np.int64)
         self._follower: dict[str, int] = {}  # id -> the slot that follows it
 
-    def add(self, slot: int, id_: str, follows: str | None, slot_of: dict[str, int]) -> None:
-        if slot >= len(self.prev):
+    def _reach(self, slot: int) -> None:
+        while slot >= len(self.prev):
             grow = np.full(max(16, len(self.prev)), -1, dtype=np.int64)
             self.prev, self.next = np.concatenate([self.prev, grow]), np.concatenate([self.next, grow])
+
+    def add(self, slot: int, id_: str, follows: str | None, slot_of: dict[str, int]) -> None:
+        self._reach(slot)
         if follows is not None:
             self._follower[follows] = slot
             if (before := slot_of.get(follows)) is not None:
+                self._reach(before)  # on a load, the turn followed may sit in a later slot
                 self.prev[slot], self.next[before] = before, slot
         after = self._follower.get(id_)  # a turn written before the one it follows
         if after is not None and after != slot:
