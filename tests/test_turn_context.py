@@ -150,6 +150,8 @@ def test_a_deleted_or_rewritten_turn_borrows_nothing_from_its_neighbours():
     cache.delete("p", ["a"])
     # the deleted slot's own score is 0; a share of q's must not bring it back (as None)
     assert cache.search("p", load, "marathon", lambda m: m is not None, 5).ranked == ["q"]
+    cache.upsert("p", [("q", "Ana: which marathon was it", {})])  # the turn it followed, rewritten
+    assert cache.search("p", load, "marathon", lambda m: m is not None, 5).ranked == ["q"]
     cache.upsert("p", [("a", "Bo: Vienna again", {"follows": "q"})])  # rewritten: linked anew
     assert cache.search("p", load, "marathon", lambda m: True, 5).ranked == ["q", "a"]
 

@@ -185,6 +185,7 @@ class Neighbours:
         self.prev = np.full(0, -1, dtype=np.int64)
         self.next = np.full(0, -1, dtype=np.int64)
         self._follower: dict[str, int] = {}  # id -> the slot that follows it
+        self._follows: dict[int, str] = {}  # slot -> the id it follows
 
     def _reach(self, slot: int) -> None:
         while slot >= len(self.prev):
@@ -194,7 +195,7 @@ class Neighbours:
     def add(self, slot: int, id_: str, follows: str | None, slot_of: dict[str, int]) -> None:
         self._reach(slot)
         if follows is not None:
-            self._follower[follows] = slot
+            self._follower[follows], self._follows[slot] = slot, follows
             if (before := slot_of.get(follows)) is not None:
                 self._reach(before)  # on a load, the turn followed may sit in a later slot
                 self.prev[slot], self.next[before] = before, slot
@@ -203,9 +204,13 @@ class Neighbours:
             self.prev[after], self.next[slot] = slot, after
 
     def remove(self, slot: int) -> None:
-        # a removed slot scores 0 itself, but its neighbours would still lend it a share
+        """Unlink a removed slot: it scores 0 itself, but its neighbours would still lend it a
+        share, and a rewrite of the turn it followed would link it again."""
         if slot < len(self.prev):
             self.prev[slot] = self.next[slot] = -1
+        followed = self._follows.pop(slot, None)
+        if followed is not None and self._follower.get(followed) == slot:
+            del self._follower[followed]
 
     def spread(self, scores: np.ndarray) -> np.ndarray:
         """Scores plus the neighbours' shares."""
