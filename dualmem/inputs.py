@@ -22,7 +22,7 @@ __all__ = [
 MAX_TEXT_CHARS = 1_000_000
 MAX_LIMIT = 2**31 - 1  # larger limits mean "no limit" (and would overflow Chroma and SQLite)
 _TIME_FORMATS = (
-    "%I:%M %p on %d %B, %Y",  # LoCoMo session dates: "1:56 pm on 8 May, 2023"
+    "%I:%M %p on %d %B, %Y",  # LoCoMo session dates: "4:12 pm on 19 March, 2024"
     "%d %B %Y",
     "%d %b %Y",
     "%B %d, %Y",

@@ -6,7 +6,7 @@ consistency, citing the turn behind a fact), so that they all agree on what a wo
 Relative dates are resolved in code, never by the model: a 0.5B reader cannot do date
 arithmetic ("yesterday" said on 8 May 2023 is 7 May 2023). `resolve_relative` appends the
 absolute date after each relative phrase, in the form LoCoMo answers use ("the week before
-9 June 2023"), so the reader only has to copy it.
+14 June 2024"), so the reader only has to copy it.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def _resolve(m: re.Match[str], on: date) -> str | None:
             return _month(on, shift)
         if unit == "year":
             return str(on.year + shift)
-        # LoCoMo's own wording for weeks: "the week before 9 June 2023"
+        # LoCoMo's own wording for weeks: "the week before 14 June 2024"
         return f"the {unit} {('before', 'of', 'after')[shift + 1]} {_day(on)}"
     if m["lastday"]:
         back = (on.weekday() - _WEEKDAYS.index(m["lastday"].lower())) % 7 or 7

@@ -201,7 +201,7 @@ PLUS_0530 = timezone(timedelta(hours=5, minutes=30))
     ("2023-05-08T13:56:00+05:30", datetime(2023, 5, 8, 8, 26, tzinfo=UTC)),
     ("2023-05-08T13:56:00Z", datetime(2023, 5, 8, 13, 56, tzinfo=UTC)),
     ("2023-05-08T13:56:00", datetime(2023, 5, 8, 13, 56, tzinfo=UTC)),
-    ("1:56 pm on 8 May, 2023", datetime(2023, 5, 8, 13, 56, tzinfo=UTC)),
+    ("4:12 pm on 19 March, 2024", datetime(2024, 3, 19, 16, 12, tzinfo=UTC)),
     ("9999-12-31T23:59:59", datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
     ("0001-01-01", datetime(1, 1, 1, tzinfo=UTC)),
     (date(2020, 2, 29), datetime(2020, 2, 29, tzinfo=UTC)),

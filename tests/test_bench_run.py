@@ -20,7 +20,7 @@ SAMPLE = [
         "conversation": {
             "speaker_a": "Ann",
             "speaker_b": "Bob",
-            "session_1_date_time": "1:56 pm on 8 May, 2023",
+            "session_1_date_time": "4:12 pm on 19 March, 2024",
             "session_1": [
                 {"speaker": "Ann", "dia_id": "D1:1", "text": "I adopted a puppy named Rex yesterday."},
                 {"speaker": "Bob", "dia_id": "D1:2", "text": "Lovely! I went hiking in the Alps."},
@@ -106,7 +106,7 @@ def _records(out: Path) -> list[dict]:
 def test_loader_keeps_sessions_dates_captions_and_lenient_evidence(data: Path):
     (conv,) = load_locomo(data)
     assert [s.id for s in conv.sessions] == ["session_1", "session_2"]
-    assert conv.sessions[0].date.isoformat() == "2023-05-08T13:56:00+00:00"
+    assert conv.sessions[0].date.isoformat() == "2024-03-19T16:12:00+00:00"
     assert conv.turns[2].text == "Look at this. [shares a photo: a photo of a pottery bowl]"
     assert "leaky" not in " ".join(t.text for t in conv.turns)
     qs = conv.questions
@@ -312,7 +312,7 @@ def test_realtalk_loader(tmp_path: Path):
             {
                 "clean_text": "Hi!",
                 "speaker": "Emi",
-                "date_time": "29.12.2023, 22:42:04",
+                "date_time": "17.11.2024, 21:37:05",
                 "dia_id": "D1:1",
                 "img_file": [],
                 "img_url": [],
@@ -325,7 +325,7 @@ def test_realtalk_loader(tmp_path: Path):
                 "blip_caption": "a cat",
             },
         ],
-        "session_1_date_time": "29.12.2023, 22:42:04",
+        "session_1_date_time": "17.11.2024, 21:37:05",
         "qa": [{"question": "Q?", "answer": "A", "evidence": ["D1:1-D1:2"], "category": 2}],
     }
     (tmp_path / "Chat_1_Emi_Elise.json").write_text(json.dumps(chat))

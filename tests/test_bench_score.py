@@ -46,7 +46,7 @@ def test_multi_hop_splits_on_commas_and_averages_over_gold_pieces():
 
 
 def test_open_domain_cuts_the_gold_at_the_first_semicolon():
-    gold = "LIkely no; though she likes reading, she wants to be a counselor"
+    gold = "LIkely no; though he enjoys sailing, he wants to be a pilot"
     assert locomo_f1("likely no", gold, 3) == 1.0
     assert locomo_f1("likely no", gold, 4) < 0.5
 

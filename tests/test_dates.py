@@ -8,27 +8,27 @@ import pytest
 
 from dualmem.text import asks_current, resolve_relative
 
-FRIDAY = date(2023, 6, 9)
+FRIDAY = date(2024, 6, 14)
 
 
 @pytest.mark.parametrize(
     ("text", "resolved"),
     [
-        ("I went there yesterday.", "I went there yesterday (8 June 2023)."),
-        ("We met last night", "We met last night (8 June 2023)"),
-        ("the day before yesterday", "the day before yesterday (7 June 2023)"),
-        ("I ran a race last week", "I ran a race last week (the week before 9 June 2023)"),
-        ("Last weekend was fun", "Last weekend (the weekend before 9 June 2023) was fun"),
-        ("I painted it last month", "I painted it last month (May 2023)"),
-        ("in January... no, last year", "in January... no, last year (2022)"),
-        ("moving next month", "moving next month (July 2023)"),
-        ("it happened 3 days ago", "it happened 3 days ago (6 June 2023)"),
-        ("two weeks ago", "two weeks ago (the week of 26 May 2023)"),
-        ("a couple of years ago", "a couple of years ago (2021)"),
-        # 9 June 2023 is a Friday: "last Friday" is a week back, "next Friday" a week ahead
-        ("last Friday", "last Friday (2 June 2023)"),
-        ("last Monday", "last Monday (5 June 2023)"),
-        ("next Friday", "next Friday (16 June 2023)"),
+        ("I went there yesterday.", "I went there yesterday (13 June 2024)."),
+        ("We met last night", "We met last night (13 June 2024)"),
+        ("the day before yesterday", "the day before yesterday (12 June 2024)"),
+        ("I ran a race last week", "I ran a race last week (the week before 14 June 2024)"),
+        ("Last weekend was fun", "Last weekend (the weekend before 14 June 2024) was fun"),
+        ("I painted it last month", "I painted it last month (May 2024)"),
+        ("in January... no, last year", "in January... no, last year (2023)"),
+        ("moving next month", "moving next month (July 2024)"),
+        ("it happened 3 days ago", "it happened 3 days ago (11 June 2024)"),
+        ("two weeks ago", "two weeks ago (the week of 31 May 2024)"),
+        ("a couple of years ago", "a couple of years ago (2022)"),
+        # 14 June 2024 is a Friday: "last Friday" is a week back, "next Friday" a week ahead
+        ("last Friday", "last Friday (7 June 2024)"),
+        ("last Monday", "last Monday (10 June 2024)"),
+        ("next Friday", "next Friday (21 June 2024)"),
         ("across the year 2020 nothing happened", "across the year 2020 nothing happened"),
     ],
 )

@@ -236,8 +236,8 @@ def test_unasked_names_the_question_words_no_passage_holds() -> None:
                                            "Work is busy.")]
     assert unasked("What is Maya's favourite film?", dog) == ["favourit", "film"]
     # one word held is enough, however many lines hold it
-    dancers = [Passage(f"Gina: the dancers in photo {i} were great") for i in range(6)]
-    assert unasked("What do the dancers in the photo represent?", dancers) == []
+    dancers = [Passage(f"Gina: the dancers in painting {i} were great") for i in range(6)]
+    assert unasked("What do the dancers in the painting stand for?", dancers) == []
     # a yes/no question may be inferred from lines about other things
     assert unasked("Would Maya enjoy a film festival?", dog) == []
     # the speakers' names say nothing of the subject; other names do

@@ -143,14 +143,14 @@ def test_history_order_and_time_range(memory):
 def test_history_keeps_every_field(memory):
     memory.add(
         {"role": "assistant", "name": "Bot", "content": "Noted!", "id": "x1", "metadata": {"k": "v"}},
-        agent_id="bot", session_id="s9", timestamp="1:56 pm on 8 May, 2023",
+        agent_id="bot", session_id="s9", timestamp="4:12 pm on 19 March, 2024",
     )
     [turn] = memory.history(agent_id="bot")
     assert (turn.id, turn.role, turn.speaker, turn.text, turn.metadata) == (
         "x1", "assistant", "Bot", "Noted!", {"k": "v"}
     )
     assert (turn.agent_id, turn.session_id, turn.user_id) == ("bot", "s9", None)
-    assert turn.timestamp == datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
+    assert turn.timestamp == datetime(2024, 3, 19, 16, 12, tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- get, delete, reset

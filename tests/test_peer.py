@@ -130,7 +130,7 @@ SAMPLE = {
     "conversation": {
         "speaker_a": "Ann",
         "speaker_b": "Bob",
-        "session_1_date_time": "1:56 pm on 8 May, 2023",
+        "session_1_date_time": "4:12 pm on 19 March, 2024",
         "session_1": _turns(1, TOPICS[:6]),
         "session_2_date_time": "10:00 am on 7 June, 2023",
         "session_2": _turns(2, TOPICS[6:]),

@@ -156,7 +156,7 @@ def load_locomo(path: str | Path) -> list[Conversation]:
 
 
 def _realtalk_time(value: str) -> datetime:
-    # day first: "29.12.2023, 22:42:04"
+    # day first: "17.11.2024, 21:37:05"
     return parse_timestamp(datetime.strptime(value.strip(), "%d.%m.%Y, %H:%M:%S"))
 
 
