@@ -224,12 +224,17 @@ class Memory(_Model):
         """The scope this memory was indexed under."""
         return Scope(user_id=self.user_id, agent_id=self.agent_id, session_id=self.session_id)
 
+    @property
+    def is_raw(self) -> bool:
+        """A raw turn indexed as it is (its id is its turn's), as opposed to an extracted fact."""
+        return self.source_turn_ids == [self.id]
+
     def resolved_text(self) -> str:
         """The text, and for a raw turn each relative date in it ("yesterday") followed by the
         date it means, read against the day it was said: asked "when?", a 0.5B reader copies
         the line's date instead of working it out. (An extracted fact's date is the event's,
         not the day its words were said, so its text stays as it is.)"""
-        if not self.event_date or self.source_turn_ids != [self.id]:
+        if not self.event_date or not self.is_raw:
             return self.text
         try:
             said = date.fromisoformat(self.event_date[:10])

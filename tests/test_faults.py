@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from dualmem import DualMemory, LLMError, LLMReplyError
-from dualmem.ingest.extract import is_raw
 from dualmem.llm.base import ChatRequest
 from dualmem.llm.openai import OpenAILLM
 from dualmem.testing import ScriptedLLM, ScriptedReply
@@ -161,14 +160,14 @@ async def test_failed_extraction_keeps_the_turns_and_reindex_recovers(tmp_path, 
     assert result.pending == ["t1", "t2", "t3"]
     intact(memory)
     # no fact, but the raw turns are searchable (the mixed index)
-    assert sorted(m.id for m in memory.get_all(user_id="mel") if is_raw(m)) == ["t1", "t2", "t3"]
-    assert [m for m in memory.get_all(user_id="mel") if not is_raw(m)] == []
+    assert sorted(m.id for m in memory.get_all(user_id="mel") if m.is_raw) == ["t1", "t2", "t3"]
+    assert [m for m in memory.get_all(user_id="mel") if not m.is_raw] == []
     # the model recovers: reindex re-extracts from the history
     fact = '{"facts": [{"text": "Melanie plays the violin", "turns": [1]}]}'
     memory._llm = ScriptedLLM(by_task={"extract": [fact]})
     redone = await bounded(memory.areindex(user_id="mel"))
     assert redone.errors == [] and redone.memories == 1
-    assert [m.source_turn_ids for m in memory.get_all(user_id="mel") if not is_raw(m)] == [["t1"]]
+    assert [m.source_turn_ids for m in memory.get_all(user_id="mel") if not m.is_raw] == [["t1"]]
     assert await memory.apending(user_id="mel") == []
     memory.close()
     injected(len(fault))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 from dualmem import DualMemory
-from dualmem.ingest.extract import is_raw
 from dualmem.testing import ScriptedLLM
 
 
@@ -24,7 +23,7 @@ def test_raw_turns_are_searchable_beside_the_facts(tmp_path):
     )
     assert [m.text for m in result.added] == ["Maya adopted a beagle called Biscuit."]
     stored = memory.get_all(user_id="maya")
-    assert sorted(m.id for m in stored if is_raw(m)) == ["t1", "t2"]
+    assert sorted(m.id for m in stored if m.is_raw) == ["t1", "t2"]
     assert "t2" in [m.id for m in memory.search("What is Maya allergic to?", user_id="maya", k=2)]
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from dualmem import DualMemory
-from dualmem.ingest.extract import is_raw
 from dualmem.prompts import DATA_RULE, EXTRACT_SYSTEM, data_block, is_instruction
 from dualmem.testing import ScriptedLLM, ScriptedReply
 
@@ -85,12 +84,12 @@ def poisoned(tmp_path_factory) -> tuple[DualMemory, ScriptedLLM]:
 def test_obeyed_injections_are_not_stored_as_facts_and_the_turns_are_kept(poisoned) -> None:
     memory, _ = poisoned
     memories = memory.get_all(user_id="alice")
-    facts = [m.text for m in memories if not is_raw(m)]
+    facts = [m.text for m in memories if not m.is_raw]
     assert facts and all(TOKEN not in t and not is_instruction(t) for t in facts)
     assert LEGIT in facts
     # the messages themselves are kept: in the history and, as raw turns, in the index
     assert sum(TOKEN in t.text for t in memory.history(user_id="alice")) == len(ATTACKS)
-    assert sum(TOKEN in m.text for m in memories if is_raw(m)) == len(ATTACKS)
+    assert sum(TOKEN in m.text for m in memories if m.is_raw) == len(ATTACKS)
 
 
 @pytest.mark.parametrize(("mode", "policy", "strategy"), [

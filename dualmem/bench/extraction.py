@@ -21,7 +21,7 @@ import typer
 
 from ..config import Config
 from ..errors import LLMReplyError
-from ..ingest.extract import ExtractReply, is_raw
+from ..ingest.extract import ExtractReply
 from ..llm.base import BaseLLM, ChatRequest, parse_json_reply, reply_schema
 from ..memory import DualMemory
 from ..prompts import extract_messages
@@ -70,7 +70,7 @@ def run_extraction(conv: Conversation, sessions: int, out: Path, config: Config,
         completion += result.usage.completion_tokens
         errors += [result.error] if result.error else []
     seconds = time.perf_counter() - start
-    facts = [m for m in mixed.get_all(user_id=conv.id) if not is_raw(m)]
+    facts = [m for m in mixed.get_all(user_id=conv.id) if not m.is_raw]
     cited = {t for m in facts for t in m.source_turn_ids}
     evidence = {t for q in questions for t in q.evidence}
     # the same facts alone, and the raw turns alone, in indexes of their own (no LLM)
@@ -101,7 +101,7 @@ def run_extraction(conv: Conversation, sessions: int, out: Path, config: Config,
 def precision_sample(store: Path, user_id: str, n: int, seed: int = 0) -> list[dict[str, Any]]:
     """N random facts of an extraction store with the text of the turns they cite."""
     memory = DualMemory(Config(data_dir=store, extract=False))
-    facts = [m for m in memory.get_all(user_id=user_id) if not is_raw(m)]
+    facts = [m for m in memory.get_all(user_id=user_id) if not m.is_raw]
     turns = {t.id: t for t in memory.history(user_id=user_id)}
     picked = random.Random(seed).sample(facts, min(n, len(facts)))
     return [{"fact": m.render(), "sources": [turns[t].render() for t in m.source_turn_ids if t in turns]}

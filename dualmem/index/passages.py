@@ -24,7 +24,7 @@ def passages(memory: Memory) -> list[str]:
     """The texts embedded for a memory's sentences, each as the memory renders but alone;
     none for a memory of one sentence (its own vector is that sentence's)."""
     label, body = "", memory.text
-    if memory.source_turn_ids == [memory.id]:  # a raw turn reads "speaker: text"
+    if memory.is_raw:  # a raw turn reads "speaker: text"
         head, colon, rest = memory.text.partition(": ")
         if colon:
             label, body = head + colon, rest

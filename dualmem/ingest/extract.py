@@ -43,7 +43,7 @@ from ..text import dated, tokenize
 from ..tokens import fit_lines, line_budget
 from ..types import Memory, Scope, Turn, Usage
 
-__all__ = ["ExtractionResult", "Extractor", "is_raw", "raw_memories"]
+__all__ = ["ExtractionResult", "Extractor", "raw_memories"]
 
 # In a mixed index the raw turns nearest a batch or a fact (its own source turns first) come
 # before the facts; this many extra results leave room for them, then they are dropped.
@@ -169,7 +169,7 @@ class Extractor:
             self.config.known_memories + RAW_HEADROOM,
         )
         # raw turns in a mixed index are context already (the recent messages), not facts
-        known = [m for m in found if not is_raw(m)][: self.config.known_memories]
+        known = [m for m in found if not m.is_raw][: self.config.known_memories]
         new, old = [t.render() for t in batch], [t.render() for t in recent]
         # cut over-long lines so the prompt fits the model (the history keeps the full text)
         lines = fit_lines(new + old + [m.render() for m in known],
@@ -191,7 +191,7 @@ class Extractor:
         neighbours = await asyncio.to_thread(
             self.index.nearest, [f.render() for f in facts], wide, self.config.neighbours + RAW_HEADROOM
         )
-        close = [[m for m in ns if not is_raw(m) and (m.score or 0) > self.config.neighbour_similarity]
+        close = [[m for m in ns if not m.is_raw and (m.score or 0) > self.config.neighbour_similarity]
                  [: self.config.neighbours] for ns in neighbours]
         actions: dict[int, _Action] = {}
         # a fact that restates a memory is a NOOP without asking: a small model asked about
@@ -274,11 +274,6 @@ class Extractor:
             await asyncio.to_thread(self.index.upsert, added + list(changed.values()))
         result.added.extend(added)
         result.updated.extend(changed.values())
-
-
-def is_raw(memory: Memory) -> bool:
-    """A raw turn indexed as it is (its id is its turn's), as opposed to an extracted fact."""
-    return memory.source_turn_ids == [memory.id]
 
 
 def _restates(fact: _Fact, memory: Memory) -> bool:
