@@ -235,11 +235,7 @@ class ChromaMemoryIndex:
     def _upsert_passages(
         self, scope: Scope, group: list[Memory], sentences: list[list[str]], vectors: Any
     ) -> None:
-        col = self._collection(scope, create=any(sentences), sentences=True)
-        if col is None:
-            return
-        # a rewritten memory may have fewer sentences than before
-        col.delete(where={"memory_id": {"$in": [m.id for m in group]}})
+        self._delete_passages(scope, [m.id for m in group])  # a rewrite may have fewer sentences
         ids: list[str] = []
         metas: list[dict[str, Any]] = []
         for m, texts in zip(group, sentences, strict=True):
@@ -247,7 +243,7 @@ class ChromaMemoryIndex:
             scope_ids = {k: v for k in ("user_id", "agent_id", "session_id") if (v := getattr(m, k))}
             metas += [{"memory_id": m.id, **scope_ids}] * len(texts)
         if ids:
-            col.upsert(ids=ids, embeddings=list(vectors), metadatas=metas)
+            self._collection(scope, sentences=True).upsert(ids=ids, embeddings=list(vectors), metadatas=metas)
 
     def _delete_passages(self, scope: Scope, memory_ids: list[str]) -> None:
         col = self._collection(scope, create=False, sentences=True)
@@ -371,13 +367,14 @@ class ChromaMemoryIndex:
         ids = [row[0] for row in self._rows(col, scope)]
         for start in range(0, len(ids), _PAGE):
             col.delete(ids=ids[start : start + _PAGE])
-        self._delete_passages(scope, ids)
-        if col.count() == 0:
+        if col.count() == 0:  # the whole partition: both collections go, no passage one by one
             self.client.delete_collection(col.name)
             self._collections.pop(scope.partition, None)
             if (parts := self._collection(scope, create=False, sentences=True)) is not None:
                 self.client.delete_collection(parts.name)
                 self._collections.pop(_sentences_key(scope.partition), None)
+        else:
+            self._delete_passages(scope, ids)
         self._lexical.invalidate(scope.partition)
         return len(ids)
 
