@@ -163,6 +163,11 @@ def _informative(terms: set[str], passages: Sequence[Passage]) -> set[str]:
     return {t for t in terms if sum(t in words for words in per_passage) < 0.5 * len(per_passage)}
 
 
+def _names(question: str) -> set[str]:
+    """The question's names and numbers, stemmed ("Ines's" -> "ine")."""
+    return {_stem(re.sub(r"'s$", "", e.lower())) for e in _ENTITY.findall(question)}
+
+
 def unasked(question: str, passages: Sequence[Passage]) -> list[str]:
     """The question's words when not one passage holds any of them: the history never speaks
     of what is asked ("favourite film" in a chat about a dog). [] when one does, and for a
@@ -173,7 +178,7 @@ def unasked(question: str, passages: Sequence[Passage]) -> list[str]:
     about the dancers, is the subject)."""
     if asks_polar(question):
         return []
-    names = {_stem(re.sub(r"'s$", "", e.lower())) for e in _ENTITY.findall(question) if not e[0].isdigit()}
+    names = {n for n in _names(question) if not n[0].isdigit()}
     words = question_terms(question)
     words -= names - _informative(names, passages)
     return [] if not words or words & _evidence_terms(passages) else sorted(words)
@@ -185,8 +190,7 @@ def coverage(question: str, passages: Sequence[Passage], threshold: float) -> Si
     terms = _informative(question_terms(question), top)
     evidence = _evidence_terms(top)
     term_cov = len(terms & evidence) / len(terms) if terms else 1.0
-    names = {re.sub(r"'s$", "", e.lower()) for e in _ENTITY.findall(question)}  # "Ines's" -> "ines"
-    entities = _informative({_stem(n) for n in names}, top)
+    entities = _informative(_names(question), top)
     entity_cov = len(entities & _evidence_terms(passages)) / len(entities) if entities else 1.0
     sims = sorted((p.score for p in passages), reverse=True)[:5]
     mean_sim = sum(sims) / len(sims) if sims else 0.0
