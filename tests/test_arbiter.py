@@ -26,9 +26,16 @@ def pick(
     return winner, why, candidates
 
 
-def test_support_is_the_share_of_answer_words_in_the_evidence() -> None:
+def test_support_is_the_share_of_answer_words_in_the_evidence_weighted_by_rarity() -> None:
     assert supported_by("Porto", EVIDENCE) == (1.0, JUNE)
-    assert supported_by("Porto and Madrid", EVIDENCE)[0] == 0.5
+    # Porto is in one of the three lines, Madrid in none: idf log(4/1.5) against log(4/0.5)
+    assert supported_by("Porto and Madrid", EVIDENCE)[0] == pytest.approx(0.3205, abs=1e-4)
+    # a common word cannot carry the word that tells the answer: "new" is in the newest line,
+    # "York" in no line, so the answer is not supported and that line does not hold it
+    moved = Turn(id="t4", speaker="Maya", text="The new flat is near the river.", timestamp=JUNE)
+    also = Turn(id="t5", speaker="Maya", text="I got a new bike.", timestamp=MARCH)
+    assert supported_by("New York", [LISBON, moved, also]) == (pytest.approx(0.184, abs=1e-3), None)
+    assert supported_by("Porto", [LISBON, moved, also]) == (0.0, None)
     assert supported_by("Madrid", EVIDENCE) == (0.0, None)
     assert supported_by("yes", EVIDENCE) == (None, None)  # a bare yes/no cannot be grounded
 
@@ -90,8 +97,9 @@ def test_an_unsupported_challenger_never_wins() -> None:
 def test_the_better_supported_answer_wins() -> None:
     winner, _, _ = pick("Who carried the rings?", ("fast", "Ines and Maya"), ("evidence", "Biscuit"))
     assert winner.source == "evidence"
-    winner, why, _ = pick("Who carried the rings?", ("fast", "Biscuit"), ("evidence", "Biscuit and Ines"))
+    winner, why, cands = pick("Who carried the rings?", ("fast", "Biscuit"), ("evidence", "Biscuit carried rings for Ines"))
     assert winner.source == "fast" and why.startswith("fast's answer is better supported")
+    assert 0.5 < cands[1].support < 1  # supported, but one word of four (the rarest) is in no line
 
 
 @pytest.mark.parametrize("order", [("Lisbon", "Porto"), ("Porto", "Lisbon")])

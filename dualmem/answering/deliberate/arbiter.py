@@ -3,7 +3,9 @@
 Escalating must never make an answer worse through a weaker pass, so every answer an
 escalation produced (fast, a middle tier, the full pass) is weighed against the same raw
 evidence: the lines System 2 judged relevant, with relative dates resolved. An answer is
-supported by the share of its words those lines hold. The rules, in order:
+supported by the share of its words those lines hold, each word weighted by how rare it is
+among the lines read (idf), so a common word ("new") cannot carry an answer whose telling
+word ("York") no line holds. The rules, in order:
 
 - a refusal never replaces a concrete answer that the evidence supports, unless no line the
   memory retrieved or System 2 selected holds any of the question's informative terms: the
@@ -22,6 +24,7 @@ not thrown away for a weaker full-pass answer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -40,20 +43,32 @@ def _words(text: str) -> set[str]:
     return {stem(w) for w in tokenize(text) if w not in _POLAR}
 
 
-def supported_by(answer: str, evidence: Sequence[Turn]) -> tuple[float | None, datetime | None]:
-    """(share of the answer's words found in the evidence lines, timestamp of the newest line
-    holding at least half of them). The share is None for a bare yes/no answer."""
+def _weights(words: set[str], lines: Sequence[set[str]]) -> dict[str, float]:
+    """Each word's idf over `lines`: a word no line holds weighs most."""
+    n = len(lines)
+    return {w: math.log((n + 1) / (sum(w in line for line in lines) + 0.5)) for w in words}
+
+
+def supported_by(
+    answer: str, evidence: Sequence[Turn], read: Sequence[str] = ()
+) -> tuple[float | None, datetime | None]:
+    """(idf-weighted share of the answer's words found in the evidence lines, timestamp of the
+    newest line holding at least half of that weight). Rarity is counted over the evidence
+    and the other lines `read`. The share is None for a bare yes/no answer."""
     words = _words(answer)
     if not words:
         return None, None
+    per_turn = [(turn, _words(evidence_line(turn))) for turn in evidence]
+    weight = _weights(words, [w for _, w in per_turn] + [_words(text) for text in read])
+    total = sum(weight.values())
     found: set[str] = set()
     newest: datetime | None = None
-    for turn in evidence:
-        held = words & _words(evidence_line(turn))
+    for turn, line in per_turn:
+        held = words & line
         found |= held
-        if len(held) >= len(words) / 2 and (newest is None or turn.timestamp > newest):
+        if sum(weight[w] for w in held) >= total / 2 and (newest is None or turn.timestamp > newest):
             newest = turn.timestamp
-    return len(found) / len(words), newest
+    return sum(weight[w] for w in found) / total, newest
 
 
 def _beats(challenger: Candidate, holder: Candidate, current: bool, missing: list[str]) -> tuple[bool, str]:
@@ -101,9 +116,10 @@ def arbitrate(
     System 2 tier in order) against `evidence`: the candidates with their support, the winner
     marked, and why it won. `retrieved` are the fast path's memories, which with `evidence`
     tell whether the history speaks of what the question asks at all."""
+    read = [p.text for p in retrieved]
     weighed = []
     for source, text, turn_ids in answers:
-        support, newest = supported_by(text, evidence)
+        support, newest = supported_by(text, evidence, read)
         weighed.append(Candidate(source=source, text=text, support=support, newest=newest, turn_ids=turn_ids))
     current = asks_current(question)
     lines = [*retrieved, *(Passage(evidence_line(t)) for t in evidence)]
