@@ -97,7 +97,8 @@ def test_an_unsupported_challenger_never_wins() -> None:
 def test_the_better_supported_answer_wins() -> None:
     winner, _, _ = pick("Who carried the rings?", ("fast", "Ines and Maya"), ("evidence", "Biscuit"))
     assert winner.source == "evidence"
-    winner, why, cands = pick("Who carried the rings?", ("fast", "Biscuit"), ("evidence", "Biscuit carried rings for Ines"))
+    challenger = ("evidence", "Biscuit carried rings for Ines")
+    winner, why, cands = pick("Who carried the rings?", ("fast", "Biscuit"), challenger)
     assert winner.source == "fast" and why.startswith("fast's answer is better supported")
     assert 0.5 < cands[1].support < 1  # supported, but one word of four (the rarest) is in no line
 

@@ -371,14 +371,15 @@ def test_cli_group_runs_a_retrieval_benchmark(data: Path, tmp_path: Path):
     assert not (tmp_path / "o").exists()
 
 
-def test_scale_benchmark_small(tmp_path: Path):
+def test_scale_benchmark_small(data: Path, tmp_path: Path):
     from dualmem.bench.scale import WordMeanEmbedding, run_scale
 
     emb = WordMeanEmbedding()
     a, b, c = emb(["Alice visited Paris", "Alice visited Paris", "Bob repaired a telescope"])
     assert float(a @ b) == pytest.approx(1.0) and float(a @ c) < 0.9 and a.shape == (384,)
     result = run_scale(
-        tmp_path / "scale", sizes=(40, 80), extract_turns=10, queries=5, tenants=6, workdir=tmp_path
+        tmp_path / "scale", sizes=(40, 80), extract_turns=10, queries=5, tenants=6, dialogue=data,
+        workdir=tmp_path,
     )
     assert [t["memories"] for t in result["tiers"]] == [40, 80]
     for tier in result["tiers"]:
@@ -387,7 +388,12 @@ def test_scale_benchmark_small(tmp_path: Path):
     assert result["extraction"]["turns_per_second"] > 0
     tenants = result["tenants"]
     assert tenants["users"] == 6 and tenants["chroma_files"] >= 6 and tenants["chroma_bytes"] > 0
-    assert "| 80 |" in (tmp_path / "scale" / "scale.md").read_text()
+    (conv, *_) = load_locomo(data)
+    dialogue = result["dialogue"]
+    assert dialogue["turns"] == len(conv.turns) and dialogue["sessions"] == len(conv.sessions)
+    assert dialogue["turns_per_second"] > 0 and dialogue["embedding_texts_per_second"] > 0
+    report = (tmp_path / "scale" / "scale.md").read_text()
+    assert "| 80 |" in report and f"Real dialogue ({conv.id}: {len(conv.turns)} turns" in report
 
 
 def test_concurrent_questions_give_the_same_records(data: Path, tmp_path: Path):

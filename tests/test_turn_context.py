@@ -60,11 +60,29 @@ def test_dense_search_ranks_a_memory_by_its_best_sentence(index):
     query = "What colour did they paint the kitchen?"
     [hit, _] = dense.search(query, ALICE, 2)
     q = np.asarray(EMBED([query])[0])
-    own = float(q @ EMBED([long.render()])[0])
-    best = max(float(q @ v) for v in EMBED(passages(long)))
+    sentences = np.asarray(EMBED(passages(long)))
+    mean = sentences.mean(axis=0) / np.linalg.norm(sentences.mean(axis=0))
+    own, best = float(q @ mean), float((sentences @ q).max())
     assert hit.id == "long"
     assert hit.score == pytest.approx(own, abs=2e-3)  # the score stays the memory's own cosine
     assert hit.relevance == pytest.approx(best, abs=2e-3) and best > own
+    # MiniLM mean-pools tokens, so the mean of the sentence vectors stands for the whole text
+    assert own == pytest.approx(float(q @ np.asarray(EMBED([long.render()])[0])), abs=0.02)
+
+
+def test_each_text_is_embedded_once(tmp_path):
+    seen: list[str] = []
+
+    class Counting(MiniLMEmbedding):
+        def __call__(self, input):  # noqa: A002 - Chroma's signature
+            seen.extend(input)
+            return super().__call__(input)
+
+    index = ChromaMemoryIndex(tmp_path / "chroma", embedding_function=Counting())
+    long, short = memory("long", "One thing. Another thing."), memory("short", "Just one thing.")
+    index.upsert([long, short])
+    # a memory of several sentences by its sentences only (its own vector is their mean)
+    assert sorted(seen) == sorted([*passages(long), short.render()])
 
 
 def sentence_ids(index: ChromaMemoryIndex) -> list[str]:

@@ -218,15 +218,25 @@ class ChromaMemoryIndex:
             # the stored document is the plain text; the embedding also sees the event date
             metas = [_to_metadata(m) for m in group]
             sentences = [passages(m) for m in group]
-            own = [m.render() for m in group]
-            vectors = self.embedding_function(own + [t for ts in sentences for t in ts])
+            flat = [t for ts in sentences for t in ts]
+            single = [m.render() for m, ts in zip(group, sentences, strict=True) if not ts]
+            vectors = np.asarray(self.embedding_function(flat + single), dtype=np.float32)
+            own, at, one = [], 0, len(flat)
+            for ts in sentences:
+                if ts:
+                    mean = vectors[at : at + len(ts)].mean(axis=0)
+                    own.append(mean / (np.linalg.norm(mean) or 1.0))
+                    at += len(ts)
+                else:
+                    own.append(vectors[one])
+                    one += 1
             col.upsert(
                 ids=[m.id for m in group],
                 documents=[m.text for m in group],
-                embeddings=vectors[: len(group)],
+                embeddings=own,
                 metadatas=metas,
             )
-            self._upsert_passages(scope, group, sentences, vectors[len(group) :])
+            self._upsert_passages(scope, group, sentences, vectors[: len(flat)])
             self._lexical.upsert(
                 scope.partition,
                 [(m.id, _lexical_text(m.text, meta), meta) for m, meta in zip(group, metas, strict=True)],

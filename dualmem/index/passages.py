@@ -5,7 +5,9 @@ answers a question weighs little in it. Each sentence of such a memory gets a ve
 own (in a second collection of the partition, without its text), and the dense ranking takes
 a memory's best vector. Simulated offline, that alone lifted evidence recall@30 on LoCoMo dev from
 0.779 to 0.793 and on RealTalk dev from 0.624 to 0.664; a sentence without its speaker did
-worse than none. The cost: a multi-sentence memory is embedded twice (whole, then by sentence).
+worse than none. Such a memory is embedded by its sentences only: its own vector is their
+normalised mean, which for MiniLM (a mean pool of tokens) stays close to the whole text's, so
+the sentences need no second pass (LoCoMo dev R@30 0.829 -> 0.826, RealTalk 0.677 -> 0.688).
 """
 
 from __future__ import annotations
