@@ -94,13 +94,19 @@ def test_an_unsupported_challenger_never_wins() -> None:
     assert why == "evidence's answer is not supported by its evidence (0%)"
 
 
-def test_the_better_supported_answer_wins() -> None:
+def test_a_supported_system_2_answer_replaces_the_fast_one_however_well_that_is_supported() -> None:
     winner, _, _ = pick("Who carried the rings?", ("fast", "Ines and Maya"), ("evidence", "Biscuit"))
     assert winner.source == "evidence"
     challenger = ("evidence", "Biscuit carried rings for Ines")
     winner, why, cands = pick("Who carried the rings?", ("fast", "Biscuit"), challenger)
-    assert winner.source == "fast" and why.startswith("fast's answer is better supported")
     assert 0.5 < cands[1].support < 1  # supported, but one word of four (the rarest) is in no line
+    assert winner.source == "evidence" and why.startswith("evidence's answer is supported 59% against 100%")
+
+
+def test_between_system_2_tiers_the_better_supported_answer_wins() -> None:
+    tiers = ("fast", "NONE"), ("neighbours", "Biscuit"), ("full", "Biscuit carried rings for Ines")
+    winner, why, _ = pick("Who carried the rings?", *tiers)
+    assert winner.source == "neighbours" and why.startswith("neighbours's answer is better supported")
 
 
 @pytest.mark.parametrize("order", [("Lisbon", "Porto"), ("Porto", "Lisbon")])
