@@ -49,6 +49,31 @@ def test_each_signal_gets_its_own_threshold_and_the_table_prints() -> None:
     assert "| - |" in text and "always-deliberate F1 n/a" in text
 
 
+def test_cross_validation_judges_each_conversation_by_the_others_threshold(tmp_path) -> None:
+    same = [CalibrationRecord(**{**vars(r), "group": g}) for g in ("a", "b") for r in records(50)]
+    cal = calibrate(same, target_quality=1.0)
+    # two conversations alike: the threshold chosen on one serves the other as well
+    assert cal.folds == 2 and cal.held_out is not None and cal.chosen is not None
+    assert cal.held_out.escalation == pytest.approx(cal.chosen.escalation)
+    assert cal.held_out.f1 == pytest.approx(cal.chosen.f1)
+    # a conversation whose fast answers are all right teaches "never escalate": the other
+    # conversation, judged by that, loses what in-sample calibration promised it
+    right = [CalibrationRecord(signals=r.signals, fast_f1=1.0, full_f1=0.9, group="b") for r in records(50)]
+    mixed = [CalibrationRecord(**{**vars(r), "group": "a"}) for r in records(50)] + right
+    cal = calibrate(mixed, target_quality=1.0)
+    assert cal.held_out is not None and cal.chosen is not None
+    assert cal.held_out.f1 < cal.chosen.f1
+    assert "cross-validated by conversation (2 folds" in format_table(cal)
+    # without named conversations there is nothing to hold out
+    assert calibrate(records(), target_quality=1.0).held_out is None
+    # bench output names the conversation beside the labels
+    from dualmem.answering.gate.calibrate import load_records
+
+    path = tmp_path / "calibration.jsonl"
+    path.write_text('{"conversation": "conv-x", "calibration": {"signals": {}, "fast_f1": 1}}\n')
+    assert [r.group for r in load_records(path)] == ["conv-x"]
+
+
 def test_bad_arguments(tmp_path) -> None:
     from dualmem.answering.gate.calibrate import load_records
     from dualmem.errors import InvalidInputError
