@@ -50,6 +50,9 @@ class GateConfig(BaseModel):
     vetoes: list[Literal["sufficiency", "recency", "aggregation"]] = Field(
         default_factory=lambda: ["recency", "aggregation"]
     )
+    # kinds of question that escalate under every signal policy, whatever the signals say:
+    # those System 2 answers better on the whole, however confident the fast answer looks
+    escalate_questions: list[Literal["temporal", "list", "now"]] = Field(default_factory=list)
     model: str | None = Field(None, description="a fitted gate model file; None: the packaged one")
     learned_threshold: float | None = Field(None, description="P(wrong) to escalate at; None: the model's")
     weights: dict[str, float] = Field(

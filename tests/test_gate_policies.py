@@ -463,3 +463,18 @@ async def test_a_failing_veto_signal_escalates_under_the_signal_policies(tmp_pat
         assert not kept.report.reason.startswith("recency: ")
     fresh = await run_gate(ScriptedLLM(), GateConfig(), question, "Porto", None, memories, "signals")
     assert not fresh.report.reason.startswith("recency")
+
+
+async def test_a_kind_of_question_named_in_escalate_questions_escalates_whatever_the_signals() -> None:
+    asks_when = "When did Maya move to Porto?"
+    memories = [Memory(id="b", text="Maya: I moved to Porto on 2 June 2025!", created_at=NOW, updated_at=NOW,
+                       event_date="2025-06-02", score=0.9, source_turn_ids=["b"])]
+    cfg = GateConfig(escalate_questions=["temporal"])
+    for policy in ("signals", "cascade", "learned"):
+        llm = ScriptedLLM(by_task={"answer": [confident_right()]})
+        trusted = await run_gate(llm, GateConfig(), asks_when, "2 June 2025", None, memories, policy)
+        assert not trusted.report.escalate, policy  # grounded and covered: the signals pass
+        out = await run_gate(llm, cfg, asks_when, "2 June 2025", None, memories, policy)
+        assert out.report.escalate and out.report.reason.startswith("a temporal question: "), policy
+        other = await run_gate(llm, cfg, "Where did Maya move?", "Porto", None, memories, policy)
+        assert not other.report.reason.startswith("a temporal question"), policy

@@ -14,7 +14,8 @@
 
 Every policy reads and reports all six signals; only `learned` weighs the evidence signals,
 but a failing veto signal (`GateConfig.vetoes`: recency and aggregation by default) escalates
-under `signals`, `cascade` and `learned` alike.
+under `signals`, `cascade` and `learned` alike, and so does a kind of question named in
+`GateConfig.escalate_questions` (one asking when, for a list, about now).
 
 Each policy is one handler in `POLICIES`; `run_gate` looks the policy up and runs it.
 """
@@ -30,7 +31,7 @@ from ...config import GateConfig
 from ...llm.base import BaseLLM
 from ...types import AuditLabels, GateReport, Memory, Policy, SignalResult, TokenLogprob, Usage
 from .checks import audit, audit_reason, judge, sample_answers
-from .evidence import aggregation, recency, sufficiency
+from .evidence import aggregation, question_shape, recency, sufficiency
 from .learned import features, load_model
 from .signals import Passage, combined, consistency, coverage, entropy, looks_like_refusal
 
@@ -136,6 +137,10 @@ def _escalate_early(case: GateCase, signals: _Signals) -> GateOutcome | None:
     if looks_like_refusal(case.answer):
         # D-Mem's auditor fails every "NONE"/"I don't know" answer: no need to pay for the call
         reason = "the fast answer is a refusal; deliberation may find the evidence"
+        return _decide(case, signals, passed=False, reason=reason)
+    shape = question_shape(case.question)
+    if kinds := [k for k in case.cfg.escalate_questions if shape[k]]:
+        reason = f"a {' and '.join(kinds)} question: System 2 answers these better (escalate_questions)"
         return _decide(case, signals, passed=False, reason=reason)
     vetoed = [r for r in signals.evidence if r.name in case.cfg.vetoes and r.passed is False]
     if vetoed:
