@@ -54,6 +54,13 @@ class Session:
     date: datetime
     turns: list[BenchTurn]
 
+    def messages(self) -> list[dict[str, Any]]:
+        """The session's turns as `DualMemory.add` takes them."""
+        return [
+            {"role": "user", "speaker": t.speaker, "content": t.text, "id": t.id, "timestamp": t.timestamp}
+            for t in self.turns
+        ]
+
 
 @dataclass
 class Question:

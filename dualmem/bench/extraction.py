@@ -25,26 +25,17 @@ from ..ingest.extract import ExtractReply
 from ..llm.base import BaseLLM, ChatRequest, parse_json_reply, reply_schema
 from ..memory import DualMemory
 from ..prompts import extract_messages
-from ..types import Memory, Turn
+from ..types import Turn
 from .data import Conversation, load_locomo
-from .score import recall_at_k
+from .score import ranked_turns, recall_at_k
 
 __all__ = ["extraction_command", "malformed_rate", "run_extraction"]
 
 K = 30
 
 
-def _messages(turns: list[Any]) -> list[dict[str, Any]]:
-    return [{"role": "user", "speaker": t.speaker, "content": t.text, "id": t.id,
-             "timestamp": t.timestamp} for t in turns]
-
-
-def _ranked_turns(memories: list[Memory]) -> list[str]:
-    return list(dict.fromkeys(t for m in memories for t in m.source_turn_ids))
-
-
 def _recall(memory: DualMemory, conv: Conversation, evidence_qs: list[Any]) -> float | None:
-    scores = [recall_at_k(_ranked_turns(memory.search(q.question, user_id=conv.id, k=K)), q.evidence, K)
+    scores = [recall_at_k(ranked_turns(memory.search(q.question, user_id=conv.id, k=K)), q.evidence, K)
               for q in evidence_qs]
     scores = [s for s in scores if s is not None]
     return sum(scores) / len(scores) if scores else None
@@ -64,7 +55,7 @@ def run_extraction(conv: Conversation, sessions: int, out: Path, config: Config,
     calls = prompt = completion = 0
     errors: list[str] = []
     for s in picked:
-        result = mixed.add(_messages(s.turns), user_id=conv.id, session_id=s.id)
+        result = mixed.add(s.messages(), user_id=conv.id, session_id=s.id)
         calls += result.usage.calls
         prompt += result.usage.prompt_tokens
         completion += result.usage.completion_tokens
@@ -80,7 +71,7 @@ def run_extraction(conv: Conversation, sessions: int, out: Path, config: Config,
     raw = DualMemory(base.model_copy(update={"data_dir": out / conv.id / "raw", "extract": False}))
     raw.reset()
     for s in picked:
-        raw.add(_messages(s.turns), user_id=conv.id, session_id=s.id)
+        raw.add(s.messages(), user_id=conv.id, session_id=s.id)
     n_turns = len(turn_ids)
     report = {
         "conversation": conv.id, "sessions": len(picked), "turns": n_turns,

@@ -39,13 +39,13 @@ from ..memory import DualMemory
 from ..prompts import answer_messages
 from ..tasks import Task
 from ..tokens import count_messages, count_tokens
-from ..types import Answer, Memory
+from ..types import Answer
 from .cache import CachedLLM, count_hits
 from .data import Conversation, Dataset, Question, load_dataset
 from .probe import identifier_probe
 from .record import KINDS, PEER, POLICIES, STRATEGIES, Record, System, Weighed
 from .report import RECALL_KS, summarise, write_report
-from .score import is_refusal, is_refusal_or_none, locomo_f1, mem0_f1
+from .score import is_refusal, is_refusal_or_none, locomo_f1, mem0_f1, ranked_turns
 
 __all__ = [
     "GATE_SYSTEMS", "MODES", "POLICY_SYSTEMS", "STRATEGY_SYSTEMS", "SYSTEMS", "register", "run_benchmark",
@@ -136,10 +136,7 @@ def ingest(conv: Conversation, memory: DualMemory, *, extract: bool, store: Path
     }
     start = time.perf_counter()
     for session in conv.sessions:
-        messages = [
-            {"role": "user", "speaker": t.speaker, "content": t.text, "id": t.id, "timestamp": t.timestamp}
-            for t in session.turns
-        ]
+        messages = session.messages()
         size = EXTRACT_BATCH if extract else len(messages)
         for i in range(0, len(messages), size):
             result = memory.add(
@@ -158,14 +155,6 @@ def ingest(conv: Conversation, memory: DualMemory, *, extract: bool, store: Path
 
 
 # ---------------------------------------------------------------------------- asking
-
-
-def _ranked_turns(memories: list[Memory]) -> list[str]:
-    seen: dict[str, None] = {}
-    for m in memories:
-        for t in m.source_turn_ids:
-            seen.setdefault(t, None)
-    return list(seen)
 
 
 class FullContext:
@@ -239,7 +228,7 @@ def _answer_fields(answer: Answer) -> dict[str, Any]:
         "completion_tokens": total.completion_tokens,
         "calls": total.calls,
         "latency": answer.latency,
-        "retrieved": _ranked_turns(answer.memories),
+        "retrieved": ranked_turns(answer.memories),
         "context": answer.evidence.turn_ids,
         "strategy": answer.strategy,
         "candidates": [Weighed(**c.model_dump(include={"source", "text", "support", "newest", "won"}))
@@ -291,8 +280,8 @@ class _Asker:
             search = self.memory.asearch
             found = await search(q.question, user_id=conv.id, k=self.k)
             return {
-                "retrieved": _ranked_turns(found),
-                "retrieved_deep": _ranked_turns(await search(q.question, user_id=conv.id, k=max(RECALL_KS))),
+                "retrieved": ranked_turns(found),
+                "retrieved_deep": ranked_turns(await search(q.question, user_id=conv.id, k=max(RECALL_KS))),
                 "unasked": unasked(q.question, [Passage.of(m) for m in found]),
             }
         if system.kind == "fullctx":

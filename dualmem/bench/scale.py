@@ -245,11 +245,7 @@ def _dialogue(path: Path, data: str | Path) -> dict[str, Any]:
     memory = DualMemory(path=path, llm=ScriptedLLM(), index=index, extract=False)
     start = time.perf_counter()
     for session in conv.sessions:
-        messages = [
-            {"role": "user", "speaker": t.speaker, "content": t.text, "id": t.id, "timestamp": t.timestamp}
-            for t in session.turns
-        ]
-        result = memory.add(messages, user_id=SCOPE, session_id=session.id)
+        result = memory.add(session.messages(), user_id=SCOPE, session_id=session.id)
         if result.error:
             raise RuntimeError(result.error)
     ingest = time.perf_counter() - start

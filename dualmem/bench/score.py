@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from nltk.stem import PorterStemmer
 
 from ..answering.gate.learned import auroc  # one implementation, shared with the gate's fitting
+from ..types import Memory
 
 __all__ = [
     "auroc",
@@ -26,6 +27,7 @@ __all__ = [
     "mem0_f1",
     "multi_answer_f1",
     "normalize_answer",
+    "ranked_turns",
     "recall_at_k",
     "token_f1",
 ]
@@ -116,6 +118,11 @@ def mem0_f1(prediction: str, gold: str) -> float:
         return 0.0
     precision, recall = common / len(pred), common / len(ref)
     return 2 * precision * recall / (precision + recall)
+
+
+def ranked_turns(memories: Sequence[Memory]) -> list[str]:
+    """The turn ids behind ranked memories, in rank order, each once: what recall@k reads."""
+    return list(dict.fromkeys(t for m in memories for t in m.source_turn_ids))
 
 
 def recall_at_k(ranked: Sequence[str], evidence: Sequence[str], k: int) -> float | None:
