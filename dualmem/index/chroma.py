@@ -85,6 +85,10 @@ def _to_metadata(m: Memory) -> dict[str, Any]:
     return meta
 
 
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / (np.linalg.norm(vector) or 1.0)
+
+
 def _lexical_text(document: str, meta: dict[str, Any]) -> str:
     """What BM25 indexes: the text, after its event date in words, so that "in May 2023"
     finds it."""
@@ -218,25 +222,20 @@ class ChromaMemoryIndex:
             # the stored document is the plain text; the embedding also sees the event date
             metas = [_to_metadata(m) for m in group]
             sentences = [passages(m) for m in group]
-            flat = [t for ts in sentences for t in ts]
-            single = [m.render() for m, ts in zip(group, sentences, strict=True) if not ts]
-            vectors = np.asarray(self.embedding_function(flat + single), dtype=np.float32)
-            own, at, one = [], 0, len(flat)
-            for ts in sentences:
-                if ts:
-                    mean = vectors[at : at + len(ts)].mean(axis=0)
-                    own.append(mean / (np.linalg.norm(mean) or 1.0))
-                    at += len(ts)
-                else:
-                    own.append(vectors[one])
-                    one += 1
+            # each text embedded once: a memory's sentences, or the memory itself when it is one sentence
+            texts = [ts or [m.render()] for m, ts in zip(group, sentences, strict=True)]
+            vectors = np.asarray(self.embedding_function([t for ts in texts for t in ts]), dtype=np.float32)
+            ends = np.cumsum([len(ts) for ts in texts])
+            spans = [vectors[end - len(ts) : end] for ts, end in zip(texts, ends, strict=True)]
+            own = [span[0] if len(span) == 1 else _unit(span.mean(axis=0)) for span in spans]
             col.upsert(
                 ids=[m.id for m in group],
                 documents=[m.text for m in group],
                 embeddings=own,
                 metadatas=metas,
             )
-            self._upsert_passages(scope, group, sentences, vectors[: len(flat)])
+            by_sentence = [v for ts, span in zip(sentences, spans, strict=True) if ts for v in span]
+            self._upsert_passages(scope, group, sentences, by_sentence)
             self._lexical.upsert(
                 scope.partition,
                 [(m.id, _lexical_text(m.text, meta), meta) for m, meta in zip(group, metas, strict=True)],

@@ -59,11 +59,17 @@ def supported_by(
     """(idf-weighted share of the answer's words found in the evidence lines, timestamp of the
     newest line holding at least half of that weight). Rarity is counted over the evidence
     and the other lines `read`. The share is None for a bare yes/no answer."""
+    return _support(answer, [(t, _words(evidence_line(t))) for t in evidence], [_words(r) for r in read])
+
+
+def _support(
+    answer: str, per_turn: Sequence[tuple[Turn, set[str]]], read: Sequence[set[str]]
+) -> tuple[float | None, datetime | None]:
+    """`supported_by` over word sets made once for all the answers weighed."""
     words = _words(answer)
     if not words:
         return None, None
-    per_turn = [(turn, _words(evidence_line(turn))) for turn in evidence]
-    weight = _weights(words, [w for _, w in per_turn] + [_words(text) for text in read])
+    weight = _weights(words, [w for _, w in per_turn] + list(read))
     total = sum(weight.values())
     found: set[str] = set()
     newest: datetime | None = None
@@ -121,10 +127,11 @@ def arbitrate(
     System 2 tier in order) against `evidence`: the candidates with their support, the winner
     marked, and why it won. `retrieved` are the fast path's memories, which with `evidence`
     tell whether the history speaks of what the question asks at all."""
-    read = [p.text for p in retrieved]
+    per_turn = [(t, _words(evidence_line(t))) for t in evidence]
+    read = [_words(p.text) for p in retrieved]
     weighed = []
     for source, text, turn_ids in answers:
-        support, newest = supported_by(text, evidence, read)
+        support, newest = _support(text, per_turn, read)
         weighed.append(Candidate(source=source, text=text, support=support, newest=newest, turn_ids=turn_ids))
     current = asks_current(question)
     lines = [*retrieved, *(Passage(evidence_line(t)) for t in evidence)]

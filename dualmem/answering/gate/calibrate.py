@@ -11,12 +11,12 @@ by the threshold chosen on the others, so the figure is for conversations the ch
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
 from ...config import GateConfig
@@ -180,7 +180,7 @@ def _cross_validated(
         thresholds += [row.threshold] * len(test)
     pooled = _escalated([records[i] for i in order], [scores[i] for i in order], thresholds)
     # the row's threshold: the median of the folds' own
-    return Row(float(np.median(thresholds)), *pooled), len(groups)
+    return Row(statistics.median(thresholds), *pooled), len(groups)
 
 
 def format_table(cal: Calibration, rows: int = 12) -> str:

@@ -138,7 +138,7 @@ def _escalate_early(case: GateCase, signals: _Signals) -> GateOutcome | None:
         # D-Mem's auditor fails every "NONE"/"I don't know" answer: no need to pay for the call
         reason = "the fast answer is a refusal; deliberation may find the evidence"
         return _decide(case, signals, passed=False, reason=reason)
-    shape = question_shape(case.question)
+    shape = question_shape(case.question) if case.cfg.escalate_questions else {}
     if kinds := [k for k in case.cfg.escalate_questions if shape[k]]:
         reason = f"a {' and '.join(kinds)} question: System 2 answers these better (escalate_questions)"
         return _decide(case, signals, passed=False, reason=reason)
