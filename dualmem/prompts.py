@@ -26,11 +26,13 @@ __all__ = [
     "FILTER_SYSTEM",
     "JUDGE_SYSTEM",
     "SELECT_SYSTEM",
+    "SHORTEN_SYSTEM",
     "audit_messages",
     "facts_messages",
     "filter_messages",
     "judge_messages",
     "select_messages",
+    "shorten_messages",
     "EXTRACT_SYSTEM",
     "RECONCILE_SYSTEM",
     "answer_messages",
@@ -304,3 +306,36 @@ SELECT_SYSTEM = (
 def select_messages(question: str, lines: Sequence[str]) -> list[dict]:
     return _list_request(SELECT_SYSTEM, question, "Lines", lines)
 
+
+
+# ---------------------------------------------------------------- shortening an answer
+
+SHORTEN_SYSTEM = (
+    "You make answers short. Given a question and an answer, reply with only the words of the "
+    "answer that answer the question: a name, a date, a number or a short phrase. Copy words "
+    "from the answer and add nothing. If the answer is NONE, reply NONE."
+)
+
+# invented examples: a 0.5B model copies the shape of a shown reply far better than it follows
+# the rule alone (told "yes or no" as one of the shapes, it answered "yes" to most questions)
+_SHORTEN_EXAMPLES = (
+    ("Which city did Ana move to?", "Ana moved to the city of Porto last spring.", "Porto"),
+    ("What does Tom do to relax?", "Tom likes to relax by reading books and painting.",
+     "reading books and painting"),
+    ("How does Kim feel about the new job?", "Kim says she feels really nervous but excited "
+     "about it.", "nervous but excited"),
+    ("Who gave Sam the guitar?", "The guitar was a gift to Sam from his grandfather.",
+     "his grandfather"),
+)
+
+
+def shorten_messages(question: str, answer: str) -> list[dict]:
+    """The answer is not quoted as data: the reply may only keep its words (checked in code,
+    `reader.shorten`), so an instruction inside it cannot add anything."""
+    messages = [{"role": "system", "content": SHORTEN_SYSTEM}]
+    for q, long, short in _SHORTEN_EXAMPLES:
+        messages += [
+            {"role": "user", "content": f"Question: {q}\nAnswer: {long}"},
+            {"role": "assistant", "content": short},
+        ]
+    return [*messages, {"role": "user", "content": f"Question: {question}\nAnswer: {answer}"}]

@@ -38,6 +38,8 @@ class Task(StrEnum):
     DELIBERATE_ANSWER = "deliberate.answer"
     #: System 2, evidence strategy: pick the numbers of the lines that help answer
     DELIBERATE_SELECT = "deliberate.select"
+    #: System 2, evidence strategy: cut a sentence answer down to the words that answer
+    DELIBERATE_SHORTEN = "deliberate.shorten"
     #: benchmark baseline `fullctx`: the answer from the whole history in one call
     ANSWER_FULLCTX = "answer.fullctx"
     #: benchmark peer `llamaindex:facts`: LlamaIndex's FactExtractionMemoryBlock at ingestion

@@ -84,6 +84,39 @@ async def test_answer_is_read_from_the_selected_dated_lines_in_chronological_ord
     assert [f.turn_ids for f in result.facts] == [["s1t2"], ["s1t3"]]
 
 
+async def test_a_sentence_answer_is_cut_to_the_words_that_answer() -> None:
+    llm = ScriptedLLM(by_task={
+        "deliberate.select": picking("sailing", "Douro"),
+        "deliberate.answer": ["Ines took Maya sailing on the Douro."],
+        "deliberate.shorten": ["the Douro."],
+    })
+    result = await EvidenceFirst(llm, keep_top=0).run(QUESTION, conversation(), [])
+    assert result.text == "the Douro"
+    (call,) = llm.calls_for("deliberate.shorten")
+    assert call.messages[-1]["content"] == f"Question: {QUESTION}\nAnswer: Ines took Maya sailing on the Douro."
+    assert "'Ines took Maya sailing on the Douro.' cut to the words that answer: 'the Douro'" in result.notes
+    assert result.usage["deliberate.shorten"].calls == 1
+
+
+@pytest.mark.parametrize("reply", ["the Tagus", "NONE", ""])
+async def test_a_cut_that_adds_or_changes_a_word_is_refused(reply: str) -> None:
+    llm = ScriptedLLM(by_task={
+        "deliberate.select": picking("sailing", "Douro"),
+        "deliberate.answer": ["Ines took Maya sailing on the Douro"],
+        "deliberate.shorten": [reply],
+    })
+    result = await EvidenceFirst(llm, keep_top=0).run(QUESTION, conversation(), [])
+    assert result.text == "Ines took Maya sailing on the Douro"
+    assert len(llm.calls_for("deliberate.shorten")) == 1 and not any("cut to" in n for n in result.notes)
+
+
+@pytest.mark.parametrize("answer", ["the Douro", "NONE"])
+async def test_a_short_answer_or_a_refusal_is_not_cut(answer: str) -> None:
+    llm = ScriptedLLM(by_task={"deliberate.select": picking("sailing", "Douro"), "deliberate.answer": [answer]})
+    result = await EvidenceFirst(llm, keep_top=0).run(QUESTION, conversation(), [])
+    assert result.text == answer and llm.calls_for("deliberate.shorten") == []
+
+
 async def test_session_neighbours_widen_the_hits_within_their_session_only() -> None:
     # the reply names the place but shares no word with the question: only widening finds it
     llm = ScriptedLLM(by_task={"deliberate.select": picking("Douro"), "deliberate.answer": ["the Douro"]})
@@ -259,10 +292,10 @@ def test_a_concrete_answer_stands_when_no_line_repeats_the_questions_words(memor
     assert a.text == "Biscuit" and [c.source for c in a.candidates] == ["fast", "evidence"]
 
 
-@pytest.mark.parametrize("fail_task", ["deliberate.select", "deliberate.answer"])
+@pytest.mark.parametrize("fail_task", ["deliberate.select", "deliberate.answer", "deliberate.shorten"])
 def test_a_model_failure_in_any_step_returns_the_fast_answer_degraded(memory_with, fail_task) -> None:
     script = {"answer": [confident("the lamp")], "deliberate.select": picking("sailing"),
-              "deliberate.answer": ["the Douro"]}
+              "deliberate.answer": ["Ines took Maya sailing on the Douro"], "deliberate.shorten": ["the Douro"]}
     script[fail_task] = [LLMError("model server went away")]
     llm = ScriptedLLM(by_task=script)
     a = memory_with(llm).answer(QUESTION, user_id="maya", mode="full")

@@ -21,8 +21,9 @@ REPLIES = {
     "neighbours.answer": "NONE",
     "deliberate.extract": FACTS,
     "deliberate.filter": '{"indexes": [1, 2]}',
-    "deliberate.answer": "violin",
+    "deliberate.answer": "Melanie plays the violin",
     "deliberate.select": '{"lines": [1]}',
+    "deliberate.shorten": "the violin",
 }
 
 

@@ -12,16 +12,18 @@ import time
 from dataclasses import dataclass
 
 from ..llm.base import BaseLLM, ChatRequest, Completion
-from ..prompts import answer_messages
+from ..prompts import answer_messages, shorten_messages
 from ..tasks import Task
 from ..tokens import fit_lines, line_budget
 from ..types import Memory
 
-__all__ = ["ANSWER_MAX_TOKENS", "Reading", "answer_from", "clean_answer", "context_lines"]
+__all__ = ["ANSWER_MAX_TOKENS", "Reading", "answer_from", "clean_answer", "context_lines", "shorten"]
 
 ANSWER_MAX_TOKENS = 32
 _PREFIX = re.compile(r"^\s*(answer|a)\s*[:\-]\s*", re.I)
 _SENTENCE_END = re.compile(r"(?<=[a-z0-9)])[.!?]\s+(?=[A-Z])")
+_WORD = re.compile(r"[a-z0-9]+")
+SHORT_ANSWER_WORDS = 3  # an answer this long is left as it is
 
 
 def clean_answer(text: str) -> str:
@@ -69,3 +71,22 @@ async def answer_from(
         )
     )
     return Reading(clean_answer(completion.text), completion, time.perf_counter() - start)
+
+
+async def shorten(llm: BaseLLM, question: str, answer: str, *, task: str) -> tuple[str, Completion | None]:
+    """(answer cut to the words that answer the question, the call or None if none was made).
+
+    A 0.5B reader often answers in a sentence that restates the question ("Nate chose a bright
+    shade of purple") though told to reply in a short phrase; a second call picks the words
+    that answer. The reply stands only if every word of it is a word of the answer, so the
+    cut can drop words but never add or change one."""
+    if len(answer.split()) <= SHORT_ANSWER_WORDS:
+        return answer, None
+    completion = await llm.acomplete(
+        ChatRequest(task=task, messages=shorten_messages(question, answer), max_tokens=24, temperature=0.0)
+    )
+    short = clean_answer(completion.text).rstrip(".")
+    words = set(_WORD.findall(short.lower()))
+    if not words or not words <= set(_WORD.findall(answer.lower())):
+        return answer, completion
+    return short, completion

@@ -17,7 +17,11 @@ strategy spends its calls on finding and focusing evidence, never on rewriting i
 4. the answer is read from the selected raw lines in chronological order (newest first for
    a question about now), each with its session date and its relative dates resolved in
    code (`text.resolve_relative`); a date answer that copies the day a line was said, when
-   the line dates the event relatively, becomes the event's date (`repair_date`).
+   the line dates the event relatively, becomes the event's date (`repair_date`);
+5. an answer of more than three words is cut to the words that answer the question
+   (`reader.shorten`, one short call that may only drop words). Measured offline on 120
+   LoCoMo dev questions' recorded answers: +3.4 F1 points on this strategy's answers, +1.1
+   (interval across 0) on the fast path's, which are shorter already.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from ...text import (
 from ...tokens import count_tokens, fit_lines, line_budget
 from ...types import NO_ANSWER, Fact, Memory, Turn
 from ..gate.signals import agreement, looks_like_refusal
-from ..reader import answer_from
+from ..reader import answer_from, shorten
 from .base import Deliberation, Strategy, shown
 
 __all__ = ["EvidenceFirst", "TurnSearch", "evidence_line", "parse_selection", "repair_date"]
@@ -311,6 +315,7 @@ class EvidenceFirst(Strategy):
                 f"{len(read)} session(s) read one by one, newest first: the newest that "
                 f"answers ({days[0]}) says {result.text!r}"
             )
+            await self._shorten(question, result)
         else:
             # an item stands only where its session's lines hold it: asked for "hobbies" over a
             # session that has one, a 0.5B reader adds two it made up; and an item that only
@@ -361,3 +366,17 @@ class EvidenceFirst(Strategy):
         result.logprobs = answered.completion.logprobs
         result.add_usage(self.answer_task, answered.completion.usage)
         result.latency[self.answer_task] = answered.seconds
+        await self._shorten(question, result)
+
+    async def _shorten(self, question: str, result: Deliberation) -> None:
+        if looks_like_refusal(result.text):
+            return
+        start = time.perf_counter()
+        short, completion = await shorten(self.llm, question, result.text, task=Task.DELIBERATE_SHORTEN)
+        if completion is None:
+            return
+        result.add_usage(Task.DELIBERATE_SHORTEN, completion.usage)
+        result.latency[Task.DELIBERATE_SHORTEN] = time.perf_counter() - start
+        if short != result.text:
+            result.notes.append(f"{result.text!r} cut to the words that answer: {short!r}")
+            result.text = short
