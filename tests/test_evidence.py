@@ -244,6 +244,18 @@ def test_evidence_is_the_default_and_scan_can_be_chosen_per_call(memory_with) ->
     assert b.strategy == "scan" and llm.calls_for("deliberate.extract")
 
 
+def test_an_answer_read_from_a_line_the_selector_missed_is_supported(memory_with) -> None:
+    # the selector picks only the dog's lines; the answer comes from the best search hit, which
+    # is read as insurance: a line it read holds the answer, so it is grounded and wins
+    llm = ScriptedLLM(by_task={"answer": [confident("the lamp")], "deliberate.select": picking("Biscuit"),
+                               "deliberate.answer": ["sailing with Ines"]})
+    a = memory_with(llm).answer(QUESTION, user_id="maya", mode="full")
+    assert a.text == "sailing with Ines" and a.tier == "evidence"
+    fast, evidence = a.candidates
+    assert evidence.support == 1.0 and evidence.won and not fast.won
+    assert "s1t2" in a.evidence.turn_ids
+
+
 def test_the_strategy_is_a_memory_setting(memory_with) -> None:
     llm = ScriptedLLM(by_task={"answer": [confident("NONE")], "deliberate.extract": ['{"facts": []}'],
                                "deliberate.answer": ["NONE"]})

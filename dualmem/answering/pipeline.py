@@ -181,7 +181,10 @@ class Pipeline:
         except DualMemError as e:
             return Deliberated(strategy, [], [], notes, usage, latency, error=str(e))
         by_id = {t.id: t for t in turns}
-        relevant = dict.fromkeys(t for r in results for t in (r.support_turn_ids or r.turn_ids))
+        # the lines each answer was read from, and those selected beyond them: a 0.5B selector
+        # misses lines the reader then answers from (the best search hits are read as
+        # insurance), and an answer held by a line it read is grounded, not made up
+        relevant = dict.fromkeys(t for r in results for t in (*r.support_turn_ids, *r.turn_ids))
         evidence = [by_id[t] for t in relevant if t in by_id]
         return Deliberated(strategy, results, evidence, notes, usage, latency)
 

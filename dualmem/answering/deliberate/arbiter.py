@@ -2,7 +2,7 @@
 
 Escalating must never make an answer worse through a weaker pass, so every answer an
 escalation produced (fast, a middle tier, the full pass) is weighed against the same raw
-evidence: the lines System 2 judged relevant, with relative dates resolved. An answer is
+evidence: the lines System 2 selected or read its answers from, with relative dates resolved. An answer is
 supported by the share of its words those lines hold, each word weighted by how rare it is
 among the lines read (idf), so a common word ("new") cannot carry an answer whose telling
 word ("York") no line holds. The rules, in order:

@@ -55,8 +55,8 @@ class Deliberation:
     logprobs: list[TokenLogprob] | None = None
     #: what the strategy has to say beyond its counts ("a selection reply was unreadable")
     notes: list[str] = field(default_factory=list)
-    #: the raw turns the strategy judged relevant, which the arbiter weighs every answer
-    #: against (empty: the turns its answer was read from)
+    #: the raw turns the strategy judged relevant; the arbiter weighs every answer against
+    #: these and the turns the answer was read from
     support_turn_ids: list[str] = field(default_factory=list)
 
     def add_usage(self, phase: str, usage: Usage) -> None:
