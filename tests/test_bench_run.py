@@ -197,6 +197,10 @@ def test_limit_spreads_questions_over_the_file():
     qs = [Question(i, f"q{i}", "a", 1 + i // 3, []) for i in range(10)]
     assert [q.index for q in spread(qs, 4)] == [0, 2, 5, 7]
     assert spread(qs, None) == qs and spread(qs, 50) == qs
+    # a second sample, disjoint from the first, for checking what was tuned on it
+    assert [q.index for q in spread(qs, 4, offset=1)] == [1, 3, 6, 8]
+    assert [q.index for q in spread(qs, 4, offset=3)] == [3, 5, 8, 0]
+    assert [q.index for q in spread(qs, 5, offset=5)] == [5, 7, 9, 1, 3]
 
 
 def test_expand_modes():

@@ -344,7 +344,8 @@ def markdown(summary: dict[str, Any]) -> str:
         f"model `{s['model']}`, index: {INDEX_KIND[bool(s['extract'])]}, "
         f"top-k {s['k']}, conversations {', '.join(s['conversations'])}"
         + (f", categories {s['categories']}" if s["categories"] else "")
-        + (f", {s['limit']} questions per conversation spread over the file order" if s["limit"] else ""),
+        + (f", {s['limit']} questions per conversation spread over the file order" if s["limit"] else "")
+        + (f", each {s['offset']} place(s) further" if s.get("offset") else ""),
         "",
     ]
     systems = summary["systems"]

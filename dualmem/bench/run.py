@@ -94,6 +94,7 @@ def _select(
     ids: Sequence[str] | None,
     categories: Sequence[int] | None,
     limit: int | None,
+    offset: int = 0,
 ) -> list[tuple[Conversation, list[Question]]]:
     if ids:
         known = {c.id for c in conversations}
@@ -104,16 +105,19 @@ def _select(
     out = []
     for c in conversations:
         qs = [q for q in c.questions if not categories or q.category in categories]
-        out.append((c, spread(qs, limit)))
+        out.append((c, spread(qs, limit, offset)))
     return out
 
 
-def spread(questions: list[Question], limit: int | None) -> list[Question]:
+def spread(questions: list[Question], limit: int | None, offset: int = 0) -> list[Question]:
     """`limit` questions evenly spaced over the file order: the data sets group questions
-    loosely by category, so the first N would miss whole categories."""
+    loosely by category, so the first N would miss whole categories. `offset` takes the
+    question that many places after each one: a second sample, disjoint from the first while
+    `offset` is smaller than the spacing, to check what was tuned on the first."""
     if not limit or limit >= len(questions):
         return questions
-    return [questions[i * len(questions) // limit] for i in range(limit)]
+    picks = dict.fromkeys((i * len(questions) // limit + offset) % len(questions) for i in range(limit))
+    return [questions[i] for i in picks]
 
 
 # ---------------------------------------------------------------------------- ingestion
@@ -430,6 +434,7 @@ def run_benchmark(
     conversations: Sequence[str] | None = None,
     categories: Sequence[int] | None = None,
     limit: int | None = None,
+    offset: int = 0,
     k: int | None = None,
     policy: str | None = None,
     retrieval_only: bool = False,
@@ -441,13 +446,14 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Run the benchmark; returns the summary (also written to `<out>/summary.json`).
 
-    `limit` caps the questions per conversation (after the category filter). `llm` defaults
+    `limit` caps the questions per conversation (after the category filter), `offset` shifts
+    which ones (`spread`). `llm` defaults
     to the model `config` names (`Config.from_env()`: the local model unless configured).
     `concurrency` > 1 asks several questions at once (for API endpoints; a local model
     serialises its calls anyway).
     """
     systems = ["retrieval"] if retrieval_only else expand_modes(mode)
-    selection = _select(load_dataset(dataset, data), conversations, categories, limit)
+    selection = _select(load_dataset(dataset, data), conversations, categories, limit, offset)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = config or Config.from_env()
@@ -464,6 +470,7 @@ def run_benchmark(
         "conversations": [c.id for c, _ in selection],
         "categories": list(categories or []),
         "limit": limit,
+        **({"offset": offset} if offset else {}),  # absent when 0: older runs resume
         "embedder": config.embedder,
     }
     _check_settings(out, settings)
@@ -550,6 +557,9 @@ def _qa_command(dataset: Dataset) -> Callable[..., None]:
         limit: Annotated[
             int | None, typer.Option(help="N questions per conversation, evenly spread over the file")
         ] = None,
+        offset: Annotated[
+            int, typer.Option(help="with --limit: take the question N places after each evenly spread one")
+        ] = 0,
         k: Annotated[int | None, typer.Option(help="memories retrieved per question")] = None,
         policy: Annotated[str | None, typer.Option(help="gate policy of the plain `gated` system")] = None,
         retrieval_only: Annotated[bool, typer.Option(help="no LLM: evidence recall of search")] = False,
@@ -562,7 +572,7 @@ def _qa_command(dataset: Dataset) -> Callable[..., None]:
             run_benchmark(
                 dataset, data, target, mode=mode, extract=extract,
                 conversations=conversations.split(",") if conversations else None,
-                categories=_ints(categories), limit=limit, k=k, policy=policy,
+                categories=_ints(categories), limit=limit, offset=offset, k=k, policy=policy,
                 retrieval_only=retrieval_only, cache=cache, concurrency=concurrency,
             )
         except DualMemError as e:
