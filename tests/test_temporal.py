@@ -71,3 +71,28 @@ def test_a_change_supersedes_the_old_fact_and_keeps_it(tmp_path, case):
     memory.answer(case["now"], user_id="u", mode="fast")
     prompt = llm.calls_for("answer")[0].messages[-1]["content"]
     assert f"{fact_before} (until 12 June 2023)" in prompt and f"\n{fact_after}\n" in prompt
+
+
+def test_the_benchmark_judges_now_and_then_answers_by_the_words_that_tell_the_values_apart(tmp_path):
+    from dualmem.bench.temporal import judge, run_case
+    from dualmem.config import Config
+
+    assert judge("Porto", "Maya moved to Porto.", "Maya lives in Lisbon.") == "right"
+    assert judge("She lives in Porto", "Maya moved to Porto.", "Maya lives in Lisbon.") == "mixed"
+    assert judge("Lisbon", "Maya moved to Porto.", "Maya lives in Lisbon.") == "wrong"
+    assert judge("NONE", "Maya moved to Porto.", "Maya lives in Lisbon.") == "wrong"
+
+    case = CASES[0]
+    (_, fact_before), (_, fact_after) = case["before"], case["after"]
+    llm = ScriptedLLM(by_task={
+        "extract": [_facts(fact_before), _facts(fact_after), _facts(fact_after)],
+        "reconcile": _first_neighbour("UPDATE"),
+        "answer": ["Porto", "Lisbon"],
+    })
+    row = run_case(case, Config(), llm, tmp_path / "case")
+    assert row["closed"] and row["repeat_noop"] and row["errors"] == []
+    assert (row["now"], row["now_judged"], row["then_judged"]) == ("Porto", "right", "right")
+    assert f"{fact_before} (until 12 June 2023)" in row["facts"]
+    # the question about now is asked first, then the one about then
+    assert [c.messages[-1]["content"].rsplit("Question: ", 1)[1] for c in llm.calls_for("answer")] == [
+        f"{case['now']}\nAnswer:", f"{case['then']}\nAnswer:"]

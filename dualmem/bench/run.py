@@ -586,9 +586,10 @@ def _qa_command(dataset: Dataset) -> Callable[..., None]:
 
 
 def register(app: Any) -> None:
-    """Add the `bench` command group (locomo, realtalk, scale, extraction) to a typer app."""
+    """Add the `bench` command group (locomo, realtalk, scale, extraction, temporal) to a typer app."""
     from .extraction import extraction_command
     from .scale import scale_command
+    from .temporal import temporal_command
 
     bench = typer.Typer(
         help="Benchmarks: LoCoMo / RealTalk QA with official F1, and scale.", no_args_is_help=True
@@ -597,4 +598,5 @@ def register(app: Any) -> None:
     bench.command("realtalk")(_qa_command("realtalk"))
     bench.command("scale")(scale_command)
     bench.command("extraction")(extraction_command)
+    bench.command("temporal")(temporal_command)
     app.add_typer(bench, name="bench")
