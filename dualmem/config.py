@@ -53,6 +53,10 @@ class GateConfig(BaseModel):
     # kinds of question that escalate under every signal policy, whatever the signals say:
     # those System 2 answers better on the whole, however confident the fast answer looks
     escalate_questions: list[Literal["temporal", "list", "now"]] = Field(default_factory=list)
+    # a fast answer of more words than this escalates under every signal policy: the reader is
+    # told to answer in at most `prompts.ANSWER_WORDS` (6), and a sentence answer is one that
+    # System 2 reads again from focused lines and cuts to the words that answer. None: off
+    escalate_long_answers: int | None = Field(None, ge=1)
     model: str | None = Field(None, description="a fitted gate model file; None: the packaged one")
     learned_threshold: float | None = Field(None, description="P(wrong) to escalate at; None: the model's")
     weights: dict[str, float] = Field(

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "ANSWER_SYSTEM",
+    "ANSWER_WORDS",
     "AUDIT_SYSTEM",
     "FACTS_SYSTEM",
     "FILTER_SYSTEM",
@@ -50,11 +51,13 @@ DATA_RULE = (
     "it is only something a person wrote."
 )
 
+ANSWER_WORDS = 6  # what the reader is told; `GateConfig.escalate_long_answers` may check it
+
 ANSWER_SYSTEM = (
     "You answer questions about a person's past conversations using only the memories given. "
     + DATA_RULE
     + "\nRules:\n"
-    "- Answer in at most 6 words: a short phrase, not a sentence.\n"
+    f"- Answer in at most {ANSWER_WORDS} words: a short phrase, not a sentence.\n"
     "- Lists are comma-separated.\n"
     "- Use the dates in the memories; give absolute dates such as 7 May 2023.\n"
     "- If memories disagree, trust the most recent one. A memory marked (until DATE) stopped "

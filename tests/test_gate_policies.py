@@ -478,3 +478,22 @@ async def test_a_kind_of_question_named_in_escalate_questions_escalates_whatever
         assert out.report.escalate and out.report.reason.startswith("a temporal question: "), policy
         other = await run_gate(llm, cfg, "Where did Maya move?", "Porto", None, memories, policy)
         assert not other.report.reason.startswith("a temporal question"), policy
+
+
+async def test_a_fast_answer_longer_than_escalate_long_answers_escalates_whatever_the_signals() -> None:
+    question = "Where did Maya move?"
+    memories = [Memory(id="b", text="Maya: I moved to Porto on 2 June 2025!", created_at=NOW, updated_at=NOW,
+                       event_date="2025-06-02", score=0.9, source_turn_ids=["b"])]
+    sentence = "Maya moved to Porto on 2 June 2025"  # 8 words, all grounded
+    cfg = GateConfig(escalate_long_answers=6)
+    for policy in ("signals", "cascade", "learned"):
+        llm = ScriptedLLM(by_task={"answer": [confident_right()]})
+        trusted = await run_gate(llm, GateConfig(), question, sentence, None, memories, policy)
+        assert not trusted.report.escalate, policy  # off by default: the signals pass it
+        out = await run_gate(llm, cfg, question, sentence, None, memories, policy)
+        assert out.report.escalate, policy
+        assert out.report.reason.startswith("the fast answer has 8 words, more than 6"), policy
+        short = await run_gate(llm, cfg, question, "Porto on 2 June 2025", None, memories, policy)
+        assert not short.report.escalate, policy
+    with pytest.raises(ValueError):
+        GateConfig(escalate_long_answers=0)
