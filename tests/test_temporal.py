@@ -96,3 +96,40 @@ def test_the_benchmark_judges_now_and_then_answers_by_the_words_that_tell_the_va
     # the question about now is asked first, then the one about then
     assert [c.messages[-1]["content"].rsplit("Question: ", 1)[1] for c in llm.calls_for("answer")] == [
         f"{case['now']}\nAnswer:", f"{case['then']}\nAnswer:"]
+
+
+def _dated(text: str, day: str) -> str:
+    return json.dumps({"facts": [{"text": text, "date": day, "turns": [1]}]})
+
+
+def test_an_update_to_the_replaced_memorys_own_text_keeps_the_new_fact(tmp_path):
+    # the local model answered a move with UPDATE, its merged text the old fact word for word:
+    # the new memory must still say where she lives now
+    def update_to_old(request: ChatRequest) -> str:
+        [(mid, old)] = re.findall(r'\{"id": "([^"]+)", "text": "([^"]+)"', request.messages[-1]["content"])[:1]
+        return json.dumps({"actions": [{"fact": 1, "event": "UPDATE", "id": mid, "text": old.split("] ")[-1]}]})
+
+    llm = ScriptedLLM(by_task={"extract": [_facts("Maya lives in Lisbon."), _facts("Maya moved to Porto.")],
+                               "reconcile": update_to_old})
+    memory = DualMemory(path=tmp_path, llm=llm, extract=True)
+    user = {"user_id": "u", "session_id": "s"}
+    [old] = memory.add({"content": "I live in Lisbon.", "id": "t1"}, timestamp=MARCH, **user).added
+    change = memory.add({"content": "We moved to Porto!", "id": "t2"}, timestamp=JUNE, **user)
+    assert llm.calls_for("reconcile")
+    [new] = change.added
+    assert new.text == "Maya moved to Porto." and change.updated[0].id == old.id
+
+
+def test_a_superseding_fact_dated_before_the_one_it_replaces_takes_its_turns_date(tmp_path):
+    llm = ScriptedLLM(by_task={
+        "extract": [_dated("Maya lives in Lisbon.", "2023-03-10"), _dated("Maya moved to Porto.", "2023-03-01")],
+        "reconcile": _first_neighbour("UPDATE"),
+    })
+    memory = DualMemory(path=tmp_path, llm=llm, extract=True)
+    user = {"user_id": "u", "session_id": "s"}
+    memory.add({"content": "I live in Lisbon.", "id": "t1"}, timestamp=MARCH, **user)
+    change = memory.add({"content": "We moved to Porto!", "id": "t2"}, timestamp=JUNE, **user)
+    [new], [closed] = change.added, change.updated
+    # never closed before it began: the change dates from the turn that told it
+    assert closed.metadata["valid_to"] == "2023-06-12" and new.event_date == "2023-06-12"
+    assert new.metadata["valid_from"] == "2023-06-12"

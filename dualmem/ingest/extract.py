@@ -251,19 +251,26 @@ class Extractor:
                 continue
             text = fact.text
             # a merged text may repeat any memory its prompt showed: kept only when all of
-            # them are of this session
+            # them are of this session, and when it is not the replaced memory's own text (the
+            # local 0.5B model "updated" "lives in Lisbon" to itself on hearing of a move)
             if (event == "UPDATE" and action.text and not is_instruction(action.text)
-                    and all(m.scope == batch[0].scope for m in close[i])):
+                    and all(m.scope == batch[0].scope for m in close[i])
+                    and _norm(action.text) != _norm(target.text)):
                 text = action.text
+            base = changed.get(target.id, target) if target is not None else None
+            day = fact.date
+            if base is not None and day and base.event_date and day < base.event_date[:10]:
+                # a fact that supersedes another cannot predate it: the model copied an older
+                # line's date (it closed a June fact "until 10 March"); the turn's date holds
+                day = _turn_date(batch, sources)
             memory = Memory(
                 id=str(uuid.uuid4()), text=text.strip(), user_id=batch[0].user_id,
                 agent_id=batch[0].agent_id, session_id=batch[0].session_id,
-                source_turn_ids=sources, created_at=now, updated_at=now, event_date=fact.date,
+                source_turn_ids=sources, created_at=now, updated_at=now, event_date=day,
             )
-            base = changed.get(target.id, target) if target is not None else None
             if base is not None and "valid_to" not in base.metadata:
                 # UPDATE and DELETE supersede: the old memory stays, closed at this fact's date
-                when = fact.date or _turn_date(batch, sources)
+                when = day or _turn_date(batch, sources)
                 changed[base.id] = base.model_copy(update={
                     "metadata": {**base.metadata, "valid_to": when, "superseded_by": memory.id},
                     "updated_at": now, "score": None,
