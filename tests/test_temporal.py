@@ -133,3 +133,19 @@ def test_a_superseding_fact_dated_before_the_one_it_replaces_takes_its_turns_dat
     # never closed before it began: the change dates from the turn that told it
     assert closed.metadata["valid_to"] == "2023-06-12" and new.event_date == "2023-06-12"
     assert new.metadata["valid_from"] == "2023-06-12"
+
+
+@pytest.mark.parametrize("event", ["UPDATE", "DELETE"])
+def test_a_change_to_the_same_text_is_a_noop_and_closes_nothing(tmp_path, event):
+    # the local model re-extracted the March line (shown as context) from the June turn and
+    # then "changed" the memory to it: nothing is known that was not known
+    llm = ScriptedLLM(by_task={"extract": [_dated("Maya lives in Lisbon.", "2023-03-10"),
+                                           _dated("Maya lives in Lisbon.", "2023-06-12")],
+                               "reconcile": _first_neighbour(event)})
+    memory = DualMemory(path=tmp_path, llm=llm, extract=True)
+    user = {"user_id": "u", "session_id": "s"}
+    [old] = memory.add({"content": "I live in Lisbon.", "id": "t1"}, timestamp=MARCH, **user).added
+    change = memory.add({"content": "We moved to Porto!", "id": "t2"}, timestamp=JUNE, **user)
+    assert llm.calls_for("reconcile")
+    assert change.added == [] and [m.id for m in change.updated] == [old.id]
+    assert "valid_to" not in change.updated[0].metadata

@@ -236,6 +236,19 @@ class Extractor:
                     log.warning("refused %s of memory id %r: not a neighbour of fact %r; added "
                                 "the fact instead", event, action.id if action else None, fact.text)
                 event = "ADD"
+            text = fact.text
+            # a merged text may repeat any memory its prompt showed: kept only when all of
+            # them are of this session, and when it is not the replaced memory's own text (the
+            # local 0.5B model "updated" "lives in Lisbon" to itself on hearing of a move)
+            if (event == "UPDATE" and action.text and not is_instruction(action.text)
+                    and all(m.scope == batch[0].scope for m in close[i])
+                    and _norm(action.text) != _norm(target.text)):
+                text = action.text
+            if event in ("UPDATE", "DELETE") and _norm(text) == _norm(target.text):
+                # what would replace the memory says what it says: a fact already known is a
+                # NOOP, never a change (the 0.5B model re-extracts an earlier line shown as
+                # context and then "updates" the memory to it, closing it at the wrong date)
+                event = "NOOP"
             if event == "NOOP" and target.scope != batch[0].scope:
                 # restated in another session: that session gets its own copy, so that its
                 # reads see it, and the old memory does not become part of this session
@@ -249,14 +262,6 @@ class Extractor:
                         "score": None,
                     })
                 continue
-            text = fact.text
-            # a merged text may repeat any memory its prompt showed: kept only when all of
-            # them are of this session, and when it is not the replaced memory's own text (the
-            # local 0.5B model "updated" "lives in Lisbon" to itself on hearing of a move)
-            if (event == "UPDATE" and action.text and not is_instruction(action.text)
-                    and all(m.scope == batch[0].scope for m in close[i])
-                    and _norm(action.text) != _norm(target.text)):
-                text = action.text
             base = changed.get(target.id, target) if target is not None else None
             day = fact.date
             if base is not None and day and base.event_date and day < base.event_date[:10]:
