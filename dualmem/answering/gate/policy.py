@@ -142,10 +142,10 @@ def _escalate_early(case: GateCase, signals: _Signals) -> GateOutcome | None:
     if kinds := [k for k in case.cfg.escalate_questions if shape[k]]:
         reason = f"a {' and '.join(kinds)} question: System 2 answers these better (escalate_questions)"
         return _decide(case, signals, passed=False, reason=reason)
-    words = len(case.answer.split())
-    if case.cfg.escalate_long_answers is not None and words > case.cfg.escalate_long_answers:
+    most = case.cfg.escalate_long_answers
+    if most is not None and (words := len(case.answer.split())) > most:
         reason = (
-            f"the fast answer has {words} words, more than {case.cfg.escalate_long_answers}: a sentence, "
+            f"the fast answer has {words} words, more than {most}: a sentence, "
             "not the short phrase asked for (escalate_long_answers)"
         )
         return _decide(case, signals, passed=False, reason=reason)
