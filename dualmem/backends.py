@@ -90,7 +90,8 @@ def make_index(config: Config) -> MemoryIndex:
     embedding = make_embedding(config.embedder, config.embedding_model, config.base_url)
     if url is None:
         return ProcessLockedIndex(
-            lambda: ChromaMemoryIndex(config.data_dir / "chroma", embedding_function=embedding),
+            lambda: ChromaMemoryIndex(config.data_dir / "chroma", embedding_function=embedding,
+                                      small_limit=config.small_partition_limit),
             config.data_dir / "chroma.lock",
             vacuum=lambda: vacuum_chroma(config.data_dir / "chroma"),
         )
@@ -258,6 +259,7 @@ def vacuum_chroma(path: Path) -> None:
     their text in free pages of chroma.sqlite3 and in its full-text index segments (74 hits of
     a forgotten marker in one test): rebuild the full-text index from the rows left, then
     rewrite the file. The caller must have closed every client of the directory."""
+    _vacuum_small(path / "small.sqlite3")
     db = path / "chroma.sqlite3"
     if not db.exists():
         return
@@ -282,6 +284,19 @@ def vacuum_chroma(path: Path) -> None:
                 _zero_unused_slots(folder)
             else:
                 shutil.rmtree(folder, ignore_errors=True)
+
+
+def _vacuum_small(db: Path) -> None:
+    """The small partitions' file (`index/small.py`) zeroes deleted rows itself; its WAL may
+    still hold their text until a checkpoint."""
+    if not db.exists():
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(db, isolation_level=None, timeout=30)) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.execute("VACUUM")
+    except sqlite3.Error as e:
+        raise StorageError(f"cannot vacuum the index at {db}: {e}") from e
 
 
 def _zero_unused_slots(folder: Path) -> None:

@@ -138,6 +138,9 @@ class Config(BaseModel):
     top_k: int = 30
     history_url: str | None = None
     index_url: str | None = None
+    #: the embedded index keeps a partition of at most this many records out of Chroma, whose
+    #: every collection takes 168 KB however small (0: a Chroma collection per partition)
+    small_partition_limit: int = Field(default=100, ge=0)
     gate: GateConfig = Field(default_factory=GateConfig)
     deliberation: DeliberationConfig = Field(default_factory=DeliberationConfig)
     extraction: ExtractionConfig = Field(default_factory=ExtractionConfig)
@@ -170,6 +173,7 @@ class Config(BaseModel):
             ("base_url", "OPENAI_BASE_URL"), ("embedder", "DUALMEM_EMBEDDER"),
             ("embedding_model", "DUALMEM_EMBEDDING_MODEL"), ("history_url", "DUALMEM_HISTORY_URL"),
             ("index_url", "DUALMEM_INDEX_URL"), ("n_ctx", "DUALMEM_N_CTX"),
+            ("small_partition_limit", "DUALMEM_SMALL_PARTITION_LIMIT"),
         ]:
             if env.get(var):
                 values[field] = env[var]

@@ -39,10 +39,12 @@ def _model(request):
     return reading_reply(request) or ScriptedReply(seen or "NONE", confidence=0.99)
 
 
-@pytest.fixture
-def memory(tmp_path) -> DualMemory:
-    # facts only: these tests count memories; the mixed index is tested in test_mixed_index.py
-    m = DualMemory(path=tmp_path, llm=ScriptedLLM(default=_model), extract=True, index_turns=False)
+@pytest.fixture(params=[100, 0], ids=["small-partitions", "chroma-collections"])
+def memory(tmp_path, request) -> DualMemory:
+    # facts only: these tests count memories; the mixed index is tested in test_mixed_index.py.
+    # Both layouts of the embedded index: small partitions in small.sqlite3, or all in Chroma
+    m = DualMemory(path=tmp_path, llm=ScriptedLLM(default=_model), extract=True, index_turns=False,
+                   small_partition_limit=request.param)
     m.add([{"content": f"My locker code is {MARKS['alice-s1']}.", "id": "a1"},
            {"content": f"I keep a {MARKS['alice-s1']}x spare key.", "id": "a2"}],
           user_id="alice", session_id="s1")
@@ -59,13 +61,19 @@ def sqlite_rows(m: DualMemory, where: str, *args) -> int:
 
 
 def chroma_documents(m: DualMemory) -> dict[str, list[str]]:
-    """Every document in every dualmem collection, read with the raw Chroma client."""
+    """Every document in every dualmem collection, read with the raw Chroma client and, for
+    the small partitions, from their SQLite file."""
     client = m.index.inner.client
     out = {}
     for c in client.list_collections():
         name = c if isinstance(c, str) else c.name
         if name.startswith("dualmem_"):
             out[name] = client.get_collection(name).get(include=["documents"])["documents"]
+    small = m.config.data_dir / "chroma" / "small.sqlite3"
+    if small.exists():
+        with contextlib.closing(sqlite3.connect(small)) as db:
+            for name, doc in db.execute("SELECT collection, document FROM records"):
+                out.setdefault(name, []).append(doc)
     return out
 
 
@@ -130,7 +138,10 @@ def test_a_deleted_memory_is_gone_from_the_index_files(memory) -> None:
 
 def test_purge_false_leaves_it_in_free_pages(memory) -> None:
     memory.delete_all(user_id="alice", session_id="s1", purge=False)  # the trade-off it documents
-    assert files_containing(memory.config.data_dir, MARKS["alice-s1"], "chroma/**/*")
+    left = files_containing(memory.config.data_dir, MARKS["alice-s1"], "chroma/**/*")
+    # Chroma keeps deleted text in free pages; the small partitions' file zeroes it, and only
+    # its write-ahead log holds it until the next purge
+    assert left == (["chroma/small.sqlite3-wal"] if memory.config.small_partition_limit else left) != []
     memory.delete_all(user_id="alice", session_id="s2")  # the next purge of the partition
     assert files_containing(memory.config.data_dir, MARKS["alice-s1"], "**/*") == []
 
@@ -153,8 +164,8 @@ def test_delete_one_memory_removes_it_from_the_index_and_the_bm25_cache(memory) 
     [target] = [m for m in memory.get_all(user_id="alice") if MARKS["alice-s2"] in m.text]
     memory.search(MARKS["alice-s2"], user_id="alice")  # BM25 cache now holds the memory
     assert memory.delete(target.id, user_id="alice")
-    col = memory.index.inner.client.get_collection(_collection_name("user:alice"))  # purge reopened it
-    assert col.get(ids=[target.id])["ids"] == []
+    assert _collection_name("user:alice") in chroma_documents(memory)  # the partition stays
+    assert not any(MARKS["alice-s2"] in d for d in chroma_documents(memory)[_collection_name("user:alice")])
     assert memory.get(target.id, user_id="alice") is None
     assert target.id not in [m.id for m in memory.search(MARKS["alice-s2"], user_id="alice", k=10)]
     entry = memory.index.inner._lexical._entries.get("user:alice")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -47,7 +48,8 @@ def test_is_a_memory_index(index):
 
 def test_search_ranks_by_cosine(index):
     index.upsert(FACTS)
-    dense = ChromaMemoryIndex(client=index.client, embedding_function=EMBED, hybrid=False)
+    dense = copy.copy(index)  # the same stores, searched without BM25
+    dense.hybrid = False
     hits = dense.search("What pet does Alice have?", ALICE, 4)
     assert ids(hits)[0] == "dog"
     scores = [m.score for m in hits]
@@ -71,7 +73,8 @@ def test_hybrid_finds_a_rare_word_that_dense_ranks_lower(index):
         mem("d", "Melanie enjoys painting sunsets on weekends."),
     ])
     query = "Where is Okonkwo from?"
-    dense = ChromaMemoryIndex(client=index.client, embedding_function=EMBED, hybrid=False)
+    dense = copy.copy(index)  # the same stores, searched without BM25
+    dense.hybrid = False
     dense_rank = ids(dense.search(query, ALICE, 5)).index("rare")
     assert dense_rank > 0  # the case is only meaningful if dense alone misses it
     hybrid = index.search(query, ALICE, 5)
@@ -86,7 +89,8 @@ def test_hybrid_lexical_only_hit_carries_its_cosine(tmp_path):
     filler = [mem(f"f{i}", f"Alice went hiking on trail number {i} with friends.") for i in range(60)]
     index.upsert(filler + [mem("rare", "Zbigniew sold the old piano.")])
     query = "Zbigniew trekking path companions"  # close to the filler in meaning, not in words
-    dense = ChromaMemoryIndex(client=index.client, embedding_function=EMBED, hybrid=False)
+    dense = copy.copy(index)  # the same stores, searched without BM25
+    dense.hybrid = False
     assert "rare" not in ids(dense.search(query, ALICE, 25))
     hits = index.search(query, ALICE, 3)
     assert "rare" in ids(hits)

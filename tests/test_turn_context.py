@@ -3,6 +3,7 @@ of a session (BM25)."""
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -56,7 +57,8 @@ def test_dense_search_ranks_a_memory_by_its_best_sentence(index):
     long = memory("long", "The weather was grey all week. We repainted the kitchen in yellow. "
                           "My cousin called about the wedding plans.")
     index.upsert([long, memory("short", "The bakery opened a new shop downtown.")])
-    dense = ChromaMemoryIndex(client=index.client, embedding_function=EMBED, hybrid=False)
+    dense = copy.copy(index)  # the same stores, searched without BM25
+    dense.hybrid = False
     query = "What colour did they paint the kitchen?"
     [hit, _] = dense.search(query, ALICE, 2)
     q = np.asarray(EMBED([query])[0])

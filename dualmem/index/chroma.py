@@ -3,6 +3,8 @@
 A partition (user, else agent, else session) gets its own collection, so a filter bug can
 never return another user's memories. `agent_id`/`session_id` narrow within a partition.
 Works with an embedded `PersistentClient` (default) or any Chroma client (`HttpClient`).
+An embedded index keeps a partition of at most `small_limit` records out of Chroma, whose
+collections cost 168 KB each however little they hold (`small.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ..text import human_date
 from ..types import Memory, Scope
 from .lexical import LexicalCache, promote, rrf_scores
 from .passages import passage_ids, passages
+from .small import SmallCollection, SmallStore
 
 __all__ = ["ChromaMemoryIndex"]
 
@@ -155,6 +158,7 @@ class ChromaMemoryIndex:
         client: Any = None,
         embedding_function: Any = None,
         hybrid: bool = True,
+        small_limit: int = 100,
     ) -> None:
         import chromadb
         from chromadb.config import Settings
@@ -173,6 +177,9 @@ class ChromaMemoryIndex:
             except Exception as e:  # chromadb raises many kinds for a bad directory
                 raise StorageError(f"cannot open the Chroma index at {path}: {e}") from e
         self.client = client
+        # 100: Chroma preallocates 100 vectors, so a smaller collection is mostly empty space
+        self._small = SmallStore(Path(path) / "small.sqlite3") if self._owns_client and small_limit else None
+        self.small_limit = small_limit
         self.embedding_function = embedding_function or MiniLMEmbedding()
         self.hybrid = hybrid
         self._lexical = self._new_lexical()
@@ -185,31 +192,63 @@ class ChromaMemoryIndex:
 
     def _collection(self, scope: Scope, create: bool = True, sentences: bool = False) -> Any | None:
         """The partition's collection of memories, or with `sentences` of their sentence
-        passages (`passages.py`: vectors and the memory's id, no text)."""
-        from chromadb.errors import NotFoundError
-
+        passages (`passages.py`: vectors and the memory's id, no text): a Chroma collection,
+        or a `SmallCollection` while the partition is small."""
         part = scope.partition
         key = _sentences_key(part) if sentences else part
         col = self._collections.get(key)
         if col is not None:
             return col
         name = _collection_name(part) + ("_s" if sentences else "")
+        col = self._chroma(name, part, create=create and self._small is None)
+        if self._small is not None:
+            small = self._small.collection(name, self.embedding_function)
+            if col is not None:
+                if small.count():  # a move to Chroma cut short by a crash: finish it
+                    self._move(small, col)
+            elif create or small.count():
+                col = small
+        if col is not None:
+            self._collections[key] = col
+        return col
+
+    def _chroma(self, name: str, part: str, create: bool) -> Any | None:
+        from chromadb.errors import NotFoundError
+
         try:
             if create:
-                col = self.client.get_or_create_collection(
+                return self.client.get_or_create_collection(
                     name,
                     embedding_function=self.embedding_function,
                     metadata={"hnsw:space": "cosine", "hnsw:search_ef": SEARCH_EF, "partition": part},
                 )
-            else:
-                # not list_collections(): that costs O(partitions), ~1 s per 1000 users
-                col = self.client.get_collection(name, embedding_function=self.embedding_function)
+            # not list_collections(): that costs O(partitions), ~1 s per 1000 users
+            return self.client.get_collection(name, embedding_function=self.embedding_function)
         except NotFoundError:
             return None
         except Exception as e:
             raise StorageError(f"Chroma collection for {part!r} unavailable: {e}") from e
-        self._collections[key] = col
-        return col
+
+    def _grown(self, scope: Scope, sentences: bool = False) -> None:
+        """Move a small partition that outgrew `small_limit` into its own Chroma collection."""
+        key = _sentences_key(scope.partition) if sentences else scope.partition
+        col = self._collections.get(key)
+        if isinstance(col, SmallCollection) and col.count() > self.small_limit:
+            big = self._chroma(col.name, scope.partition, create=True)
+            self._move(col, big)
+            self._collections[key] = big
+
+    def _move(self, small: SmallCollection, big: Any) -> None:
+        """Copy every record, then drop the small copy: a crash in between leaves both, and
+        the next open finishes the move (the upserts are idempotent)."""
+        _put(big, _records(small))
+        self._small.drop(small.name)
+
+    def _drop(self, col: Any) -> None:
+        if isinstance(col, SmallCollection):
+            self._small.drop(col.name)
+        else:
+            self.client.delete_collection(col.name)
 
     @_guarded
     def upsert(self, memories: list[Memory]) -> None:
@@ -236,6 +275,7 @@ class ChromaMemoryIndex:
             )
             by_sentence = [v for ts, span in zip(sentences, spans, strict=True) if ts for v in span]
             self._upsert_passages(scope, group, sentences, by_sentence)
+            self._grown(scope)
             self._lexical.upsert(
                 scope.partition,
                 [(m.id, _lexical_text(m.text, meta), meta) for m, meta in zip(group, metas, strict=True)],
@@ -253,6 +293,7 @@ class ChromaMemoryIndex:
             metas += [{"memory_id": m.id, **scope_ids}] * len(texts)
         if ids:
             self._collection(scope, sentences=True).upsert(ids=ids, embeddings=list(vectors), metadatas=metas)
+            self._grown(scope, sentences=True)
 
     def _delete_passages(self, scope: Scope, memory_ids: list[str]) -> None:
         col = self._collection(scope, create=False, sentences=True)
@@ -377,10 +418,10 @@ class ChromaMemoryIndex:
         for start in range(0, len(ids), _PAGE):
             col.delete(ids=ids[start : start + _PAGE])
         if col.count() == 0:  # the whole partition: both collections go, no passage one by one
-            self.client.delete_collection(col.name)
+            self._drop(col)
             self._collections.pop(scope.partition, None)
             if (parts := self._collection(scope, create=False, sentences=True)) is not None:
-                self.client.delete_collection(parts.name)
+                self._drop(parts)
                 self._collections.pop(_sentences_key(scope.partition), None)
         else:
             self._delete_passages(scope, ids)
@@ -394,23 +435,17 @@ class ChromaMemoryIndex:
         even after the record is deleted; dropping the collection drops its log. The index is
         derived data: if this is cut short, `reindex` rebuilds the partition from the history."""
         col = self._collection(scope, create=False)
-        if col is None:
+        if col is None or isinstance(col, SmallCollection):  # SQLite erases deleted rows itself
             return
-        rows = []
-        while len(rows) % _PAGE == 0:
-            got = col.get(limit=_PAGE, offset=len(rows), include=["documents", "metadatas", "embeddings"])
-            rows += zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True)
-            if not got["ids"]:
-                break
+        rows = _records(col)
         self.client.delete_collection(col.name)
         self._collections.pop(scope.partition, None)
         if not rows:
             return
-        col = self._collection(scope)
-        for start in range(0, len(rows), _PAGE):
-            ids, docs, metas, embeddings = zip(*rows[start : start + _PAGE], strict=True)
-            col.upsert(ids=list(ids), documents=list(docs), metadatas=list(metas),
-                       embeddings=[list(e) for e in embeddings])
+        if self._small is not None and len(rows) <= self.small_limit:
+            _put(self._collection(scope), rows)
+        else:
+            _put(self._chroma(col.name, scope.partition, create=True), rows)
 
     @_guarded
     def reset(self) -> int:
@@ -418,6 +453,9 @@ class ChromaMemoryIndex:
         ours = [n for n in names if n.startswith(_PREFIX)]
         for name in ours:
             self.client.delete_collection(name)
+        for name in self._small.names() if self._small is not None else []:
+            self._small.drop(name)
+            ours.append(name)
         self._collections.clear()
         self._lexical = self._new_lexical()
         return len(ours)
@@ -427,6 +465,8 @@ class ChromaMemoryIndex:
         that the directory can be removed and recreated, e.g. to rebuild the index."""
         if self._owns_client:
             self.client.close()
+        if self._small is not None:
+            self._small.close()
         self._collections.clear()
 
     @_guarded
@@ -437,3 +477,20 @@ class ChromaMemoryIndex:
         if _scope_where(scope) is None:
             return col.count()
         return len(col.get(where=_scope_where(scope), include=[])["ids"])
+
+
+def _records(col: Any) -> list[tuple]:
+    """Every record of a collection with its vector, in pages."""
+    rows: list[tuple] = []
+    while True:
+        got = col.get(limit=_PAGE, offset=len(rows), include=["documents", "metadatas", "embeddings"])
+        rows += zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True)
+        if len(got["ids"]) < _PAGE:
+            return rows
+
+
+def _put(col: Any, rows: list[tuple]) -> None:
+    for start in range(0, len(rows), _PAGE):
+        ids, docs, metas, embeddings = zip(*rows[start : start + _PAGE], strict=True)
+        texts = {"documents": list(docs)} if any(d is not None for d in docs) else {}  # passages have none
+        col.upsert(ids=list(ids), metadatas=list(metas), embeddings=np.stack(embeddings), **texts)
