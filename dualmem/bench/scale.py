@@ -368,8 +368,8 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             f"Tenants: {n['users']:,} users x {n['turns_per_user']} turns, "
             f"{n['users_per_second']:.0f} users/s ingested; the index takes "
-            f"{n['index_bytes'] / n['users'] / 1024:.1f} KB and {n['index_files'] / n['users']:.3f} files "
-            f"per user ({n['index_bytes'] / 2**20:.1f} MB, {n['index_files']:,} files), plain Chroma with a "
+            f"{n['index_bytes'] / n['users'] / 1024:.1f} KB per user ({n['index_bytes'] / 2**20:.1f} MB in "
+            f"{n['index_files']:,} files), plain Chroma with a "
             f"collection per user {n['plain_bytes'] / n['plain_users'] / 1024:.0f} KB and "
             f"{n['plain_files'] / n['plain_users']:.1f} files (its first {n['plain_users']:,} users); history "
             f"{n['history_bytes'] / n['users'] / 1024:.1f} KB per user; "
