@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from .errors import ConfigError
 from .redact import redact_url
-from .types import Policy, StrategyName
+from .types import Policy, SelectBy, StrategyName
 
 __all__ = [
     "Config", "DeliberationConfig", "ExtractionConfig", "GateConfig", "default_data_dir", "redact_url",
@@ -82,6 +82,12 @@ class DeliberationConfig(BaseModel):
         description="evidence: search raw turns, select lines, read them (built for small readers); "
         "scan: D-Mem's chunk scan after the neighbours tier",
     )
+    select_lines: SelectBy = Field(
+        default="model",
+        description="evidence: how the lines read are picked from the candidates: the model selects "
+        "them by number (chunked listwise prompts), or their search rank alone (no model call)",
+    )
+    rank_lines: int = Field(default=16, ge=1, description="evidence, select_lines=rank: lines read")
     chunk_messages: int = Field(default=60, ge=1, description="messages per chunk (D-Mem: 60)")
     history_messages: int = Field(default=4, ge=0, description="read-only messages before a chunk")
     concurrency: int = Field(default=4, ge=1, description="chunks in flight at once")

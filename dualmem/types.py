@@ -39,6 +39,8 @@ Policy = Literal["audit", "signals", "cascade", "majority", "consensus", "learne
 #: System 2's strategy: "evidence" (search the raw turns, select lines by number, read them;
 #: built for small readers) or "scan" (D-Mem's chunked fact extraction, after the neighbour tier)
 StrategyName = Literal["evidence", "scan"]
+#: how the `evidence` strategy picks the lines it reads: by search rank, or the model selects them
+SelectBy = Literal["rank", "model"]
 
 
 class _Model(BaseModel):

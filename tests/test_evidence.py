@@ -98,6 +98,23 @@ async def test_a_sentence_answer_is_cut_to_the_words_that_answer() -> None:
     assert result.usage["deliberate.shorten"].calls == 1
 
 
+async def test_selecting_by_rank_reads_the_best_search_hits_without_a_selection_call() -> None:
+    llm = ScriptedLLM(by_task={"deliberate.answer": ["the Douro"]})
+    strategy = EvidenceFirst(llm, select="rank", rank_lines=1, keep_top=0)
+    result = await strategy.run(QUESTION, conversation(), [])
+    assert result.text == "the Douro" and llm.calls_for("deliberate.select") == []
+    # the best hit of the question and its names, dated; its unranked neighbours are not read
+    assert answer_context(llm) == ["[9 June 2025] Maya: Ines took me sailing yesterday (8 June 2025)!"]
+    assert result.support_turn_ids == ["s1t2"]
+
+
+async def test_the_model_selects_under_a_schema_that_closes_its_list() -> None:
+    llm = ScriptedLLM(by_task={"deliberate.select": picking("sailing"), "deliberate.answer": ["the Douro"]})
+    await EvidenceFirst(llm, select="model").run(QUESTION, conversation(), [])
+    (call,) = llm.calls_for("deliberate.select")
+    assert call.json_mode and call.json_schema["properties"]["lines"]["maxItems"] == 8
+
+
 @pytest.mark.parametrize("reply", ["the Tagus", "NONE", ""])
 async def test_a_cut_that_adds_or_changes_a_word_is_refused(reply: str) -> None:
     llm = ScriptedLLM(by_task={

@@ -139,12 +139,13 @@ class Pipeline:
 
     def tiers(self, scope: Scope, strategy: StrategyName) -> list[Strategy]:
         """A strategy's tiers, cheapest first; the last one always stands."""
-        if strategy == "evidence":
-            return [EvidenceFirst(self.llm, search=self._turn_search(scope))]
         d = self.deliberation
+        if strategy == "evidence":
+            return [EvidenceFirst(self.llm, search=self._turn_search(scope), select=d.select_lines,
+                                  rank_lines=d.rank_lines)]
         return [
             Neighbours(self.llm, self.gate, window=d.neighbour_window),
-            Scan(self.llm, **d.model_dump(exclude={"neighbour_window", "strategy"})),
+            Scan(self.llm, **d.model_dump(exclude={"neighbour_window", "strategy", "select_lines", "rank_lines"})),
         ]
 
     def _turn_search(self, scope: Scope):
