@@ -83,7 +83,7 @@ class DeliberationConfig(BaseModel):
         "scan: D-Mem's chunk scan after the neighbours tier",
     )
     select_lines: SelectBy = Field(
-        default="model",
+        default="rank",
         description="evidence: how the lines read are picked from the candidates: the model selects "
         "them by number (chunked listwise prompts), or their search rank alone (no model call)",
     )

@@ -116,7 +116,8 @@ def _facts_reply(request):
 @pytest.mark.parametrize("extract", [False, True], ids=["raw", "extract"])
 def test_a_200k_char_message_is_stored_and_every_prompt_fits_the_context(tmp_path, extract) -> None:
     llm = ScriptedLLM(default=_facts_reply, context_tokens=4096)
-    memory = DualMemory(path=tmp_path, llm=llm, extract=extract)
+    # the model selects lines, so that the selection prompts are checked too
+    memory = DualMemory(path=tmp_path, llm=llm, extract=extract, deliberation={"select_lines": "model"})
     big = ("Alice talks about tea, travel and her garden at great length. " * 4000)[:BIG]
     result = memory.add([{"content": "I drink green tea.", "speaker": "Alice"},
                          {"content": big, "speaker": "Alice"}], user_id="alice")

@@ -73,7 +73,7 @@ async def test_answer_is_read_from_the_selected_dated_lines_in_chronological_ord
     llm = ScriptedLLM(by_task={
         "deliberate.select": picking("sailing", "Douro"), "deliberate.answer": ["the Douro"]
     })
-    result = await EvidenceFirst(llm, keep_top=0).run(QUESTION, conversation(), [])
+    result = await EvidenceFirst(llm, select="model", keep_top=0).run(QUESTION, conversation(), [])
     assert result.text == "the Douro" and result.tier == "evidence"
     # only the selected lines, oldest first, with the session date and "yesterday" resolved
     assert answer_context(llm) == [
@@ -90,10 +90,11 @@ async def test_a_sentence_answer_is_cut_to_the_words_that_answer() -> None:
         "deliberate.answer": ["Ines took Maya sailing on the Douro."],
         "deliberate.shorten": ["the Douro."],
     })
-    result = await EvidenceFirst(llm, keep_top=0).run(QUESTION, conversation(), [])
+    result = await EvidenceFirst(llm, select="model", keep_top=0).run(QUESTION, conversation(), [])
     assert result.text == "the Douro"
     (call,) = llm.calls_for("deliberate.shorten")
-    assert call.messages[-1]["content"] == f"Question: {QUESTION}\nAnswer: Ines took Maya sailing on the Douro."
+    said = "Ines took Maya sailing on the Douro."
+    assert call.messages[-1]["content"] == f"Question: {QUESTION}\nAnswer: {said}"
     assert "'Ines took Maya sailing on the Douro.' cut to the words that answer: 'the Douro'" in result.notes
     assert result.usage["deliberate.shorten"].calls == 1
 
@@ -122,22 +123,23 @@ async def test_a_cut_that_adds_or_changes_a_word_is_refused(reply: str) -> None:
         "deliberate.answer": ["Ines took Maya sailing on the Douro"],
         "deliberate.shorten": [reply],
     })
-    result = await EvidenceFirst(llm, keep_top=0).run(QUESTION, conversation(), [])
+    result = await EvidenceFirst(llm, select="model", keep_top=0).run(QUESTION, conversation(), [])
     assert result.text == "Ines took Maya sailing on the Douro"
     assert len(llm.calls_for("deliberate.shorten")) == 1 and not any("cut to" in n for n in result.notes)
 
 
 @pytest.mark.parametrize("answer", ["the Douro", "NONE"])
 async def test_a_short_answer_or_a_refusal_is_not_cut(answer: str) -> None:
-    llm = ScriptedLLM(by_task={"deliberate.select": picking("sailing", "Douro"), "deliberate.answer": [answer]})
-    result = await EvidenceFirst(llm, keep_top=0).run(QUESTION, conversation(), [])
+    llm = ScriptedLLM(by_task={"deliberate.select": picking("sailing", "Douro"),
+                               "deliberate.answer": [answer]})
+    result = await EvidenceFirst(llm, select="model", keep_top=0).run(QUESTION, conversation(), [])
     assert result.text == answer and llm.calls_for("deliberate.shorten") == []
 
 
 async def test_session_neighbours_widen_the_hits_within_their_session_only() -> None:
     # the reply names the place but shares no word with the question: only widening finds it
     llm = ScriptedLLM(by_task={"deliberate.select": picking("Douro"), "deliberate.answer": ["the Douro"]})
-    strategy = EvidenceFirst(llm, pool=1, widen=1, keep_top=0)
+    strategy = EvidenceFirst(llm, select="model", pool=1, widen=1, keep_top=0)
     await strategy.run(QUESTION, conversation(), [])
     (call,) = llm.calls_for("deliberate.select")
     shown = list(numbered(call).values())
@@ -154,7 +156,8 @@ async def test_raw_turns_are_searched_even_when_the_index_finds_nothing() -> Non
         return []
 
     llm = ScriptedLLM(by_task={"deliberate.select": picking("sailing"), "deliberate.answer": ["sailing"]})
-    result = await EvidenceFirst(llm, keep_top=0, search=empty_index).run(QUESTION, conversation(), [])
+    strategy = EvidenceFirst(llm, select="model", keep_top=0, search=empty_index)
+    result = await strategy.run(QUESTION, conversation(), [])
     assert "s1t2" in result.turn_ids
 
 
@@ -163,7 +166,7 @@ async def test_the_index_search_ranks_turns_the_words_miss() -> None:
         return ["s2t5"]  # a dense match sharing no word with the question
 
     llm = ScriptedLLM(by_task={"deliberate.select": ['{"lines": []}'] * 3, "deliberate.answer": ["NONE"]})
-    strategy = EvidenceFirst(llm, keep_top=1, search=index)
+    strategy = EvidenceFirst(llm, select="model", keep_top=1, search=index)
     result = await strategy.run("unrelated words xyzzy", conversation(), [])
     assert result.turn_ids == ["s2t5"]  # the best-ranked hit is kept as insurance
 
@@ -179,7 +182,8 @@ def everything(turns: list[Turn]):
 async def test_selection_runs_in_chunks_numbered_from_one_and_maps_back_to_turns() -> None:
     llm = ScriptedLLM(by_task={"deliberate.select": picking("sailing", "Douro"), "deliberate.answer": ["x"]})
     turns = conversation(sessions=5)
-    strategy = EvidenceFirst(llm, pool=30, chunk_lines=4, keep_top=0, search=everything(turns))
+    strategy = EvidenceFirst(llm, select="model", pool=30, chunk_lines=4, keep_top=0,
+                             search=everything(turns))
     result = await strategy.run(QUESTION, turns, [])
     calls = llm.calls_for("deliberate.select")
     assert len(calls) >= 2 and all(min(numbered(c)) == 1 and len(numbered(c)) <= 4 for c in calls)
@@ -190,7 +194,8 @@ async def test_a_selector_that_picks_everything_is_capped_to_the_best_ranked() -
     llm = ScriptedLLM(by_task={"deliberate.select": lambda r: json.dumps({"lines": list(numbered(r))}),
                                "deliberate.answer": ["x"]})
     turns = conversation()
-    strategy = EvidenceFirst(llm, pool=10, widen=0, chunk_lines=10, keep_top=0, search=everything(turns))
+    strategy = EvidenceFirst(llm, select="model", pool=10, widen=0, chunk_lines=10, keep_top=0,
+                             search=everything(turns))
     result = await strategy.run(QUESTION, turns, [])
     assert len(result.support_turn_ids) == 5  # half of the chunk
     assert result.support_turn_ids[0] == "s1t2"  # the best search hit comes first
@@ -199,7 +204,7 @@ async def test_a_selector_that_picks_everything_is_capped_to_the_best_ranked() -
 async def test_an_unreadable_selection_keeps_the_chunk_by_search_rank() -> None:
     llm = ScriptedLLM(by_task={"deliberate.select": ["I think the answer is the river."],
                                "deliberate.answer": ["x"]})
-    result = await EvidenceFirst(llm, keep_top=2).run(QUESTION, conversation(), [])
+    result = await EvidenceFirst(llm, select="model", keep_top=2).run(QUESTION, conversation(), [])
     assert "a selection reply was unreadable: its lines kept by search rank" in result.notes
     assert result.turn_ids and "s1t2" in result.turn_ids
     assert not result.errors  # recoverable: not a failed deliberation
@@ -234,7 +239,9 @@ def test_selection_replies_are_read_leniently(reply: str, lines: list[int] | Non
 @pytest.fixture
 def memory_with(tmp_path) -> Callable[..., DualMemory]:
     def make(llm: ScriptedLLM, **kwargs) -> DualMemory:
-        memory = DualMemory(path=tmp_path, llm=llm, **{"extract": False, **kwargs})
+        # these tests script the selector: the model selects lines (the default reads by rank)
+        kwargs = {"extract": False, "deliberation": {"select_lines": "model"}, **kwargs}
+        memory = DualMemory(path=tmp_path, llm=llm, **kwargs)
         for s in range(3):
             turns = [t for t in conversation() if t.session_id == f"s{s}"]
             memory.add([{"id": t.id, "speaker": t.speaker, "content": t.text,
@@ -247,6 +254,16 @@ def memory_with(tmp_path) -> Callable[..., DualMemory]:
 
 def confident(text: str) -> ScriptedReply:
     return ScriptedReply(text, confidence=0.99)
+
+
+def test_by_default_system_2_reads_the_best_ranked_lines_without_a_selection_call(memory_with) -> None:
+    llm = ScriptedLLM(by_task={"answer": [confident("NONE")], "deliberate.answer": ["the Douro"]})
+    memory = memory_with(llm, deliberation={})  # the defaults
+    a = memory.answer(QUESTION, user_id="maya", mode="full")
+    assert llm.calls_for("deliberate.select") == []
+    assert a.text == "the Douro" and a.path == "deliberate"
+    (call,) = llm.calls_for("deliberate.answer")
+    assert "On the Douro, near the old bridge." in call.messages[-1]["content"]
 
 
 def test_evidence_is_the_default_and_scan_can_be_chosen_per_call(memory_with) -> None:
@@ -324,7 +341,8 @@ def test_a_concrete_answer_stands_when_no_line_repeats_the_questions_words(memor
 @pytest.mark.parametrize("fail_task", ["deliberate.select", "deliberate.answer", "deliberate.shorten"])
 def test_a_model_failure_in_any_step_returns_the_fast_answer_degraded(memory_with, fail_task) -> None:
     script = {"answer": [confident("the lamp")], "deliberate.select": picking("sailing"),
-              "deliberate.answer": ["Ines took Maya sailing on the Douro"], "deliberate.shorten": ["the Douro"]}
+              "deliberate.answer": ["Ines took Maya sailing on the Douro"],
+              "deliberate.shorten": ["the Douro"]}
     script[fail_task] = [LLMError("model server went away")]
     llm = ScriptedLLM(by_task=script)
     a = memory_with(llm).answer(QUESTION, user_id="maya", mode="full")
@@ -387,7 +405,7 @@ def test_a_copied_session_date_becomes_the_event_date_the_line_gives(question, a
 async def test_the_line_that_dates_the_answer_supports_it() -> None:
     turns = [GROUP, PAINT, *conversation()]  # a few lines more, so that BM25's idf is not 0
     llm = ScriptedLLM(by_task={"deliberate.select": ['{"lines": []}'], "deliberate.answer": ["8 May 2023"]})
-    strategy = EvidenceFirst(llm, keep_top=2)
+    strategy = EvidenceFirst(llm, select="model", keep_top=2)
     result = await strategy.run("When did Ines go to the choir rehearsal?", turns, [])
     assert result.text == "7 May 2023" and result.support_turn_ids == ["g"]
     assert "8 May 2023 is the day a line was said; it dates the event 7 May 2023" in result.notes
@@ -402,8 +420,8 @@ async def test_a_question_about_now_reads_the_newest_line_first() -> None:
     ]
     llm = ScriptedLLM(by_task={"deliberate.select": picking("live"),
                                "deliberate.answer": ["Porto", "Lisbon"]})
-    await EvidenceFirst(llm, keep_top=0).run("Where does Maya live now?", turns, [])
-    await EvidenceFirst(llm, keep_top=0).run("Where did Maya live in spring?", turns, [])
+    await EvidenceFirst(llm, select="model", keep_top=0).run("Where does Maya live now?", turns, [])
+    await EvidenceFirst(llm, select="model", keep_top=0).run("Where did Maya live in spring?", turns, [])
     now, then = llm.calls_for("deliberate.answer")
     assert "Conversation excerpts, newest first:" in now.messages[-1]["content"]
     assert answer_context(llm, now)[0].startswith("[31 August 2025] Maya: I moved to Porto")
@@ -426,7 +444,7 @@ async def test_a_question_about_now_is_answered_by_the_newest_session_that_answe
     # the newest session answers: one reading, older sessions are never read
     llm = ScriptedLLM(by_task={"deliberate.select": picking("Lisbon", "Porto"),
                                "deliberate.answer": ["Porto"]})
-    result = await EvidenceFirst(llm, keep_top=0).run("Where does Maya live now?", turns, [])
+    result = await EvidenceFirst(llm, select="model", keep_top=0).run("Where does Maya live now?", turns, [])
     (call,) = llm.calls_for("deliberate.answer")
     assert result.text == "Porto" and answer_context(llm, call) == ["[1 August 2025] Maya: I moved to Porto, "
                                                                     "I live by the river now."]
@@ -435,7 +453,7 @@ async def test_a_question_about_now_is_answered_by_the_newest_session_that_answe
     # the newest session has no answer: the next newest does
     llm = ScriptedLLM(by_task={"deliberate.select": picking("Lisbon", "Porto"),
                                "deliberate.answer": ["NONE", "Lisbon"]})
-    result = await EvidenceFirst(llm, keep_top=0).run("Where does Maya live now?", turns, [])
+    result = await EvidenceFirst(llm, select="model", keep_top=0).run("Where does Maya live now?", turns, [])
     first, second = llm.calls_for("deliberate.answer")
     assert result.text == "Lisbon" and "Porto" in answer_context(llm, first)[0]
     assert "Lisbon" in answer_context(llm, second)[0]
@@ -449,7 +467,8 @@ async def test_a_list_question_joins_the_items_each_session_holds() -> None:
         # oldest session first; "baking" is in no line, "pottery" is said twice
         "deliberate.answer": ["pottery, baking", "running club and pottery"],
     })
-    result = await EvidenceFirst(llm, keep_top=0).run("What hobbies has Maya taken up?", turns, [])
+    strategy = EvidenceFirst(llm, select="model", keep_top=0)
+    result = await strategy.run("What hobbies has Maya taken up?", turns, [])
     first, second = llm.calls_for("deliberate.answer")
     assert "pottery" in answer_context(llm, first)[0] and "running" in answer_context(llm, second)[0]
     assert result.text == "pottery, running club"
@@ -457,6 +476,6 @@ async def test_a_list_question_joins_the_items_each_session_holds() -> None:
     # a question about one thing reads every selected line at once, as before
     llm = ScriptedLLM(by_task={"deliberate.select": picking("pottery", "running"),
                                "deliberate.answer": ["x"]})
-    await EvidenceFirst(llm, keep_top=0).run("Which class did Maya sign up for?", turns, [])
+    await EvidenceFirst(llm, select="model", keep_top=0).run("Which class did Maya sign up for?", turns, [])
     (call,) = llm.calls_for("deliberate.answer")
     assert len(answer_context(llm, call)) == 2

@@ -98,6 +98,7 @@ def test_obeyed_injections_are_not_stored_as_facts_and_the_turns_are_kept(poison
 ])
 def test_every_prompt_quotes_stored_text_as_data(poisoned, mode, policy, strategy) -> None:
     memory, llm = poisoned
+    memory.config.deliberation.select_lines = "model"  # the selection prompt is checked too
     before = len(llm.calls)
     memory.answer("What is the name of Alice's dog?", user_id="alice", mode=mode, policy=policy,
                   strategy=strategy)

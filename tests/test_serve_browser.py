@@ -83,7 +83,9 @@ def site(tmp_path_factory) -> Iterator[str]:
             "deliberate.answer": lambda request: ScriptedReply("Porto", confidence=0.9),
         }
     )
-    memory = DualMemory(path=tmp_path_factory.mktemp("browser"), llm=llm, extract=False)
+    # the model selects lines (scripted above), so the trace has a selection phase to draw
+    memory = DualMemory(path=tmp_path_factory.mktemp("browser"), llm=llm, extract=False,
+                        deliberation={"select_lines": "model"})
     ingest_demo(memory, load_demo(), echo=lambda line: None)
     run = tmp_path_factory.mktemp("runs") / "dev-run"
     run.mkdir()

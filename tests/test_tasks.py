@@ -42,6 +42,8 @@ def test_every_task_sent_is_listed_and_every_listed_task_is_sent(tmp_path) -> No
     for policy in ("audit", "majority"):
         memory.answer("What instrument does Melanie play?", user_id="mel", policy=policy)
     memory.answer("What instrument does Melanie play?", user_id="mel", policy="audit", strategy="scan")
+    memory.config.deliberation.select_lines = "model"  # the evidence strategy's model selection
+    memory.answer("What instrument does Melanie play?", user_id="mel", mode="full")
     sent = {c.task for c in llm.calls}
     assert sent <= set(TASKS)
     assert set(TASKS) - sent == {Task.ANSWER_FULLCTX, Task.LLAMAINDEX_FACTS}  # the benchmark's only

@@ -106,8 +106,10 @@ def test_an_update_to_the_replaced_memorys_own_text_keeps_the_new_fact(tmp_path)
     # the local model answered a move with UPDATE, its merged text the old fact word for word:
     # the new memory must still say where she lives now
     def update_to_old(request: ChatRequest) -> str:
-        [(mid, old)] = re.findall(r'\{"id": "([^"]+)", "text": "([^"]+)"', request.messages[-1]["content"])[:1]
-        return json.dumps({"actions": [{"fact": 1, "event": "UPDATE", "id": mid, "text": old.split("] ")[-1]}]})
+        prompt = request.messages[-1]["content"]
+        [(mid, old)] = re.findall(r'\{"id": "([^"]+)", "text": "([^"]+)"', prompt)[:1]
+        action = {"fact": 1, "event": "UPDATE", "id": mid, "text": old.split("] ")[-1]}
+        return json.dumps({"actions": [action]})
 
     llm = ScriptedLLM(by_task={"extract": [_facts("Maya lives in Lisbon."), _facts("Maya moved to Porto.")],
                                "reconcile": update_to_old})
@@ -122,7 +124,8 @@ def test_an_update_to_the_replaced_memorys_own_text_keeps_the_new_fact(tmp_path)
 
 def test_a_superseding_fact_dated_before_the_one_it_replaces_takes_its_turns_date(tmp_path):
     llm = ScriptedLLM(by_task={
-        "extract": [_dated("Maya lives in Lisbon.", "2023-03-10"), _dated("Maya moved to Porto.", "2023-03-01")],
+        "extract": [_dated("Maya lives in Lisbon.", "2023-03-10"),
+                    _dated("Maya moved to Porto.", "2023-03-01")],
         "reconcile": _first_neighbour("UPDATE"),
     })
     memory = DualMemory(path=tmp_path, llm=llm, extract=True)

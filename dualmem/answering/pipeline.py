@@ -145,7 +145,8 @@ class Pipeline:
                                   rank_lines=d.rank_lines)]
         return [
             Neighbours(self.llm, self.gate, window=d.neighbour_window),
-            Scan(self.llm, **d.model_dump(exclude={"neighbour_window", "strategy", "select_lines", "rank_lines"})),
+            Scan(self.llm, **d.model_dump(exclude={"neighbour_window", "strategy", "select_lines",
+                                                   "rank_lines"})),
         ]
 
     def _turn_search(self, scope: Scope):

@@ -195,7 +195,8 @@ def _tenants(path: Path, embedding: MiniLMEmbedding, users: int, queries: list[s
     import chromadb
     from chromadb.config import Settings
 
-    memory = _memory(path / "dualmem", embedding, small_limit=Config.model_fields["small_partition_limit"].default)
+    default = Config.model_fields["small_partition_limit"].default
+    memory = _memory(path / "dualmem", embedding, small_limit=default)
     texts = synthetic_texts(2 * users, seed=3)
     start = time.perf_counter()
     for u in range(users):
@@ -205,7 +206,8 @@ def _tenants(path: Path, embedding: MiniLMEmbedding, users: int, queries: list[s
         ]
         memory.add(messages, user_id=f"user{u}", extract=False)
     seconds = time.perf_counter() - start
-    client = chromadb.PersistentClient(path=str(path / "plain"), settings=Settings(anonymized_telemetry=False))
+    settings = Settings(anonymized_telemetry=False)
+    client = chromadb.PersistentClient(path=str(path / "plain"), settings=settings)
     plain_users = min(users, PLAIN_USERS)
     for u in range(plain_users):
         col = client.get_or_create_collection(f"user{u}", metadata={"hnsw:space": "cosine"})
@@ -371,7 +373,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"{n['index_bytes'] / n['users'] / 1024:.1f} KB per user ({n['index_bytes'] / 2**20:.1f} MB in "
             f"{n['index_files']:,} files), plain Chroma with a "
             f"collection per user {n['plain_bytes'] / n['plain_users'] / 1024:.0f} KB and "
-            f"{n['plain_files'] / n['plain_users']:.1f} files (its first {n['plain_users']:,} users); history "
+            f"{n['plain_files'] / n['plain_users']:.1f} files (its first {n['plain_users']:,} users); "
+            "history "
             f"{n['history_bytes'] / n['users'] / 1024:.1f} KB per user; "
             f"search of a random user {_ms(n['dualmem'])} ms (plain Chroma {_ms(n['chroma'])} ms, "
             "opening the user's collection included).",

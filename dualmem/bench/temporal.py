@@ -98,7 +98,8 @@ def run_temporal(cases: list[dict[str, Any]], config: Config, llm: BaseLLM | Non
     with tempfile.TemporaryDirectory() as tmp:
         for i, case in enumerate(cases):
             rows.append(run_case(case, config, llm, Path(tmp) / str(i)))
-            typer.echo(f"case {i} {case['kind']}: now {rows[-1]['now_judged']}, then {rows[-1]['then_judged']}",
+            typer.echo(f"case {i} {case['kind']}: now {rows[-1]['now_judged']}, "
+                       f"then {rows[-1]['then_judged']}",
                        err=True)
     n = len(rows)
     return {

@@ -133,7 +133,7 @@ class EvidenceFirst(Strategy):
         keep_top: int = 4,
         max_lines: int = 30,
         sessions: int = 4,
-        select: SelectBy = "model",
+        select: SelectBy = "rank",
         rank_lines: int = 16,
         search: TurnSearch | None = None,
     ) -> None:
