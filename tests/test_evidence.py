@@ -459,6 +459,19 @@ async def test_a_question_about_now_is_answered_by_the_newest_session_that_answe
     assert "Lisbon" in answer_context(llm, second)[0]
 
 
+async def test_a_question_about_now_reads_on_past_a_session_whose_lines_do_not_hold_its_answer() -> None:
+    turns = sessions_of("I moved to Porto, I live by the river now.", "I joined a running club by the Douro.")
+    # the newest session is about running; the reader still names a city its lines never say
+    llm = ScriptedLLM(by_task={"deliberate.answer": ["New York", "Porto"]})
+    strategy = EvidenceFirst(llm, select="rank", keep_top=0)
+    result = await strategy.run("Which city does Maya live in now?", turns, [])
+    newest, older = llm.calls_for("deliberate.answer")
+    assert any("running club" in line for line in answer_context(llm, newest))
+    assert any("Porto" in line for line in answer_context(llm, older))
+    assert result.text == "Porto"
+    assert any("'New York' is not in that session's lines" in note for note in result.notes)
+
+
 async def test_a_list_question_joins_the_items_each_session_holds() -> None:
     turns = sessions_of("I signed up for a pottery class.", "Lunch was soup again, I love soup.",
                         "I joined a running club by the Douro.")

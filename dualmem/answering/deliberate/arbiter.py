@@ -35,7 +35,7 @@ from datetime import datetime
 from ...text import asks_current, stem, tokenize
 from ...types import Candidate, Turn
 from ..gate.signals import _POLAR, Passage, agreement, looks_like_refusal, unasked
-from .evidence import evidence_line
+from .base import evidence_line
 
 __all__ = ["SUPPORTED", "arbitrate", "supported_by"]
 

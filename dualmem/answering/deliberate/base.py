@@ -14,16 +14,23 @@ from dataclasses import dataclass, field
 from ...llm.base import BaseLLM
 from ...prompts import facts_messages
 from ...tasks import Task
+from ...text import resolve_relative
 from ...tokens import count_messages, count_tokens
 from ...types import Fact, Memory, TokenLogprob, Turn, Usage
 from ..reader import answer_from
 
-__all__ = ["Deliberation", "Strategy", "fitting", "shown"]
+__all__ = ["Deliberation", "Strategy", "evidence_line", "fitting", "shown"]
 
 def shown(turn: Turn, *, dated: bool = True) -> str:
     """How a raw turn appears in a deliberation prompt (an instruction-like one is quoted
     datamarked by `data_block`, never withheld: the question may be about it)."""
     return turn.render() if dated else f"{turn.speaker or turn.role}: {turn.text}"
+
+
+def evidence_line(turn: Turn) -> str:
+    """A raw turn as System 2 shows it: session date, speaker, text with relative dates
+    resolved against that date."""
+    return resolve_relative(shown(turn), turn.timestamp.date())
 
 
 def fitting(lines: list[str], budget: int) -> int:

@@ -46,14 +46,14 @@ from ...text import (
     event_date,
     grounded_items,
     human_day,
-    resolve_relative,
     terms,
 )
 from ...tokens import count_tokens, fit_lines, line_budget
 from ...types import NO_ANSWER, Fact, Memory, SelectBy, Turn
 from ..gate.signals import agreement, looks_like_refusal
 from ..reader import answer_from, shorten
-from .base import Deliberation, Strategy, shown
+from .arbiter import SUPPORTED, supported_by
+from .base import Deliberation, Strategy, evidence_line
 
 __all__ = ["EvidenceFirst", "TurnSearch", "evidence_line", "parse_selection", "repair_date"]
 
@@ -64,12 +64,6 @@ _NAME = re.compile(r"\b[A-Z][a-zA-Z'\-]+|\b\d[\d,./:-]*\b")
 _DIGITS = re.compile(r"\b\d+\b")
 _REPLY = 64  # tokens for a selection reply: a JSON list of line numbers
 _BARE_DATE = re.compile(r"^\W*(?:on\s+)?(\d{1,2} [A-Z][a-z]+ \d{4})\W*$", re.I)
-
-
-def evidence_line(turn: Turn) -> str:
-    """A raw turn as System 2 shows it: session date, speaker, text with relative dates
-    resolved against that date."""
-    return resolve_relative(shown(turn), turn.timestamp.date())
 
 
 def repair_date(question: str, answer: str, turns: Sequence[Turn]) -> tuple[str, Turn | None]:
@@ -308,6 +302,13 @@ class EvidenceFirst(Strategy):
             result.add_usage(self.answer_task, answered.completion.usage)
             read.append(group)
             if looks_like_refusal(answered.text):
+                continue
+            support, _ = supported_by(answered.text, [turns[i] for i in group])
+            if current and support is not None and support < SUPPORTED:
+                # an answer its session's lines do not hold is the reader's guess, not what
+                # that session says ("New York" read from lines about a running club): read on
+                result.notes.append(f"{human_day(turns[group[0]].timestamp)}: {answered.text!r} "
+                                    f"is not in that session's lines ({support:.0%}): read on")
                 continue
             answers.append((group, answered.text))
             if current:
