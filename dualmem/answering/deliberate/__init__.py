@@ -1,7 +1,7 @@
 """System 2: strategies that deliberate over the raw history when the gate escalates.
 
 - `EvidenceFirst` (`evidence.py`, the `evidence` strategy, default): search every raw turn,
-  let the model select supporting lines by number, read the dated lines.
+  read the best-ranked dated lines (or the ones the model selects by number).
 - `Neighbours` (`neighbours.py`): the raw turns around the top memories; cheap, tried first
   by the `scan` strategy.
 - `Scan` (`scan.py`): D-Mem's full scan of the whole history in chunks.
