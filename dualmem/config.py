@@ -79,7 +79,7 @@ class DeliberationConfig(BaseModel):
 
     strategy: StrategyName = Field(
         default="evidence",
-        description="evidence: search raw turns, select lines, read them (built for small readers); "
+        description="evidence: search raw turns, read the best lines (built for small readers); "
         "scan: D-Mem's chunk scan after the neighbours tier",
     )
     select_lines: SelectBy = Field(
