@@ -71,6 +71,11 @@ class GateConfig(BaseModel):
     tiered: bool = True
 
 
+#: records a partition of the embedded index holds before it moves into a Chroma collection of
+#: its own (`index/small.py`): Chroma preallocates 100 vectors, so a smaller one is mostly empty
+SMALL_PARTITION_LIMIT = 100
+
+
 class DeliberationConfig(BaseModel):
     """System 2 over the raw history: its strategy, and the settings of D-Mem's full scan and
     its neighbours tier (the `scan` strategy)."""
@@ -146,7 +151,7 @@ class Config(BaseModel):
     index_url: str | None = None
     #: the embedded index keeps a partition of at most this many records out of Chroma, whose
     #: every collection takes 168 KB however small (0: a Chroma collection per partition)
-    small_partition_limit: int = Field(default=100, ge=0)
+    small_partition_limit: int = Field(default=SMALL_PARTITION_LIMIT, ge=0)
     gate: GateConfig = Field(default_factory=GateConfig)
     deliberation: DeliberationConfig = Field(default_factory=DeliberationConfig)
     extraction: ExtractionConfig = Field(default_factory=ExtractionConfig)

@@ -36,8 +36,8 @@ __all__ = [
 Mode = Literal["fast", "full", "gated"]
 #: the quality gate's policy (see `dualmem.answering.gate.policy`)
 Policy = Literal["audit", "signals", "cascade", "majority", "consensus", "learned", "entropy"]
-#: System 2's strategy: "evidence" (search the raw turns, select lines by number, read them;
-#: built for small readers) or "scan" (D-Mem's chunked fact extraction, after the neighbour tier)
+#: System 2's strategy: "evidence" (search the raw turns, read the best lines; built for
+#: small readers) or "scan" (D-Mem's chunked fact extraction, after the neighbour tier)
 StrategyName = Literal["evidence", "scan"]
 #: how the `evidence` strategy picks the lines it reads: by search rank, or the model selects them
 SelectBy = Literal["rank", "model"]

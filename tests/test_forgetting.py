@@ -139,9 +139,12 @@ def test_a_deleted_memory_is_gone_from_the_index_files(memory) -> None:
 def test_purge_false_leaves_it_in_free_pages(memory) -> None:
     memory.delete_all(user_id="alice", session_id="s1", purge=False)  # the trade-off it documents
     left = files_containing(memory.config.data_dir, MARKS["alice-s1"], "chroma/**/*")
-    # Chroma keeps deleted text in free pages; the small partitions' file zeroes it, and only
-    # its write-ahead log holds it until the next purge
-    assert left == (["chroma/small.sqlite3-wal"] if memory.config.small_partition_limit else left) != []
+    if memory.config.small_partition_limit:
+        # the small partitions' file zeroes deleted text; only its write-ahead log holds it
+        # until the next purge
+        assert left == ["chroma/small.sqlite3-wal"]
+    else:
+        assert left  # Chroma keeps deleted text in free pages
     memory.delete_all(user_id="alice", session_id="s2")  # the next purge of the partition
     assert files_containing(memory.config.data_dir, MARKS["alice-s1"], "**/*") == []
 

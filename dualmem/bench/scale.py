@@ -30,7 +30,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from ..config import Config
+from ..config import SMALL_PARTITION_LIMIT
 from ..embed import MiniLMEmbedding
 from ..index.chroma import ChromaMemoryIndex
 from ..index.lexical import LexicalCache
@@ -195,8 +195,7 @@ def _tenants(path: Path, embedding: MiniLMEmbedding, users: int, queries: list[s
     import chromadb
     from chromadb.config import Settings
 
-    default = Config.model_fields["small_partition_limit"].default
-    memory = _memory(path / "dualmem", embedding, small_limit=default)
+    memory = _memory(path / "dualmem", embedding, small_limit=SMALL_PARTITION_LIMIT)
     texts = synthetic_texts(2 * users, seed=3)
     start = time.perf_counter()
     for u in range(users):

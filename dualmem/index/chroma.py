@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import SMALL_PARTITION_LIMIT
 from ..errors import DualMemError, StorageError
 from ..text import human_date
 from ..types import Memory, Scope
@@ -158,7 +159,7 @@ class ChromaMemoryIndex:
         client: Any = None,
         embedding_function: Any = None,
         hybrid: bool = True,
-        small_limit: int = 100,
+        small_limit: int = SMALL_PARTITION_LIMIT,
     ) -> None:
         import chromadb
         from chromadb.config import Settings
@@ -177,7 +178,6 @@ class ChromaMemoryIndex:
             except Exception as e:  # chromadb raises many kinds for a bad directory
                 raise StorageError(f"cannot open the Chroma index at {path}: {e}") from e
         self.client = client
-        # 100: Chroma preallocates 100 vectors, so a smaller collection is mostly empty space
         self._small = SmallStore(Path(path) / "small.sqlite3") if self._owns_client and small_limit else None
         self.small_limit = small_limit
         self.embedding_function = embedding_function or MiniLMEmbedding()

@@ -242,10 +242,10 @@ class EvidenceFirst(Strategy):
         self, question: str, pool: list[int], ranked: list[int], turns: list[Turn], result: Deliberation
     ) -> list[int]:
         """Selected turn positions, best search rank first."""
-        start = time.perf_counter()
         rank = {i: r for r, i in enumerate(ranked)}
         if self.select == "rank":
             return sorted(pool, key=lambda i: rank.get(i, len(rank)))[: self.rank_lines]
+        start = time.perf_counter()
         chosen: list[int] = []
         budget = self._select_budget(question)
         for chunk in self._chunks(question, pool, turns, budget):
@@ -307,13 +307,14 @@ class EvidenceFirst(Strategy):
             read.append(group)
             if looks_like_refusal(answered.text):
                 continue
-            support, _ = supported_by(answered.text, [turns[i] for i in group])
-            if current and support is not None and support < SUPPORTED:
-                # an answer its session's lines do not hold is the reader's guess, not what
-                # that session says ("New York" read from lines about a running club): read on
-                result.notes.append(f"{human_day(turns[group[0]].timestamp)}: {answered.text!r} "
-                                    f"is not in that session's lines ({support:.0%}): read on")
-                continue
+            if current:
+                support, _ = supported_by(answered.text, [turns[i] for i in group])
+                if support is not None and support < SUPPORTED:
+                    # an answer its session's lines do not hold is the reader's guess, not what
+                    # that session says ("New York" read from lines about a running club)
+                    result.notes.append(f"{human_day(turns[group[0]].timestamp)}: {answered.text!r} "
+                                        f"is not in that session's lines ({support:.0%}): read on")
+                    continue
             answers.append((group, answered.text))
             if current:
                 logprobs = answered.completion.logprobs
