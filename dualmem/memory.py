@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -119,9 +120,10 @@ class DualMemory:
         d = self.config.data_dir
         try:
             d.mkdir(parents=True, exist_ok=True)
-            probe = d / ".write-test"
-            probe.write_text("ok")
-            probe.unlink()
+            # a file of its own, gone on close: processes opening one directory at once each
+            # probe it (a shared name let one unlink another's probe mid-check)
+            with tempfile.TemporaryFile(dir=d) as probe:
+                probe.write(b"ok")
         except OSError as e:
             raise StorageError(
                 f"data directory {d} is not writable ({e.strerror}): pass path=... or set "

@@ -441,6 +441,16 @@ def test_unwritable_data_dir(tmp_path):
         DualMemory(path=blocker / "data", llm=ScriptedLLM())
 
 
+def test_the_writability_probe_leaves_another_processs_files_alone(tmp_path):
+    # several processes open one data directory at once: none may remove what another wrote
+    # (a shared probe name made one of three processes fail at random with "not writable")
+    theirs = tmp_path / ".write-test"
+    theirs.write_text("another process's probe")
+    DualMemory(path=tmp_path, llm=ScriptedLLM(), extract=False).close()
+    assert theirs.read_text() == "another process's probe"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [".write-test"]
+
+
 def test_data_persists_across_instances(tmp_path):
     first = DualMemory(path=tmp_path, llm=ScriptedLLM(), extract=False)
     first.add(ALICE_TURNS, user_id="alice", timestamp=DAY1)
