@@ -262,6 +262,35 @@ def test_structured_replies_are_decoded_under_their_schema(smol, reply):
 
 
 @pytest.mark.local_model
+@pytest.mark.parametrize("reply", ["extract", "forced"])
+def test_grammar_first_sampling_writes_what_the_grammar_chain_writes(smol, reply):
+    # the best raw token is checked against the grammar first, and the whole vocabulary only
+    # when it is refused: greedy decoding must give exactly the tokens of llama.cpp's own chain
+    # ("forced" makes the grammar refuse what the model wants to write, the slow path)
+    from llama_cpp import Llama, LlamaGrammar
+
+    from dualmem.ingest.extract import ExtractReply
+    from dualmem.llm.base import reply_schema
+
+    schema = reply_schema(ExtractReply) if reply == "extract" else {
+        "type": "object", "properties": {"animal": {"enum": ["zebra crossing", "okapi"]}},
+        "required": ["animal"]}
+    messages = [{"role": "system", "content": "Reply with JSON."},
+                {"role": "user", "content": "Alice moved to Paris on 2021-03-01. She has a dog."}]
+    ref = Llama(model_path=str(models.resolve_model(models.SMOLLM2)), n_ctx=1024,
+                n_threads=smol.n_threads, verbose=False, seed=0)
+    ref.chat_handler = smol._formatter.to_chat_handler()
+    expected = ref.create_chat_completion(
+        messages=messages, max_tokens=60, temperature=0.0,
+        grammar=LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False))
+    c = smol.complete(ChatRequest(messages=messages, max_tokens=60, json_mode=True, json_schema=schema))
+    assert c.text == expected["choices"][0]["message"]["content"]
+    assert c.usage.completion_tokens == expected["usage"]["completion_tokens"]
+    if reply == "forced":
+        assert json.loads(c.text)["animal"] in ("zebra crossing", "okapi")
+
+
+@pytest.mark.local_model
 def test_too_long_prompt_raises_invalid_input(smol):
     long = [{"role": "user", "content": "Alice moved to Paris. " * 400}]  # > 1024 tokens
     with pytest.raises(InvalidInputError, match="context window"):
