@@ -137,3 +137,26 @@ def test_a_middle_tier_answer_is_not_thrown_away_for_a_weaker_full_pass() -> Non
 def test_a_yes_no_challenger_cannot_replace_a_concrete_answer() -> None:
     winner, why, _ = pick("Does Maya live in Porto?", ("fast", "Porto"), ("evidence", "Yes"))
     assert winner.source == "fast" and "yes/no answer cannot be checked" in why
+
+
+def test_an_answer_that_only_repeats_the_question_never_wins() -> None:
+    # "Maya" is held by every line, so it is "supported", and it says nothing
+    winner, why, _ = pick("Who carried the rings for Maya?", ("fast", "Biscuit"), ("evidence", "Maya"))
+    assert winner.source == "fast"
+    assert why == "evidence's answer only repeats words of the question; fast's stands"
+    # an either/or question is answered by one of its own words
+    winner, _, _ = pick("Did Maya move to Porto or Lisbon?", ("fast", "Biscuit"), ("evidence", "Porto"))
+    assert winner.source == "evidence"
+    # a word the question lacks makes it an answer
+    winner, _, _ = pick("Where did Maya move?", ("fast", "Lisbon"), ("evidence", "Maya moved to Porto"))
+    assert winner.source == "evidence"
+
+
+def test_echoes() -> None:
+    from dualmem.answering.deliberate.arbiter import echoes
+
+    assert echoes("jon", "What does Jon tell Gina he won't do?")
+    assert echoes("flood homes", "How did the flood impact the homes in John's old area?")
+    assert not echoes("quit", "What does Jon tell Gina he won't do?")
+    assert not echoes("cats", "Does she prefer cats or dogs?")
+    assert not echoes("yes", "Is Jon a dancer?")  # a bare yes/no has no words to repeat

@@ -13,6 +13,9 @@ word ("York") no line holds. The rules, in order:
   ("Biscuit" for "What is Maya's favourite film?");
 - a concrete, supported answer replaces a refusal;
 - two answers that agree keep the earlier one (nothing changed);
+- an answer that only repeats words of the question (outside an either/or question) never
+  wins: "jon" for "What does Jon tell Gina he won't do?" is held by any line about Jon,
+  and says nothing;
 - an unsupported challenger never wins;
 - for "now / still / latest" questions the answer held by the newest line wins;
 - otherwise a supported System 2 answer replaces the fast one: System 2 read focused
@@ -29,6 +32,7 @@ not thrown away for a weaker full-pass answer.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -37,7 +41,7 @@ from ...types import Candidate, Turn
 from ..gate.signals import _POLAR, Passage, agreement, looks_like_refusal, unasked
 from .base import evidence_line
 
-__all__ = ["SUPPORTED", "arbitrate", "supported_by"]
+__all__ = ["SUPPORTED", "arbitrate", "echoes", "supported_by"]
 
 SUPPORTED = 0.5  # at least half of an answer's words must be in the evidence
 
@@ -82,9 +86,22 @@ def _support(
     return (1.0 if found == words else sum(weight[w] for w in found) / total), newest
 
 
-def _beats(challenger: Candidate, holder: Candidate, current: bool, missing: list[str]) -> tuple[bool, str]:
+_EITHER = re.compile(r"\bor\b", re.I)
+
+
+def echoes(answer: str, question: str) -> bool:
+    """Whether every word of the answer is one of the question's (in a question that does not
+    offer a choice, where picking one of its words is the answer)."""
+    words = _words(answer)
+    return bool(words) and not _EITHER.search(question) and words <= _words(question)
+
+
+def _beats(
+    challenger: Candidate, holder: Candidate, current: bool, missing: list[str], echo: bool = False
+) -> tuple[bool, str]:
     """Whether `challenger` takes the win from `holder`, and why. `missing`: the question's
-    terms when no retrieved or selected line holds any of them."""
+    terms when no retrieved or selected line holds any of them; `echo`: the challenger only
+    repeats the question's words."""
     name, held = challenger.source, holder.source
     c_support, h_support = challenger.support or 0.0, holder.support or 0.0
     if looks_like_refusal(challenger.text):
@@ -106,6 +123,8 @@ def _beats(challenger: Candidate, holder: Candidate, current: bool, missing: lis
         return False, f"{name} agrees with {held}"
     if challenger.support is None:
         return False, f"{name}'s yes/no answer cannot be checked against the evidence; {held}'s stands"
+    if echo:
+        return False, f"{name}'s answer only repeats words of the question; {held}'s stands"
     if c_support < SUPPORTED:
         return False, f"{name}'s answer is not supported by its evidence ({c_support:.0%})"
     if current and holder.support is not None and h_support >= SUPPORTED:
@@ -138,7 +157,7 @@ def arbitrate(
     missing = unasked(question, lines) if lines else []
     winner, why = 0, "only one answer"
     for i, challenger in enumerate(weighed[1:], 1):
-        wins, why = _beats(challenger, weighed[winner], current, missing)
+        wins, why = _beats(challenger, weighed[winner], current, missing, echoes(challenger.text, question))
         if wins:
             winner = i
     return [c.model_copy(update={"won": i == winner}) for i, c in enumerate(weighed)], why
