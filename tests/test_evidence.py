@@ -282,9 +282,9 @@ def test_an_answer_read_from_a_line_the_selector_missed_is_supported(memory_with
     # the selector picks only the dog's lines; the answer comes from the best search hit, which
     # is read as insurance: a line it read holds the answer, so it is grounded and wins
     llm = ScriptedLLM(by_task={"answer": [confident("the lamp")], "deliberate.select": picking("Biscuit"),
-                               "deliberate.answer": ["sailing with Ines"]})
+                               "deliberate.answer": ["sailing yesterday"]})
     a = memory_with(llm).answer(QUESTION, user_id="maya", mode="full")
-    assert a.text == "sailing with Ines" and a.tier == "evidence"
+    assert a.text == "sailing yesterday" and a.tier == "evidence"
     fast, evidence = a.candidates
     assert evidence.support == 1.0 and evidence.won and not fast.won
     assert "s1t2" in a.evidence.turn_ids

@@ -114,6 +114,34 @@ async def test_ajson_retries_malformed_replies():
     assert all(c.json_mode for c in llm.calls)
 
 
+async def test_a_reply_cut_by_max_tokens_keeps_its_complete_items():
+    cut = ScriptedReply('{"facts": ["one", "two", "thr', finish_reason="length")
+    llm = ScriptedLLM(by_task={"extract": [cut, '{"facts": ["never asked"]}']})
+    parsed, usage = await llm.ajson(request("extract"), Facts)
+    assert parsed.facts == ["one", "two"] and usage.calls == 1
+    # the same text, not cut by max_tokens, is malformed and retried
+    llm = ScriptedLLM(by_task={"extract": ['{"facts": ["one", "two", "thr', '{"facts": ["retried"]}']})
+    assert (await llm.ajson(request("extract"), Facts))[0].facts == ["retried"]
+    # a cut reply without one finished item is retried too
+    llm = ScriptedLLM(by_task={"extract": [ScriptedReply('{"facts": ["on', finish_reason="length"),
+                                           '{"facts": ["retried"]}']})
+    assert (await llm.ajson(request("extract"), Facts))[0].facts == ["retried"]
+
+
+@pytest.mark.parametrize(("text", "whole"), [
+    ('{"facts": [{"text": "a", "turns": [1]}, {"text": "b", "tu', '{"facts": [{"text": "a", "turns": [1]}]}'),
+    ('{"facts": [{"text": "a ] } \\" ,", "turns": [1, 2', '{"facts": [{"text": "a ] } \\" ,", "turns": [1]}]}'),
+    ('{"lines": [3, 7, 1', '{"lines": [3, 7]}'),
+    ('{"facts": []}', None),  # complete: nothing to salvage
+    ('{"facts": [{"text": "a', None),
+    ("no json", None),
+])
+def test_complete_items(text, whole):
+    from dualmem.llm.base import complete_items
+
+    assert complete_items(text) == whole
+
+
 async def test_ajson_raises_after_its_retries():
     llm = ScriptedLLM(by_task={"extract": ["nope 1", "nope 2", "nope 3", '{"facts": []}']})
     with pytest.raises(LLMReplyError, match="after 3 tries") as info:

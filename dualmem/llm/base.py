@@ -11,6 +11,7 @@ import abc
 import asyncio
 import functools
 import json
+import logging
 import re
 import threading
 from collections import defaultdict
@@ -25,7 +26,9 @@ from ..redact import scrub
 from ..tokens import count_messages, count_tokens
 from ..types import TokenLogprob, Usage
 
-__all__ = ["BaseLLM", "ChatRequest", "Completion", "Numbers", "parse_json_reply", "reply_schema"]
+log = logging.getLogger("dualmem")
+
+__all__ = ["BaseLLM", "ChatRequest", "Completion", "Numbers", "complete_items", "parse_json_reply", "reply_schema"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -107,6 +110,16 @@ class BaseLLM(abc.ABC):
                 return parse_json_reply(completion.text, schema), usage
             except LLMReplyError as e:
                 last = e
+            if completion.finish_reason == "length" and (whole := complete_items(completion.text)):
+                # cut by max_tokens: the items written in full are kept, the one cut off is
+                # dropped (retrying would cost the same tokens and be cut at the same place)
+                try:
+                    reply = parse_json_reply(whole, schema)
+                except LLMReplyError:
+                    continue
+                log.warning("%s: reply for task %r cut by max_tokens; kept its complete items",
+                            self.name, request.task)
+                return reply, usage
         assert last is not None
         raise LLMReplyError(
             f"{self.name} gave no valid JSON for task {request.task!r} after {retries + 1} tries: {last}",
@@ -184,6 +197,41 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
 
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
+_CLOSE = {"{": "}", "[": "]"}
+
+
+def complete_items(text: str) -> str | None:
+    """A JSON reply cut off mid-way, up to the last array item written in full, with its open
+    brackets closed: '{"facts": [{"a": 1}, {"a"' -> '{"facts": [{"a": 1}]}'. None when no item
+    was finished."""
+    start = text.find("{")
+    if start < 0:
+        return None
+    stack: list[str] = []
+    cut: tuple[int, list[str]] | None = None
+    in_string = escaped = False
+    for i in range(start, len(text)):
+        c = text[i]
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (c == "\\", c != '"')
+            continue
+        if c == '"':
+            in_string = True
+        elif c == "," and stack and stack[-1] == "[":  # the item before it is whole
+            cut = (i, list(stack))
+        elif c in _CLOSE:
+            stack.append(c)
+        elif c in "}]":
+            if not stack or _CLOSE[stack.pop()] != c:
+                return None
+            if stack and stack[-1] == "[":  # an item of an array ends here
+                cut = (i + 1, list(stack))
+            elif not stack:
+                return None  # the whole reply was complete: nothing to salvage
+    if cut is None:
+        return None
+    end, open_ = cut
+    return text[start:end] + "".join(_CLOSE[b] for b in reversed(open_))
 
 
 def parse_json_reply(text: str, schema: type[M]) -> M:
