@@ -451,3 +451,22 @@ def test_extracted_index_with_the_raw_turn_baseline(data: Path, tmp_path: Path):
     # extracted facts keep the turn ids they came from, so evidence recall works on both
     assert "D1:1" in fast["retrieved"] and "D1:1" in rag["retrieved"]
     assert (out / "stores" / "conv-x" / "extract").is_dir() and (out / "stores" / "conv-x" / "raw").is_dir()
+
+
+async def test_malformed_rate_counts_cut_replies_and_what_is_kept_of_them():
+    from datetime import UTC, datetime
+
+    from dualmem.bench.extraction import malformed_rate
+    from dualmem.types import Turn
+
+    turns = [Turn(id=f"t{i}", speaker="Ana", text=f"I walked {i} km.", user_id="u",
+                  timestamp=datetime(2024, 5, 7, tzinfo=UTC)) for i in range(30)]
+    llm = ScriptedLLM(by_task={"extract": [
+        '{"facts": [{"text": "Ana walked.", "date": null, "turns": [1]}]}',
+        ScriptedReply('{"facts": [{"text": "Ana walked.", "date": null, "turns": [1]}, {"te',
+                      finish_reason="length"),
+        ScriptedReply('{"facts": [{"te', finish_reason="length"),
+    ]})
+    report = await malformed_rate(llm, turns, 3, schema=True)
+    assert report["calls"] == 3 and report["malformed"] == 2
+    assert report["cut_by_max_tokens"] == 2 and report["cut_but_complete_items_kept"] == 1
