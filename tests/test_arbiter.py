@@ -155,8 +155,8 @@ def test_an_answer_that_only_repeats_the_question_never_wins() -> None:
 def test_echoes() -> None:
     from dualmem.answering.deliberate.arbiter import echoes
 
-    assert echoes("jon", "What does Jon tell Gina he won't do?")
-    assert echoes("flood homes", "How did the flood impact the homes in John's old area?")
-    assert not echoes("quit", "What does Jon tell Gina he won't do?")
+    assert echoes("maya", "What does Maya promise Ines she will never do?")
+    assert echoes("storm gardens", "How did the storm damage the gardens on Ana's street?")
+    assert not echoes("skydiving", "What does Maya promise Ines she will never do?")
     assert not echoes("cats", "Does she prefer cats or dogs?")
-    assert not echoes("yes", "Is Jon a dancer?")  # a bare yes/no has no words to repeat
+    assert not echoes("yes", "Is Maya a runner?")  # a bare yes/no has no words to repeat

@@ -14,8 +14,8 @@ word ("York") no line holds. The rules, in order:
 - a concrete, supported answer replaces a refusal;
 - two answers that agree keep the earlier one (nothing changed);
 - an answer that only repeats words of the question (outside an either/or question) never
-  wins: "jon" for "What does Jon tell Gina he won't do?" is held by any line about Jon,
-  and says nothing;
+  wins: "Maya" for "What does Maya promise Ines she will never do?" is held by any line
+  about Maya, and says nothing;
 - an unsupported challenger never wins;
 - for "now / still / latest" questions the answer held by the newest line wins;
 - otherwise a supported System 2 answer replaces the fast one: System 2 read focused
