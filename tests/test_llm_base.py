@@ -129,8 +129,10 @@ async def test_a_reply_cut_by_max_tokens_keeps_its_complete_items():
 
 
 @pytest.mark.parametrize(("text", "whole"), [
-    ('{"facts": [{"text": "a", "turns": [1]}, {"text": "b", "tu', '{"facts": [{"text": "a", "turns": [1]}]}'),
-    ('{"facts": [{"text": "a ] } \\" ,", "turns": [1, 2', '{"facts": [{"text": "a ] } \\" ,", "turns": [1]}]}'),
+    ('{"facts": [{"text": "a", "turns": [1]}, {"text": "b", "tu',
+     '{"facts": [{"text": "a", "turns": [1]}]}'),
+    ('{"facts": [{"text": "a ] } \\" ,", "turns": [1, 2',
+     '{"facts": [{"text": "a ] } \\" ,", "turns": [1]}]}'),
     ('{"lines": [3, 7, 1', '{"lines": [3, 7]}'),
     ('{"facts": []}', None),  # complete: nothing to salvage
     ('{"facts": [{"text": "a', None),

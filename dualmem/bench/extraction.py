@@ -22,7 +22,7 @@ import typer
 from ..config import Config
 from ..errors import LLMReplyError
 from ..ingest.extract import ExtractReply
-from ..llm.base import BaseLLM, ChatRequest, complete_items, parse_json_reply, reply_schema
+from ..llm.base import BaseLLM, ChatRequest, parse_json_reply, reply_schema, salvage
 from ..memory import DualMemory
 from ..prompts import extract_messages
 from ..types import Turn
@@ -121,12 +121,7 @@ async def malformed_rate(llm: BaseLLM, turns: list[Turn], calls: int, *, schema:
         except LLMReplyError:
             bad, ok = bad + 1, False
             failures.append(completion.text[:300])
-            # what `ajson` keeps of a reply cut by max_tokens: its items written in full
-            whole = complete_items(completion.text) if completion.finish_reason == "length" else None
-            try:
-                kept += whole is not None and bool(parse_json_reply(whole, ExtractReply))
-            except LLMReplyError:
-                pass
+            kept += salvage(completion, ExtractReply) is not None  # what `ajson` keeps of it
         typer.echo(f"call {i} schema={schema} ok={ok} finish={completion.finish_reason} "
                    f"tokens={completion.usage.completion_tokens}", err=True)
     return {"calls": calls, "malformed": bad, "cut_by_max_tokens": cut,

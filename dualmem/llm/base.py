@@ -28,7 +28,10 @@ from ..types import TokenLogprob, Usage
 
 log = logging.getLogger("dualmem")
 
-__all__ = ["BaseLLM", "ChatRequest", "Completion", "Numbers", "complete_items", "parse_json_reply", "reply_schema"]
+__all__ = [
+    "BaseLLM", "ChatRequest", "Completion", "Numbers", "complete_items", "parse_json_reply", "reply_schema",
+    "salvage",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -110,13 +113,7 @@ class BaseLLM(abc.ABC):
                 return parse_json_reply(completion.text, schema), usage
             except LLMReplyError as e:
                 last = e
-            if completion.finish_reason == "length" and (whole := complete_items(completion.text)):
-                # cut by max_tokens: the items written in full are kept, the one cut off is
-                # dropped (retrying would cost the same tokens and be cut at the same place)
-                try:
-                    reply = parse_json_reply(whole, schema)
-                except LLMReplyError:
-                    continue
+            if (reply := salvage(completion, schema)) is not None:
                 log.warning("%s: reply for task %r cut by max_tokens; kept its complete items",
                             self.name, request.task)
                 return reply, usage
@@ -198,6 +195,18 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 _CLOSE = {"{": "}", "[": "]"}
+
+
+def salvage(completion: Completion, schema: type[M]) -> M | None:
+    """What is kept of a reply cut by max_tokens: its items written in full, the one cut off
+    dropped (retrying would cost the same tokens and be cut at the same place). None when the
+    reply was not cut, or holds no whole item that validates."""
+    if completion.finish_reason != "length" or (whole := complete_items(completion.text)) is None:
+        return None
+    try:
+        return parse_json_reply(whole, schema)
+    except LLMReplyError:
+        return None
 
 
 def complete_items(text: str) -> str | None:
