@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
@@ -245,3 +246,28 @@ def test_openai_model_auto_picks_the_single_served_model():
     several = OpenAILLM("auto", client=_Served(["a", "b"]), max_retries=0)
     with pytest.raises(ConfigError, match=r"serves 2: \['a', 'b'\]; set DUALMEM_MODEL"):
         several.complete(request())
+
+
+@pytest.mark.parametrize("reply", ["extract", "scan"])
+def test_the_longest_reply_of_facts_its_schema_allows_fits_its_token_budget(reply):
+    # the schema's bounds are what keeps a constrained reply from being cut mid-object: the
+    # most it allows (every fact at full length, a date and four turn numbers) must fit
+    from dualmem.answering.deliberate.scan import _FactsReply
+    from dualmem.ingest.extract import ExtractReply
+    from dualmem.llm.base import FACT_CHARS, FACTS_PER_REPLY, FACTS_REPLY_TOKENS, reply_schema
+    from dualmem.tokens import count_tokens
+
+    model = {"extract": ExtractReply, "scan": _FactsReply}[reply]
+    schema = reply_schema(model)
+    item = schema["properties"]["facts"]["items"]["properties"]
+    text_key = "text" if reply == "extract" else "fact"
+    assert item[text_key]["maxLength"] == FACT_CHARS
+    assert schema["properties"]["facts"]["maxItems"] == FACTS_PER_REPLY
+    words = "Caroline said the adoption agency in Seattle interviewed her on 12 May 2023 for twins "
+    text = (words * 3)[:FACT_CHARS]
+    fact = ({"text": text, "date": "2023-05-12", "turns": [10, 11, 12, 13]} if reply == "extract"
+            else {"fact": text, "score": 0.95, "turns": [10, 11, 12, 13]})
+    longest = json.dumps({"facts": [fact] * FACTS_PER_REPLY})
+    # 10% slack: local models' tokenizers are not cl100k
+    assert count_tokens(longest) * 1.1 <= FACTS_REPLY_TOKENS
+    assert model.model_validate_json(longest).facts[0]

@@ -262,19 +262,24 @@ def test_structured_replies_are_decoded_under_their_schema(smol, reply):
 
 
 @pytest.mark.local_model
-@pytest.mark.parametrize("reply", ["extract", "forced"])
+@pytest.mark.parametrize("reply", ["extract", "forced", "bounded"])
 def test_grammar_first_sampling_writes_what_the_grammar_chain_writes(smol, reply):
     # the best raw token is checked against the grammar first, and the whole vocabulary only
     # when it is refused: greedy decoding must give exactly the tokens of llama.cpp's own chain
-    # ("forced" makes the grammar refuse what the model wants to write, the slow path)
+    # ("forced" makes the grammar refuse what the model wants to write, the slow path;
+    # "bounded" cuts a string at maxLength, as the facts' schemas do)
     from llama_cpp import Llama, LlamaGrammar
 
     from dualmem.ingest.extract import ExtractReply
     from dualmem.llm.base import reply_schema
 
-    schema = reply_schema(ExtractReply) if reply == "extract" else {
-        "type": "object", "properties": {"animal": {"enum": ["zebra crossing", "okapi"]}},
-        "required": ["animal"]}
+    schema = {
+        "extract": reply_schema(ExtractReply),
+        "forced": {"type": "object", "properties": {"animal": {"enum": ["zebra crossing", "okapi"]}},
+                   "required": ["animal"]},
+        "bounded": {"type": "object", "properties": {"story": {"type": "string", "maxLength": 12}},
+                    "required": ["story"]},
+    }[reply]
     messages = [{"role": "system", "content": "Reply with JSON."},
                 {"role": "user", "content": "Alice moved to Paris on 2021-03-01. She has a dog."}]
     ref = Llama(model_path=str(models.resolve_model(models.SMOLLM2)), n_ctx=1024,
@@ -288,6 +293,8 @@ def test_grammar_first_sampling_writes_what_the_grammar_chain_writes(smol, reply
     assert c.usage.completion_tokens == expected["usage"]["completion_tokens"]
     if reply == "forced":
         assert json.loads(c.text)["animal"] in ("zebra crossing", "okapi")
+    if reply == "bounded":
+        assert 0 < len(json.loads(c.text)["story"]) <= 12
 
 
 @pytest.mark.local_model

@@ -22,7 +22,7 @@ import typer
 from ..config import Config
 from ..errors import LLMReplyError
 from ..ingest.extract import ExtractReply
-from ..llm.base import BaseLLM, ChatRequest, parse_json_reply, reply_schema, salvage
+from ..llm.base import FACTS_REPLY_TOKENS, BaseLLM, ChatRequest, parse_json_reply, reply_schema, salvage
 from ..memory import DualMemory
 from ..prompts import extract_messages
 from ..types import Turn
@@ -109,7 +109,7 @@ async def malformed_rate(llm: BaseLLM, turns: list[Turn], calls: int, *, schema:
         chunk = turns[i * batch : (i + 1) * batch]
         if not chunk:
             break
-        request = ChatRequest(task="extract", max_tokens=512, json_mode=True,
+        request = ChatRequest(task="extract", max_tokens=FACTS_REPLY_TOKENS, json_mode=True,
                               messages=extract_messages([t.render() for t in chunk], [], []))
         if schema:
             request = request.model_copy(update={"json_schema": reply_schema(ExtractReply)})

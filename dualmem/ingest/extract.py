@@ -36,14 +36,14 @@ from pydantic import BaseModel, Field, field_validator
 
 from ..config import ExtractionConfig
 from ..index.base import MemoryIndex
-from ..llm.base import BaseLLM, ChatRequest, Numbers
+from ..llm.base import FACTS_PER_REPLY, FACTS_REPLY_TOKENS, BaseLLM, ChatRequest, FactText, Numbers
 from ..prompts import extract_messages, is_instruction, reconcile_messages
 from ..tasks import Task
 from ..text import dated, tokenize
 from ..tokens import fit_lines, line_budget
 from ..types import Memory, Scope, Turn, Usage
 
-__all__ = ["ExtractionResult", "Extractor", "raw_memories"]
+__all__ = ["ExtractReply", "ExtractionResult", "Extractor", "raw_memories"]
 
 # In a mixed index the raw turns nearest a batch or a fact (its own source turns first) come
 # before the facts; this many extra results leave room for them, then they are dropped.
@@ -52,12 +52,8 @@ RAW_HEADROOM = 50
 log = logging.getLogger("dualmem")
 
 
-# The json_schema_extra bounds only shape constrained decoding (a reply that fits max_tokens
-# instead of one cut mid-object); validation stays lenient for backends that ignore them.
-# No maxLength: llama.cpp nests one grammar group per allowed character, and sampling under
-# a 240-deep nest was many times slower than the whole reply.
 class _Fact(BaseModel):
-    text: str = Field(min_length=1)
+    text: FactText
     date: str | None = Field(None, json_schema_extra={
         "anyOf": [{"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}, {"type": "null"}]})
     turns: Numbers = Field(default_factory=list, json_schema_extra={"maxItems": 4})
@@ -79,7 +75,8 @@ class _Fact(BaseModel):
 
 
 class ExtractReply(BaseModel):
-    facts: list[_Fact] = Field(json_schema_extra={"maxItems": 12})
+    # bounded for constrained decoding (`llm.base.FACTS_PER_REPLY`); validation stays lenient
+    facts: list[_Fact] = Field(json_schema_extra={"maxItems": FACTS_PER_REPLY})
 
 
 class _Action(BaseModel):
@@ -172,13 +169,13 @@ class Extractor:
         known = [m for m in found if not m.is_raw][: self.config.known_memories]
         new, old = [t.render() for t in batch], [t.render() for t in recent]
         # cut over-long lines so the prompt fits the model (the history keeps the full text)
-        lines = fit_lines(new + old + [m.render() for m in known],
-                          line_budget(self.llm.context_tokens, 512, extract_messages([], [], [])))
+        budget = line_budget(self.llm.context_tokens, FACTS_REPLY_TOKENS, extract_messages([], [], []))
+        lines = fit_lines(new + old + [m.render() for m in known], budget)
         request = ChatRequest(
             task=Task.EXTRACT,
             messages=extract_messages(lines[: len(new)], lines[len(new) : len(new) + len(old)],
                                       lines[len(new) + len(old) :]),
-            max_tokens=512,
+            max_tokens=FACTS_REPLY_TOKENS,
         )
         reply, usage = await self.llm.ajson(request, ExtractReply, retries=self.config.reply_retries)
         result.usage = result.usage + usage

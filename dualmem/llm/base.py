@@ -29,8 +29,8 @@ from ..types import TokenLogprob, Usage
 log = logging.getLogger("dualmem")
 
 __all__ = [
-    "BaseLLM", "ChatRequest", "Completion", "Numbers", "complete_items", "parse_json_reply", "reply_schema",
-    "salvage",
+    "FACT_CHARS", "FACTS_PER_REPLY", "FACTS_REPLY_TOKENS", "BaseLLM", "ChatRequest", "Completion",
+    "FactText", "Numbers", "complete_items", "parse_json_reply", "reply_schema", "salvage",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -163,6 +163,17 @@ def _numbers(value: Any) -> list[int]:
 
 #: a list of message numbers in a model's JSON reply, read leniently
 Numbers = Annotated[list[int], BeforeValidator(_numbers)]
+
+#: Bounds on a reply of facts, for constrained decoding only (validation stays lenient for
+#: backends that ignore them): FACTS_PER_REPLY facts of at most FACT_CHARS characters fit in
+#: FACTS_REPLY_TOKENS, so the reply is not cut mid-object. Unbounded, the local 0.5B model
+#: pasted whole turns as "facts" until max_tokens in 5 of 20 extraction replies. (maxLength
+#: nests one grammar group per character: affordable since `LocalLLM` asks the grammar about
+#: one token at a time, and runs it over the vocabulary only where the bound bites.)
+FACT_CHARS = 120
+FACTS_PER_REPLY = 8
+FACTS_REPLY_TOKENS = 576
+FactText = Annotated[str, Field(min_length=1, json_schema_extra={"maxLength": FACT_CHARS})]
 
 @functools.cache
 def _schema(model: type[BaseModel]) -> str:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from ...config import DeliberationConfig
 from ...errors import ConfigError, LLMReplyError
-from ...llm.base import BaseLLM, ChatRequest, Numbers
+from ...llm.base import FACTS_PER_REPLY, BaseLLM, ChatRequest, FactText, Numbers
 from ...prompts import facts_messages, filter_messages
 from ...tasks import Task
 from ...text import human_day, tokenize
@@ -32,9 +32,9 @@ _DEFAULTS = DeliberationConfig()
 
 
 class _ChunkFact(BaseModel):
-    fact: str = Field(min_length=1)
+    fact: FactText
     score: float = 0
-    turns: Numbers = Field(default_factory=list)
+    turns: Numbers = Field(default_factory=list, json_schema_extra={"maxItems": 4})
 
     @field_validator("score", mode="before")
     @classmethod
@@ -46,8 +46,9 @@ class _ChunkFact(BaseModel):
 
 
 class _FactsReply(BaseModel):
-    # bounds constrained decoding only (a reply that fits max_tokens); validation stays lenient
-    facts: list[_ChunkFact] = Field(json_schema_extra={"maxItems": 12})
+    # bounds constrained decoding only (a reply that fits max_tokens, as extraction's does);
+    # validation stays lenient
+    facts: list[_ChunkFact] = Field(json_schema_extra={"maxItems": FACTS_PER_REPLY})
 
 
 class _FilterReply(BaseModel):
