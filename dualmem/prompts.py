@@ -180,7 +180,7 @@ RECONCILE_SYSTEM = (
     "similar to it. " + DATA_RULE + "\nDecide one event per new fact:\n"
     "- ADD: the fact is new information; existing memories stay true.\n"
     "- UPDATE: the fact changes, refines or corrects an existing memory (a move, a new job, "
-    "a changed taste, a correction); give its id and the merged text. The old memory is kept "
+    "a changed taste, a correction); give its id (such as m1) and the merged text. The old memory is kept "
     "as history.\n"
     "- DELETE: the fact shows an existing memory is no longer true; give its id.\n"
     "- NOOP: the fact is already known.\n"
@@ -190,7 +190,7 @@ RECONCILE_SYSTEM = (
 
 
 def reconcile_messages(candidates: Sequence[tuple[str, Sequence[tuple[str, str]]]]) -> list[dict]:
-    """candidates: (new fact, [(memory id, memory text), ...]) pairs."""
+    """candidates: (new fact, [(memory handle, memory text), ...]) pairs."""
     blocks = []
     for i, (fact, neighbours) in enumerate(candidates, 1):
         existing = [json.dumps({"id": mid, "text": text}, ensure_ascii=False) for mid, text in neighbours]

@@ -248,26 +248,29 @@ def test_openai_model_auto_picks_the_single_served_model():
         several.complete(request())
 
 
-@pytest.mark.parametrize("reply", ["extract", "scan"])
+@pytest.mark.parametrize("reply", ["extract", "scan", "reconcile"])
 def test_the_longest_reply_of_facts_its_schema_allows_fits_its_token_budget(reply):
     # the schema's bounds are what keeps a constrained reply from being cut mid-object: the
     # most it allows (every fact at full length, a date and four turn numbers) must fit
     from dualmem.answering.deliberate.scan import _FactsReply
-    from dualmem.ingest.extract import ExtractReply
+    from dualmem.ingest.extract import ExtractReply, ReconcileReply
     from dualmem.llm.base import FACT_CHARS, FACTS_PER_REPLY, FACTS_REPLY_TOKENS, reply_schema
     from dualmem.tokens import count_tokens
 
-    model = {"extract": ExtractReply, "scan": _FactsReply}[reply]
+    model = {"extract": ExtractReply, "scan": _FactsReply, "reconcile": ReconcileReply}[reply]
+    key = "actions" if reply == "reconcile" else "facts"
     schema = reply_schema(model)
-    item = schema["properties"]["facts"]["items"]["properties"]
-    text_key = "text" if reply == "extract" else "fact"
-    assert item[text_key]["maxLength"] == FACT_CHARS
-    assert schema["properties"]["facts"]["maxItems"] == FACTS_PER_REPLY
+    assert schema["properties"][key]["maxItems"] == FACTS_PER_REPLY
+    assert str(FACT_CHARS) in json.dumps(schema["properties"][key]["items"])  # the text's maxLength
     words = "Caroline said the adoption agency in Seattle interviewed her on 12 May 2023 for twins "
     text = (words * 3)[:FACT_CHARS]
-    fact = ({"text": text, "date": "2023-05-12", "turns": [10, 11, 12, 13]} if reply == "extract"
-            else {"fact": text, "score": 0.95, "turns": [10, 11, 12, 13]})
-    longest = json.dumps({"facts": [fact] * FACTS_PER_REPLY})
+    item = {
+        "extract": {"text": text, "date": "2023-05-12", "turns": [10, 11, 12, 13]},
+        "scan": {"fact": text, "score": 0.95, "turns": [10, 11, 12, 13]},
+        "reconcile": {"fact": 8, "event": "UPDATE", "id": "m24",
+                      "text": text},
+    }[reply]
+    longest = json.dumps({key: [item] * FACTS_PER_REPLY})
     # 10% slack: local models' tokenizers are not cl100k
     assert count_tokens(longest) * 1.1 <= FACTS_REPLY_TOKENS
-    assert model.model_validate_json(longest).facts[0]
+    assert len(getattr(model.model_validate_json(longest), key)) == FACTS_PER_REPLY

@@ -67,5 +67,5 @@ def test_many_raw_turns_do_not_hide_the_fact_to_reconcile(tmp_path):
                 for i in range(40)], user_id="maya", extract=False)
     memory.add({"content": "We moved to Porto!", "id": "t1"}, user_id="maya")
     [reconcile] = llm.calls_for("reconcile")
-    assert lisbon.id in reconcile.messages[-1]["content"]
+    assert lisbon.text in reconcile.messages[-1]["content"]
     assert memory.get(lisbon.id, user_id="maya").metadata["valid_to"]

@@ -82,8 +82,10 @@ class ExtractReply(BaseModel):
 class _Action(BaseModel):
     fact: int
     event: Literal["ADD", "UPDATE", "DELETE", "NOOP"]
-    id: str | None = None
-    text: str | None = None
+    # a handle the prompt shows ("m2"); bounded for constrained decoding only
+    id: str | None = Field(None, json_schema_extra={
+        "anyOf": [{"type": "string", "maxLength": 8}, {"type": "null"}]})
+    text: FactText | None = None
 
     @field_validator("event", mode="before")
     @classmethod
@@ -92,7 +94,8 @@ class _Action(BaseModel):
 
 
 class ReconcileReply(BaseModel):
-    actions: list[_Action] = Field(json_schema_extra={"maxItems": 12})
+    # one action per new fact, bounded like the facts themselves, so the reply fits
+    actions: list[_Action] = Field(json_schema_extra={"maxItems": FACTS_PER_REPLY})
 
 
 @dataclass
@@ -201,18 +204,25 @@ class Extractor:
                 actions[i] = _Action(fact=i + 1, event="NOOP", id=same.id)
         contested = [i for i, ns in enumerate(close) if ns and i not in actions]
         if contested:
+            # the model names a memory by a short handle ("m2"), not by its id: a uuid costs ~37
+            # tokens to copy, and a small model copies it wrong
+            handles: dict[str, str] = {}  # memory id -> handle
+            for m in (m for i in contested for m in close[i]):
+                handles.setdefault(m.id, f"m{len(handles) + 1}")
             request = ChatRequest(
                 task=Task.RECONCILE,
                 messages=reconcile_messages(
-                    [(facts[i].text, [(m.id, m.render()) for m in close[i]]) for i in contested]
+                    [(facts[i].text, [(handles[m.id], m.render()) for m in close[i]]) for i in contested]
                 ),
-                max_tokens=384,
+                max_tokens=FACTS_REPLY_TOKENS,
             )
             reply_r, usage = await self.llm.ajson(request, ReconcileReply, retries=self.config.reply_retries)
             result.usage = result.usage + usage
+            ids = {h: mid for mid, h in handles.items()}
             for a in reply_r.actions:
                 if 1 <= a.fact <= len(contested):
-                    actions[contested[a.fact - 1]] = a
+                    # an unknown handle stays as written, matches no neighbour and is refused
+                    actions[contested[a.fact - 1]] = a.model_copy(update={"id": ids.get(a.id, a.id)})
         await self._apply(batch, facts, close, actions, result)
 
     async def _apply(self, batch: list[Turn], facts: list[_Fact], close: list[list[Memory]],
