@@ -22,7 +22,8 @@ ALICE, BOB = Scope(user_id="alice"), Scope(user_id="bob")
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 TEXTS = [
     "Alice drinks green tea every morning.",
-    "Alice moved to Paris in 2021. She found a flat near the river.",
+    "Alice moved to Paris in 2021 for a job at the museum. She found a small flat near the "
+    "river, with a balcony where she grows tomatoes and basil.",
     "Alice adopted a beagle named Rex.",
     "Alice works as a nurse at the city hospital.",
     "Order 7F3A-22 shipped on Tuesday.",

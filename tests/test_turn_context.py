@@ -13,7 +13,7 @@ from dualmem import DualMemory
 from dualmem.embed import MiniLMEmbedding
 from dualmem.index import ChromaMemoryIndex
 from dualmem.index.lexical import FOLLOWED_SHARE, FOLLOWER_SHARE, LexicalCache, Neighbours
-from dualmem.index.passages import passages
+from dualmem.index.passages import MIN_WORDS, passages
 from dualmem.ingest.extract import raw_memories
 from dualmem.testing import ScriptedLLM
 from dualmem.types import Memory, Scope, Turn
@@ -35,17 +35,32 @@ def memory(id_: str, text: str, **kw) -> Memory:
 # ------------------------------------------------------------------------- sentence passages
 
 
+MOVED = ("We finally moved to the old harbour district last week after months of searching. "
+         "The new flat has a balcony that looks over the boats! Want to visit us soon?")
+NOTE = ("Note: Ana moved to the harbour district with her partner and their two cats. "
+        "She has a balcony over the boats and a small garden for herbs.")
+
+
 def test_a_raw_turn_of_several_sentences_yields_one_dated_passage_per_sentence():
-    [raw] = raw_memories([turn("t1", "We moved last week. The new flat has a balcony! Want to visit?")])
+    [raw] = raw_memories([turn("t1", MOVED)])
     assert passages(raw) == [
-        "[7 May 2024] Ana: We moved last week.",
-        "[7 May 2024] Ana: The new flat has a balcony!",
-        "[7 May 2024] Ana: Want to visit?",
+        "[7 May 2024] Ana: We finally moved to the old harbour district last week after months of searching.",
+        "[7 May 2024] Ana: The new flat has a balcony that looks over the boats!",
+        "[7 May 2024] Ana: Want to visit us soon?",
     ]
     # a fact has no speaker label, even with a colon in it; one sentence needs no passage
-    fact = memory("f1", "Note: Ana moved. She has a balcony.")
-    assert passages(fact) == ["Note: Ana moved.", "She has a balcony."]
+    assert passages(memory("f1", NOTE)) == [
+        "Note: Ana moved to the harbour district with her partner and their two cats.",
+        "She has a balcony over the boats and a small garden for herbs."]
     assert passages(memory("f2", "Ana moved in May 2024.")) == []
+
+
+def test_a_short_memory_of_several_sentences_keeps_one_vector():
+    # short sentences ("Wow! That's great.") are generic texts that sit near many queries
+    short = "Wow! That's great. We moved last week. The new flat has a balcony!"
+    assert len(short.split()) <= MIN_WORDS < len(MOVED.split())
+    assert passages(memory("f3", short)) == []
+    assert passages(raw_memories([turn("t2", short)])[0]) == []
 
 
 @pytest.fixture
@@ -54,8 +69,8 @@ def index(tmp_path) -> ChromaMemoryIndex:
 
 
 def test_dense_search_ranks_a_memory_by_its_best_sentence(index):
-    long = memory("long", "The weather was grey all week. We repainted the kitchen in yellow. "
-                          "My cousin called about the wedding plans.")
+    long = memory("long", "The weather was grey and cold all week long in the city. We repainted the "
+                          "kitchen in yellow. My cousin called about the wedding plans for next summer.")
     index.upsert([long, memory("short", "The bakery opened a new shop downtown.")])
     dense = copy.copy(index)  # the same stores, searched without BM25
     dense.hybrid = False
@@ -81,10 +96,11 @@ def test_each_text_is_embedded_once(tmp_path):
             return super().__call__(input)
 
     index = ChromaMemoryIndex(tmp_path / "chroma", embedding_function=Counting())
-    long, short = memory("long", "One thing. Another thing."), memory("short", "Just one thing.")
+    long, short = memory("long", NOTE), memory("short", "Just one thing. And another.")
     index.upsert([long, short])
-    # a memory of several sentences by its sentences only (its own vector is their mean)
-    assert sorted(seen) == sorted([*passages(long), short.render()])
+    # a memory of several sentences by its sentences only (its own vector is their mean); a
+    # short one, sentences or not, by its whole text
+    assert sorted(seen) == sorted([*passages(long), short.render()]) and len(passages(long)) == 2
 
 
 def sentence_ids(index: ChromaMemoryIndex) -> list[str]:
@@ -93,9 +109,12 @@ def sentence_ids(index: ChromaMemoryIndex) -> list[str]:
 
 
 def test_passages_follow_rewrites_and_deletes(index):
-    index.upsert([memory("a", "One. Two. Three."), memory("b", "Four. Five.")])
+    one, two, three = ("One long sentence about the garden and the roses by the old gate.",
+                       "Two long sentences about the river and the boats on a sunny day.",
+                       "Three short words.")
+    index.upsert([memory("a", f"{one} {two} {three}"), memory("b", f"{two} {one}")])
     assert sentence_ids(index) == ["a#0", "a#1", "a#2", "b#0", "b#1"]
-    index.upsert([memory("a", "One. Two.")])  # a rewrite with fewer sentences drops the third
+    index.upsert([memory("a", f"{one} {two}")])  # a rewrite with fewer sentences drops the third
     assert sentence_ids(index) == ["a#0", "a#1", "b#0", "b#1"]
     index.delete(["b"], ALICE)
     assert sentence_ids(index) == ["a#0", "a#1"]
