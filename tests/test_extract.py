@@ -332,3 +332,16 @@ def test_malformed_reconciliation_is_reported_and_changes_nothing(make):
     assert len(llm.calls_for("reconcile")) == 1 + REPLY_RETRIES
     assert memory.get_all(user_id="alice") == [old.model_copy(update={"score": None})]
     assert len(memory.history(user_id="alice")) == 2
+
+
+def test_a_reconcile_reply_with_an_empty_text_is_still_read():
+    # the schema bounds the merged text's length for constrained decoding; validation stays
+    # lenient, as backends that ignore the schema write "" for an ADD
+    from dualmem.ingest.extract import ReconcileReply
+
+    reply = ReconcileReply.model_validate_json(
+        '{"actions": [{"fact": 1, "event": "add", "id": null, "text": ""}]}')
+    assert reply.actions[0].event == "ADD" and reply.actions[0].text == ""
+    long = "x" * 500
+    assert ReconcileReply.model_validate_json(json.dumps({"actions": [{"fact": 1, "event": "UPDATE",
+                                                                       "id": "m1", "text": long}]}))

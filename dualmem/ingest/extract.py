@@ -36,7 +36,15 @@ from pydantic import BaseModel, Field, field_validator
 
 from ..config import ExtractionConfig
 from ..index.base import MemoryIndex
-from ..llm.base import FACTS_PER_REPLY, FACTS_REPLY_TOKENS, BaseLLM, ChatRequest, FactText, Numbers
+from ..llm.base import (
+    FACT_CHARS,
+    FACTS_PER_REPLY,
+    FACTS_REPLY_TOKENS,
+    BaseLLM,
+    ChatRequest,
+    FactText,
+    Numbers,
+)
 from ..prompts import extract_messages, is_instruction, reconcile_messages
 from ..tasks import Task
 from ..text import dated, tokenize
@@ -82,10 +90,12 @@ class ExtractReply(BaseModel):
 class _Action(BaseModel):
     fact: int
     event: Literal["ADD", "UPDATE", "DELETE", "NOOP"]
-    # a handle the prompt shows ("m2"); bounded for constrained decoding only
+    # a handle the prompt shows ("m2") and a merged text: bounded for constrained decoding only
+    # (an empty text for an ADD stays valid)
     id: str | None = Field(None, json_schema_extra={
         "anyOf": [{"type": "string", "maxLength": 8}, {"type": "null"}]})
-    text: FactText | None = None
+    text: str | None = Field(None, json_schema_extra={
+        "anyOf": [{"type": "string", "maxLength": FACT_CHARS}, {"type": "null"}]})
 
     @field_validator("event", mode="before")
     @classmethod

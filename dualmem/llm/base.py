@@ -175,6 +175,7 @@ FACTS_PER_REPLY = 8
 FACTS_REPLY_TOKENS = 576
 FactText = Annotated[str, Field(min_length=1, json_schema_extra={"maxLength": FACT_CHARS})]
 
+
 @functools.cache
 def _schema(model: type[BaseModel]) -> str:
     return json.dumps(_inline(model.model_json_schema(), model.model_json_schema().get("$defs", {})))
