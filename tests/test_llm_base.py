@@ -262,7 +262,7 @@ def test_the_longest_reply_of_facts_its_schema_allows_fits_its_token_budget(repl
     schema = reply_schema(model)
     assert schema["properties"][key]["maxItems"] == FACTS_PER_REPLY
     assert str(FACT_CHARS) in json.dumps(schema["properties"][key]["items"])  # the text's maxLength
-    words = "Caroline said the adoption agency in Seattle interviewed her on 12 May 2023 for twins "
+    words = "Ines said the bakery on Rua Nova interviewed her on 12 May 2023 for the head baker job "
     text = (words * 3)[:FACT_CHARS]
     item = {
         "extract": {"text": text, "date": "2023-05-12", "turns": [10, 11, 12, 13]},
