@@ -60,10 +60,15 @@ RAW_HEADROOM = 50
 log = logging.getLogger("dualmem")
 
 
+def _nullable(**bounds: object) -> dict[str, object]:
+    """The schema of an optional string, its bounds inside the string's branch (llama.cpp's
+    grammar ignores bounds written beside an anyOf); for constrained decoding only."""
+    return {"anyOf": [{"type": "string", **bounds}, {"type": "null"}]}
+
+
 class _Fact(BaseModel):
     text: FactText
-    date: str | None = Field(None, json_schema_extra={
-        "anyOf": [{"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}, {"type": "null"}]})
+    date: str | None = Field(None, json_schema_extra=_nullable(pattern="^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))
     turns: Numbers = Field(default_factory=list, json_schema_extra={"maxItems": 4})
 
     @field_validator("date", mode="before")
@@ -92,10 +97,8 @@ class _Action(BaseModel):
     event: Literal["ADD", "UPDATE", "DELETE", "NOOP"]
     # a handle the prompt shows ("m2") and a merged text: bounded for constrained decoding only
     # (an empty text for an ADD stays valid)
-    id: str | None = Field(None, json_schema_extra={
-        "anyOf": [{"type": "string", "maxLength": 8}, {"type": "null"}]})
-    text: str | None = Field(None, json_schema_extra={
-        "anyOf": [{"type": "string", "maxLength": FACT_CHARS}, {"type": "null"}]})
+    id: str | None = Field(None, json_schema_extra=_nullable(maxLength=8))
+    text: str | None = Field(None, json_schema_extra=_nullable(maxLength=FACT_CHARS))
 
     @field_validator("event", mode="before")
     @classmethod
@@ -217,8 +220,9 @@ class Extractor:
             # the model names a memory by a short handle ("m2"), not by its id: a uuid costs ~37
             # tokens to copy, and a small model copies it wrong
             handles: dict[str, str] = {}  # memory id -> handle
-            for m in (m for i in contested for m in close[i]):
-                handles.setdefault(m.id, f"m{len(handles) + 1}")
+            for i in contested:
+                for m in close[i]:
+                    handles.setdefault(m.id, f"m{len(handles) + 1}")
             request = ChatRequest(
                 task=Task.RECONCILE,
                 messages=reconcile_messages(
