@@ -22,6 +22,7 @@ from ..config import SMALL_PARTITION_LIMIT
 from ..errors import DualMemError, StorageError
 from ..text import human_date
 from ..types import Memory, Scope
+from .focus import focus
 from .lexical import LexicalCache, promote, rrf_scores
 from .passages import passage_ids, passages
 from .small import SmallCollection, SmallStore
@@ -86,6 +87,8 @@ def _to_metadata(m: Memory) -> dict[str, Any]:
         value = getattr(m, key)
         if value is not None:  # chroma metadata values cannot be None
             meta[key] = value
+    if m.is_raw and (speaker := m.text.partition(": ")[0]) != m.text:  # a raw turn reads "speaker: text"
+        meta["speaker"] = speaker  # for `focus`
     return meta
 
 
@@ -348,6 +351,7 @@ class ChromaMemoryIndex:
                 count=count, seen=list(cosine),
             )
             fused = rrf_scores([dense, lexical.ranked])
+            fused = focus(fused, self._lexical.metadata(scope.partition, list(fused)), query)
             ranked = promote(sorted(fused, key=lambda i: -fused[i]), lexical.exact)
             # the score the order follows: each rare identifier held outranks any fusion score (< 1)
             # (a holder promoted from outside both candidate lists has no fusion score)

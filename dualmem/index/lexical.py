@@ -306,6 +306,15 @@ class LexicalCache:
                 entry.remove(id_)
             self._compact(partition, entry)
 
+    def metadata(self, partition: str, ids: Sequence[str]) -> dict[str, dict]:
+        """The metadata of those of `ids` the partition's index holds (after a search, all of
+        the ones it found)."""
+        with self._lock:
+            entry = self._entries.get(partition)
+            if entry is None:
+                return {}
+            return {i: meta for i in ids if (n := entry.slot.get(i)) is not None and (meta := entry.metas[n])}
+
     def _compact(self, partition: str, entry: _Entry) -> None:
         # removed slots still cost a float per query each: once they outnumber the live
         # documents, the next search rebuilds (amortised O(1) per change)
