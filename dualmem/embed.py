@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from chromadb.utils.embedding_functions import register_embedding_function
 
 from .errors import ModelNotFoundError
 
-__all__ = ["MiniLMEmbedding", "OpenAIEmbedding", "make_embedding"]
+__all__ = ["MiniLMEmbedding", "OpenAIEmbedding", "embed_prefixed", "make_embedding"]
 
 _TOKENIZER = Path(__file__).parent / "_assets" / "minilm-tokenizer.json"
 BATCH_TOKENS = 512  # padded tokens per ONNX call; see MiniLMEmbedding._batches
@@ -65,10 +66,28 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
         return cls._session, cls._tokenizer
 
     def __call__(self, input: Documents) -> Embeddings:
+        return [_unit(v) for v in self._sums(list(input))]
+
+    def prefixed(self, texts: Sequence[tuple[str, str]]) -> list[np.ndarray]:
+        """Vectors of (prefix, body) texts: each distinct prefix is embedded once, and its
+        token states' sum is added to each body's. Mean pooling makes a text's vector the
+        normalised sum of its token states, so this reads a body as if it followed its prefix,
+        without embedding the prefix again with every sentence of a turn."""
+        prefixes = list(dict.fromkeys(p for p, _ in texts if p))
+        # the joined text has one [CLS] and one [SEP]: the prefix's [CLS], the body's [SEP]
+        of = dict(zip(prefixes, self._sums(prefixes, skip_last=True), strict=True))
+        whole = iter(self._sums([b for p, b in texts if not p]))
+        after = iter(self._sums([b for p, b in texts if p], skip_first=True))
+        return [_unit(next(after) + of[p]) if p else _unit(next(whole)) for p, _ in texts]
+
+    def _sums(
+        self, texts: list[str], *, skip_first: bool = False, skip_last: bool = False
+    ) -> list[np.ndarray]:
+        """Each text's token states summed over its tokens (unnormalised mean pooling),
+        without its [CLS] (`skip_first`) or its [SEP] (`skip_last`)."""
         session, tok = self._load(self.max_length)
-        texts = list(input)
         enc = tok.encode_batch(texts)
-        vectors: list[np.ndarray] = [np.empty(0)] * len(texts)
+        sums: list[np.ndarray] = [np.empty(0)] * len(texts)
         lengths = [sum(e.attention_mask) for e in enc]
         for idx in self._batches(lengths):
             width = lengths[idx[-1]]  # a batch is sorted by length: its last text is the longest
@@ -78,12 +97,14 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
                 None,
                 {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
             )[0]
-            m = mask[..., None].astype(np.float32)
-            pooled = (hidden * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
-            pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
-            for row, i in zip(pooled, idx, strict=True):
-                vectors[i] = row.astype(np.float32)
-        return vectors
+            pool = mask.copy()
+            if skip_last:
+                pool[np.arange(len(idx)), mask.sum(1) - 1] = 0
+            if skip_first:
+                pool[:, 0] = 0
+            for row, i in zip((hidden * pool[..., None]).sum(1), idx, strict=True):
+                sums[i] = row.astype(np.float32)
+        return sums
 
     def _batches(self, lengths: list[int]) -> list[list[int]]:
         """Texts sorted by length, cut into batches of at most `batch_size` texts and
@@ -142,6 +163,19 @@ class OpenAIEmbedding(EmbeddingFunction[Documents]):
 
     def is_legacy(self) -> bool:
         return False
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / max(float(np.linalg.norm(vector)), 1e-12)
+
+
+def embed_prefixed(function: Any, texts: Sequence[tuple[str, str]]) -> list[np.ndarray]:
+    """Vectors of `prefix + " " + body` for (prefix, body) pairs ("" for no prefix): MiniLM
+    embeds each prefix once (`MiniLMEmbedding.prefixed`), any other function the joined text."""
+    if isinstance(function, MiniLMEmbedding):
+        return function.prefixed(texts)
+    joined = [f"{p} {b}" if p else b for p, b in texts]
+    return [np.asarray(v, dtype=np.float32) for v in function(joined)] if joined else []
 
 
 def make_embedding(kind: str, model: str | None = None, base_url: str | None = None) -> Any:

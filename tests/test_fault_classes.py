@@ -103,15 +103,15 @@ def test_read_and_delete_faults_are_clear_and_leave_the_data(memory, monkeypatch
 def test_embedding_fault_is_a_storage_error_and_retry_finishes(memory, monkeypatch) -> None:
     memory.add("Hello.", user_id="u")  # the collection exists: the fault hits the embedding call
     model = type(getattr(memory.index, "inner", memory.index).embedding_function)
-    real, left = model.__call__, [1]
+    real, left = model._sums, [1]  # what both __call__ and prefixed() run the model through
 
-    def failing(self, input):  # noqa: A002 - Chroma checks this signature
+    def failing(self, texts, **kw):
         if left[0]:
             left[0] -= 1
             raise RuntimeError("injected embedding fault")
-        return real(self, input)
+        return real(self, texts, **kw)
 
-    monkeypatch.setattr(model, "__call__", failing)
+    monkeypatch.setattr(model, "_sums", failing)
     with pytest.raises(StorageError, match="injected embedding"):
         memory.add(TURNS, user_id="u")
     memory.add(TURNS, user_id="u")

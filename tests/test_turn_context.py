@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from dualmem import DualMemory
-from dualmem.embed import MiniLMEmbedding
+from dualmem.embed import MiniLMEmbedding, embed_prefixed
 from dualmem.index import ChromaMemoryIndex
 from dualmem.index.lexical import FOLLOWED_SHARE, FOLLOWER_SHARE, LexicalCache, Neighbours
-from dualmem.index.passages import MIN_WORDS, passages
+from dualmem.index.passages import MIN_WORDS, embedded_texts, passages
 from dualmem.ingest.extract import raw_memories
 from dualmem.testing import ScriptedLLM
 from dualmem.types import Memory, Scope, Turn
@@ -43,16 +43,44 @@ NOTE = ("Note: Ana moved to the harbour district with her partner and their two 
 
 def test_a_raw_turn_of_several_sentences_yields_one_dated_passage_per_sentence():
     [raw] = raw_memories([turn("t1", MOVED)])
+    # each sentence is read after what they all share: the date and the speaker
+    said = "[7 May 2024] Ana:"
     assert passages(raw) == [
-        "[7 May 2024] Ana: We finally moved to the old harbour district last week after months of searching.",
-        "[7 May 2024] Ana: The new flat has a balcony that looks over the boats!",
-        "[7 May 2024] Ana: Want to visit us soon?",
+        (said, "We finally moved to the old harbour district last week after months of searching."),
+        (said, "The new flat has a balcony that looks over the boats!"),
+        (said, "Want to visit us soon?"),
     ]
     # a fact has no speaker label, even with a colon in it; one sentence needs no passage
     assert passages(memory("f1", NOTE)) == [
-        "Note: Ana moved to the harbour district with her partner and their two cats.",
-        "She has a balcony over the boats and a small garden for herbs."]
+        ("", "Note: Ana moved to the harbour district with her partner and their two cats."),
+        ("", "She has a balcony over the boats and a small garden for herbs.")]
+    assert passages(memory("f1", NOTE, event_date="2024-05-07"))[1] == (
+        "[7 May 2024]", "She has a balcony over the boats and a small garden for herbs.")
     assert passages(memory("f2", "Ana moved in May 2024.")) == []
+
+
+def test_a_memory_not_split_is_embedded_whole_as_it_renders():
+    [raw] = raw_memories([turn("t1", "We moved last week.")])
+    assert embedded_texts(raw) == [("", "[7 May 2024] Ana: We moved last week.")]
+    superseded = memory("f4", "Ana lives in Lisbon.", event_date="2024-05-07",
+                        metadata={"valid_to": "2024-09-01"})
+    assert embedded_texts(superseded) == [("", superseded.render())]
+    assert superseded.render().endswith("(until 1 September 2024)")
+    [long] = raw_memories([turn("t2", MOVED)])
+    assert embedded_texts(long) == passages(long)
+
+
+def test_a_prefix_is_read_as_if_the_text_followed_it():
+    """MiniLM mean-pools its tokens: a body's vector with its prefix's token states added is
+    close to the joined text's, and closer than the body's alone."""
+    prefix, body = "[7 May 2024] Ana:", "The new flat has a balcony that looks over the boats!"
+    [joined, alone] = np.asarray(EMBED([f"{prefix} {body}", body]))
+    [added] = embed_prefixed(EMBED, [(prefix, body)])
+    assert float(added @ joined) > 0.9 and float(added @ joined) > float(alone @ joined)
+    assert float(np.linalg.norm(added)) == pytest.approx(1.0, abs=1e-5)
+    # any other embedding function is given the joined text
+    [other] = embed_prefixed(lambda texts: EMBED(texts), [(prefix, body)])
+    assert float(other @ joined) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_a_short_memory_of_several_sentences_keeps_one_vector():
@@ -77,7 +105,7 @@ def test_dense_search_ranks_a_memory_by_its_best_sentence(index):
     query = "What colour did they paint the kitchen?"
     [hit, _] = dense.search(query, ALICE, 2)
     q = np.asarray(EMBED([query])[0])
-    sentences = np.asarray(EMBED(passages(long)))
+    sentences = np.asarray(embed_prefixed(EMBED, passages(long)))
     mean = sentences.mean(axis=0) / np.linalg.norm(sentences.mean(axis=0))
     own, best = float(q @ mean), float((sentences @ q).max())
     assert hit.id == "long"
@@ -91,16 +119,20 @@ def test_each_text_is_embedded_once(tmp_path):
     seen: list[str] = []
 
     class Counting(MiniLMEmbedding):
-        def __call__(self, input):  # noqa: A002 - Chroma's signature
-            seen.extend(input)
-            return super().__call__(input)
+        def _sums(self, texts, **kw):
+            seen.extend(texts)
+            return super()._sums(texts, **kw)
 
     index = ChromaMemoryIndex(tmp_path / "chroma", embedding_function=Counting())
     long, short = memory("long", NOTE), memory("short", "Just one thing. And another.")
-    index.upsert([long, short])
+    [raw] = raw_memories([turn("t1", MOVED)])
+    index.upsert([long, short, raw])
     # a memory of several sentences by its sentences only (its own vector is their mean); a
-    # short one, sentences or not, by its whole text
-    assert sorted(seen) == sorted([*passages(long), short.render()]) and len(passages(long)) == 2
+    # short one, sentences or not, by its whole text; the raw turn's date and speaker once
+    assert sorted(seen) == sorted([
+        *(b for _, b in passages(long)), short.render(), "[7 May 2024] Ana:", *(b for _, b in passages(raw))
+    ])
+    assert len(passages(long)) == 2 and len(passages(raw)) == 3
 
 
 def sentence_ids(index: ChromaMemoryIndex) -> list[str]:

@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 
 from ..config import SMALL_PARTITION_LIMIT
+from ..embed import embed_prefixed
 from ..errors import DualMemError, StorageError
 from ..text import human_date
 from ..types import Memory, Scope
 from .focus import focus
 from .lexical import LexicalCache, promote, rrf_scores
-from .passages import passage_ids, passages
+from .passages import Prefixed, embedded_texts, passage_ids
 from .small import SmallCollection, SmallStore
 
 __all__ = ["ChromaMemoryIndex"]
@@ -263,10 +264,12 @@ class ChromaMemoryIndex:
             col = self._collection(scope)
             # the stored document is the plain text; the embedding also sees the event date
             metas = [_to_metadata(m) for m in group]
-            sentences = [passages(m) for m in group]
             # each text embedded once: a memory's sentences, or the memory itself when it is one sentence
-            texts = [ts or [m.render()] for m, ts in zip(group, sentences, strict=True)]
-            vectors = np.asarray(self.embedding_function([t for ts in texts for t in ts]), dtype=np.float32)
+            texts = [embedded_texts(m) for m in group]
+            sentences = [ts if len(ts) > 1 else [] for ts in texts]
+            vectors = np.asarray(
+                embed_prefixed(self.embedding_function, [t for ts in texts for t in ts]), dtype=np.float32
+            )
             ends = np.cumsum([len(ts) for ts in texts])
             spans = [vectors[end - len(ts) : end] for ts, end in zip(texts, ends, strict=True)]
             own = [span[0] if len(span) == 1 else _unit(span.mean(axis=0)) for span in spans]
@@ -285,7 +288,7 @@ class ChromaMemoryIndex:
             )
 
     def _upsert_passages(
-        self, scope: Scope, group: list[Memory], sentences: list[list[str]], vectors: Any
+        self, scope: Scope, group: list[Memory], sentences: list[list[Prefixed]], vectors: Any
     ) -> None:
         self._delete_passages(scope, [m.id for m in group])  # a rewrite may have fewer sentences
         ids: list[str] = []

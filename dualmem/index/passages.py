@@ -9,6 +9,13 @@ worse than none. Such a memory is embedded by its sentences only: its own vector
 normalised mean, which for MiniLM (a mean pool of tokens) stays close to the whole text's, so
 the sentences need no second pass (LoCoMo dev R@30 0.829 -> 0.826, RealTalk 0.677 -> 0.688).
 
+What a memory's sentences share, its date and a raw turn's speaker, is embedded once per
+upsert (`embed.MiniLMEmbedding.prefixed`): each sentence is embedded alone and the prefix's
+token states are added to its own, which for a mean-pooling model reads the sentence as if
+it followed its prefix. Against embedding "[date] speaker: sentence" whole, that raised LoCoMo
+dev R@30 from 0.865 to 0.869 and R@5 from 0.635 to 0.656, RealTalk R@30 from 0.714 to 0.723,
+and embeds a third fewer tokens (README, retrieval).
+
 A memory of at most MIN_WORDS words keeps its one vector: the sentences of a short turn
 ("Wow! That's great.") are short generic texts whose vectors sat near many queries and pushed
 evidence out of the top 30. Splitting only longer memories raised LoCoMo dev R@30 from 0.826
@@ -23,28 +30,44 @@ import re
 from ..text import dated
 from ..types import Memory
 
-__all__ = ["MIN_WORDS", "passage_ids", "passages"]
+__all__ = ["MIN_WORDS", "Prefixed", "embedded_texts", "passage_ids", "passages"]
 
 MIN_WORDS = 25
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
+#: a text to embed: (prefix, body), read as `prefix + " " + body` ("" for no prefix)
+Prefixed = tuple[str, str]
 
-def passages(memory: Memory) -> list[str]:
+
+def _split(memory: Memory) -> tuple[str, str]:
+    """(prefix, body): the memory's date and, for a raw turn ("speaker: text"), its speaker,
+    which each of its sentences is read after; and the text after them."""
+    label, body = "", memory.text
+    if memory.is_raw:
+        head, colon, rest = memory.text.partition(": ")
+        if colon:
+            label, body = head + ":", rest
+    return dated(label, memory.event_date).strip(), body
+
+
+def passages(memory: Memory) -> list[Prefixed]:
     """The texts embedded for a memory's sentences, each as the memory renders but alone;
     none for a memory of one sentence or of at most MIN_WORDS words (its own vector is its
     text's)."""
     if len(memory.text.split()) <= MIN_WORDS:
         return []
-    label, body = "", memory.text
-    if memory.is_raw:  # a raw turn reads "speaker: text"
-        head, colon, rest = memory.text.partition(": ")
-        if colon:
-            label, body = head + colon, rest
+    prefix, body = _split(memory)
     sentences = [s for s in _SENTENCE_END.split(body.strip()) if s]
     if len(sentences) < 2:
         return []
-    return [dated(label + s, memory.event_date) for s in sentences]
+    return [(prefix, s) for s in sentences]
+
+
+def embedded_texts(memory: Memory) -> list[Prefixed]:
+    """What is embedded for a memory: its sentences (`passages`), else its whole rendering in
+    one piece (a short text's prefix is not worth the approximation)."""
+    return passages(memory) or [("", memory.render())]
 
 
 def passage_ids(memory_id: str, n: int) -> list[str]:
