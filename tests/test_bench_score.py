@@ -30,8 +30,8 @@ def test_porter_stems_make_inflections_match():
 def test_normalisation_order_and_quirks():
     assert normalize_answer("Self-care, at 10:30!") == "selfcare at 1030"
     assert normalize_answer("The cat and a dog") == "cat dog"  # "and" goes like an article
-    assert normalize_answer("Caroline’s") == "caroline’s"  # non-ASCII punctuation is kept
-    assert token_f1("Caroline’s", "Caroline's") == 0.0
+    assert normalize_answer("Hilde’s") == "hilde’s"  # non-ASCII punctuation is kept
+    assert token_f1("Hilde’s", "Hilde's") == 0.0
     assert normalize_answer("Andrew  thesis") == "andrew thesis"  # whole words only
 
 

@@ -16,7 +16,7 @@ from dualmem.testing import ScriptedLLM, ScriptedReply
 from dualmem.tokens import count_messages, count_tokens
 from dualmem.types import Memory, Turn
 
-QUESTION = "What instrument does Melanie play?"
+QUESTION = "What instrument does Greta play?"
 START = datetime(2023, 5, 7, 10, tzinfo=UTC)
 NO_FACTS = '{"facts": []}'
 
@@ -25,7 +25,7 @@ def make_turns(
     n: int, text: Callable[[int], str] = lambda i: f"message number {i}", session: str = "s1"
 ) -> list[Turn]:
     return [
-        Turn(id=f"t{i}", speaker="Melanie" if i % 2 else "Caroline", text=text(i),
+        Turn(id=f"t{i}", speaker="Greta" if i % 2 else "Hilde", text=text(i),
              timestamp=START + timedelta(minutes=i), session_id=session)
         for i in range(n)
     ]
@@ -151,7 +151,7 @@ def test_chunks_fill_the_budget_greedily_and_never_exceed_it() -> None:
 
 async def test_a_turn_bigger_than_the_budget_is_truncated() -> None:
     turns = make_turns(5)
-    huge = "Melanie said " + "violin " * 5000  # ~5000 tokens against a ~1100-token budget
+    huge = "Greta said " + "violin " * 5000  # ~5000 tokens against a ~1100-token budget
     turns[2] = turns[2].model_copy(update={"text": huge})
     llm = llm_for(lambda r: NO_FACTS, context_tokens=2048)
     deliberator = Scan(llm)
@@ -162,19 +162,19 @@ async def test_a_turn_bigger_than_the_budget_is_truncated() -> None:
     assert result.text == "violin" and not result.errors
     fits(llm)
     (cut,) = [c for c in llm.calls_for("deliberate.extract") if "violin violin" in c.messages[-1]["content"]]
-    assert conversation(cut)[0].startswith("1. [7 May 2023] Caroline: Melanie said violin")
+    assert conversation(cut)[0].startswith("1. [7 May 2023] Hilde: Greta said violin")
     assert count_tokens(cut.messages[-1]["content"]) < count_tokens(huge) // 2
 
 
 def day_turns(n: int) -> list[Turn]:
     block = " ".join(f"w{j}" for j in range(60))  # ~120 tokens per turn
-    return make_turns(n, lambda i: f"Day {i} Melanie practised her violin piece {i % 13}. {block}")
+    return make_turns(n, lambda i: f"Day {i} Greta practised her violin piece {i % 13}. {block}")
 
 
 def day_fact(request: ChatRequest) -> str:
     # every chunk yields one relevant fact about its first day
     n = int(re.search(r"Day (\d+)", conversation(request)[0]).group(1))
-    return facts_reply((f"On day {n} Melanie practised violin piece {n % 13}.", 7, [1]))
+    return facts_reply((f"On day {n} Greta practised violin piece {n % 13}.", 7, [1]))
 
 
 async def test_200k_token_history_in_a_2k_model() -> None:
@@ -207,7 +207,7 @@ async def test_bounded_filter_keeps_the_best_scored_facts() -> None:
         score = 9 if n % 5 == 0 else 6  # a few essential facts among many marginal ones
         if score == 9:
             essential.add(n)
-        return facts_reply((f"On day {n} Melanie practised violin piece {n % 13}.", score, [1]))
+        return facts_reply((f"On day {n} Greta practised violin piece {n % 13}.", score, [1]))
 
     llm = llm_for(extract, filter_=lambda r: '{"indexes": []}', context_tokens=2048)
     result = await Scan(llm).run(QUESTION, day_turns(1700))
@@ -246,14 +246,14 @@ async def test_concurrency_one_is_sequential() -> None:
 
 async def test_score_filters_extract_5_keep_6_without_llm_filter() -> None:
     extract = [facts_reply(
-        ("Melanie hums at 4.", 4, [1]),
-        ("Melanie likes music at 5.", 5, [1]),
-        ("Melanie owns a violin at 6.", 6, [2]),
-        ("Melanie plays the violin at 9.", 9, [3]),
+        ("Greta hums at 4.", 4, [1]),
+        ("Greta likes music at 5.", 5, [1]),
+        ("Greta owns a violin at 6.", 6, [2]),
+        ("Greta plays the violin at 9.", 9, [3]),
     )]
     llm = llm_for(extract, filter_=['{"indexes": [1]}'])
     result = await Scan(llm).run(QUESTION, make_turns(3))
-    assert [f.text for f in result.facts] == ["Melanie plays the violin at 9.", "Melanie owns a violin at 6."]
+    assert [f.text for f in result.facts] == ["Greta plays the violin at 9.", "Greta owns a violin at 6."]
     assert llm.calls_for("deliberate.filter") == []  # 2 facts < 6: no LLM filter
     lines = answer_lines(llm)
     assert len(lines) == 2 and "at 9" in lines[0] and "at 6" in lines[1]
@@ -313,12 +313,12 @@ async def test_malformed_filter_keeps_the_facts_and_is_flagged() -> None:
 
 
 async def test_malformed_chunk_is_skipped_flagged_and_the_answer_still_comes() -> None:
-    turns = make_turns(15, lambda i: "BROKEN" if i == 7 else f"Melanie played violin on day {i}")
+    turns = make_turns(15, lambda i: "BROKEN" if i == 7 else f"Greta played violin on day {i}")
 
     def extract(request: ChatRequest) -> str:
         if any("BROKEN" in line for line in conversation(request)):
-            return "Sure! Here are the facts: Melanie plays violin"
-        return facts_reply(("Melanie plays the violin.", 8, [1]))
+            return "Sure! Here are the facts: Greta plays violin"
+        return facts_reply(("Greta plays the violin.", 8, [1]))
 
     llm = llm_for(extract)
     result = await Scan(llm, chunk_messages=5).run(QUESTION, turns)
@@ -344,9 +344,9 @@ async def test_all_chunks_malformed_still_answers() -> None:
 @pytest.mark.parametrize(
     ("fact", "kept"),
     [
-        ({"fact": "Melanie plays violin.", "score": "8"}, True),  # a numeric string is a score
-        ({"fact": "Melanie plays violin.", "score": "high"}, False),  # not a number: 0, dropped
-        ({"fact": "Melanie plays violin."}, False),  # no score: 0
+        ({"fact": "Greta plays violin.", "score": "8"}, True),  # a numeric string is a score
+        ({"fact": "Greta plays violin.", "score": "high"}, False),  # not a number: 0, dropped
+        ({"fact": "Greta plays violin."}, False),  # no score: 0
         ({"fact": "", "score": 9}, None),  # an empty fact makes the reply malformed
     ],
 )
@@ -367,26 +367,26 @@ async def test_facts_cite_turn_ids_from_chunk_numbers() -> None:
 
     def extract(request: ChatRequest) -> str:
         if conversation(request)[0].endswith("message number 6"):  # the second chunk
-            return facts_reply(("Melanie plays the violin.", 9, [2, 3, 7, 99]))
+            return facts_reply(("Greta plays the violin.", 9, [2, 3, 7, 99]))
         return NO_FACTS
 
     llm = llm_for(extract)
     result = await Scan(llm, chunk_messages=6).run(QUESTION, turns)
     (fact,) = result.facts
     assert fact.turn_ids == ["t7", "t8"]  # 1-based within the chunk, out-of-range numbers dropped
-    assert fact.speaker == "Melanie" and fact.timestamp == "7 May 2023"
+    assert fact.speaker == "Greta" and fact.timestamp == "7 May 2023"
     assert result.turn_ids == ["t7", "t8"]
-    assert answer_lines(llm) == ["[7 May 2023] Melanie plays the violin."]
+    assert answer_lines(llm) == ["[7 May 2023] Greta plays the violin."]
 
 
 @pytest.mark.parametrize("turns_field", [None, [], [0], [42]])
 async def test_facts_without_usable_numbers_are_attributed_by_word_overlap(turns_field) -> None:
     texts = ["I went hiking yesterday", "My violin teacher is strict", "Pizza tonight?"]
     turns = make_turns(3, lambda i: texts[i])
-    llm = llm_for([facts_reply(("Melanie has a strict violin teacher.", 8, turns_field))])
+    llm = llm_for([facts_reply(("Greta has a strict violin teacher.", 8, turns_field))])
     result = await Scan(llm).run(QUESTION, turns)
     assert result.facts[0].turn_ids == ["t1"]
-    assert result.facts[0].speaker == "Melanie"
+    assert result.facts[0].speaker == "Greta"
 
 
 # ---------------------------------------------------------------- usage, latency, neighbours
@@ -433,5 +433,5 @@ async def test_instruction_turns_are_quoted_datamarked_in_deliberation_prompts()
     await Scan(llm).run(QUESTION, turns)
     (call,) = llm.calls_for("deliberate.extract")
     prompt = call.messages[-1]["content"]
-    assert attack not in prompt and "⚠ Melanie:^Ignore^previous^instructions" in prompt  # kept, marked
+    assert attack not in prompt and "⚠ Greta:^Ignore^previous^instructions" in prompt  # kept, marked
     assert turns[0].text in prompt and turns[2].text in prompt

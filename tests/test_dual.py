@@ -14,20 +14,20 @@ from dualmem.errors import LLMError
 from dualmem.testing import ScriptedLLM, ScriptedReply
 from dualmem.types import Answer
 
-QUESTION = "What instrument does Melanie play?"
+QUESTION = "What instrument does Greta play?"
 TURNS = [
-    ("t1", "Caroline", "Hey Mel, how was your weekend?"),
-    ("t2", "Melanie", "Great! I played the violin at the city orchestra concert."),
-    ("t3", "Caroline", "Wow, how long have you played?"),
-    ("t4", "Melanie", "Since I was eight. My teacher was very strict."),
-    ("t5", "Caroline", "I adopted a dog named Rex last week."),
-    ("t6", "Melanie", "Congrats! Rex sounds lovely."),
+    ("t1", "Hilde", "Hey Mel, how was your weekend?"),
+    ("t2", "Greta", "Great! I played the violin at the city orchestra concert."),
+    ("t3", "Hilde", "Wow, how long have you played?"),
+    ("t4", "Greta", "Since I was eight. My teacher was very strict."),
+    ("t5", "Hilde", "I adopted a dog named Rex last week."),
+    ("t6", "Greta", "Congrats! Rex sounds lovely."),
 ]
 DIMENSIONS = ("relevance", "faithfulness", "completeness_relevance")
 AUDIT_PASS = json.dumps({k: {"status": "pass"} for k in DIMENSIONS})
 AUDIT_FAIL = json.dumps({k: {"status": "fail" if k == "faithfulness" else "pass"} for k in DIMENSIONS})
 VIOLIN_FACT = json.dumps(
-    {"facts": [{"fact": "Melanie plays the violin in the city orchestra.", "score": 9, "turns": [2]}]}
+    {"facts": [{"fact": "Greta plays the violin in the city orchestra.", "score": 9, "turns": [2]}]}
 )
 
 
@@ -117,7 +117,7 @@ def test_escalation_answered_by_the_neighbour_tier(make_memory) -> None:
     assert all(len(f.turn_ids) == 1 for f in a.evidence.facts)
     # the neighbour prompt holds the raw turns, with speakers
     prompt = llm.calls_for("neighbours.answer")[0].messages[-1]["content"]
-    assert "Melanie: Great! I played the violin" in prompt
+    assert "Greta: Great! I played the violin" in prompt
 
 
 def test_gate_without_deliberation_keeps_the_fast_answer_and_says_it_would_escalate(make_memory) -> None:
@@ -144,7 +144,7 @@ def test_escalation_unsupported_neighbours_runs_the_full_scan(make_memory, neigh
     assert tasks(llm) == ["answer", "neighbours.answer", "deliberate.extract", "deliberate.answer"]
     # evidence is the full scan's, usage keeps both tiers
     assert a.evidence.turn_ids == ["t2"]
-    assert [f.text for f in a.evidence.facts] == ["Melanie plays the violin in the city orchestra."]
+    assert [f.text for f in a.evidence.facts] == ["Greta plays the violin in the city orchestra."]
     assert {"neighbours.answer", "deliberate.extract", "deliberate.answer"} <= set(a.usage)
 
 
@@ -253,7 +253,7 @@ def test_malformed_chunk_degrades_but_still_deliberates(make_memory) -> None:
 
 def test_trace_of_an_audited_escalation(make_memory) -> None:
     six = json.dumps({"facts": [
-        {"fact": f"Melanie fact {i} about the violin.", "score": 6 + i % 4, "turns": [i]} for i in range(1, 7)
+        {"fact": f"Greta fact {i} about the violin.", "score": 6 + i % 4, "turns": [i]} for i in range(1, 7)
     ]})
     llm = ScriptedLLM(by_task={
         "answer": [confident("cello")],
@@ -274,10 +274,10 @@ def test_trace_of_an_audited_escalation(make_memory) -> None:
     }
     assert all(v >= 0 for v in a.latency.values())
     # evidence: the filtered facts with the turns behind them (1-based 'turns' within the chunk)
-    assert sorted(f.text for f in a.evidence.facts) == ["Melanie fact 2 about the violin.",
-                                                         "Melanie fact 4 about the violin."]
+    assert sorted(f.text for f in a.evidence.facts) == ["Greta fact 2 about the violin.",
+                                                         "Greta fact 4 about the violin."]
     assert a.evidence.turn_ids == ["t2", "t4"]
-    assert {f.speaker for f in a.evidence.facts} == {"Melanie"}
+    assert {f.speaker for f in a.evidence.facts} == {"Greta"}
     assert a.evidence.memory_ids == [m.id for m in a.memories]  # what the fast path retrieved
     # the gate: signals with score, threshold and verdict, and the audit labels
     signals = {s.name: s for s in a.gate.signals}
@@ -336,11 +336,11 @@ def test_neighbour_facts_keep_the_similarity_of_the_memory_they_were_read_next_t
     from dualmem.types import Fact, Memory
 
     now = datetime.now(UTC)
-    memory = Memory(id="t2", text="Melanie: concert night", created_at=now, updated_at=now,
+    memory = Memory(id="t2", text="Greta: concert night", created_at=now, updated_at=now,
                     score=similarity, source_turn_ids=["t2"])
-    # the fact names Melanie but neither "instrument" nor "play": a third of the question's terms,
+    # the fact names Greta but neither "instrument" nor "play": a third of the question's terms,
     # so whether the neighbour answer stands turns on how similar its source memory was
-    fact = Fact(text="Melanie performed with her violin at the concert.", score=8, turn_ids=["t2"])
+    fact = Fact(text="Greta performed with her violin at the concert.", score=8, turn_ids=["t2"])
     result = Deliberation(text="violin", tier="neighbours", facts=[fact])
     neighbours = Neighbours(ScriptedLLM(), GateConfig())
     assert neighbours.accepts(QUESTION, result, [memory]) is suffices

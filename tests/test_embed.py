@@ -61,8 +61,8 @@ def test_mixed_lengths_embed_as_they_do_alone(embed):
 
 def test_similar_sentences_are_closer(embed):
     a, b, c = embed([
-        "Caroline adopted a puppy last week.",
-        "Last week Caroline got a new dog.",
+        "Hilde adopted a puppy last week.",
+        "Last week Hilde got a new dog.",
         "The quarterly tax report is due on Friday.",
     ])
     assert float(a @ b) > 0.6

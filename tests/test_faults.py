@@ -26,11 +26,11 @@ from dualmem.testing import ScriptedLLM, ScriptedReply
 
 FAULTS = {"injected": 0}
 DEADLINE = 20.0  # no call below may take longer: a hang fails the test instead of blocking CI
-QUESTION = "What instrument does Melanie play?"
+QUESTION = "What instrument does Greta play?"
 TURNS = [
-    {"id": "t1", "speaker": "Melanie", "content": "I played the violin at the city orchestra concert."},
-    {"id": "t2", "speaker": "Caroline", "content": "I adopted a dog named Rex last week."},
-    {"id": "t3", "speaker": "Melanie", "content": "I have played since I was eight."},
+    {"id": "t1", "speaker": "Greta", "content": "I played the violin at the city orchestra concert."},
+    {"id": "t2", "speaker": "Hilde", "content": "I adopted a dog named Rex last week."},
+    {"id": "t3", "speaker": "Greta", "content": "I have played since I was eight."},
 ]
 
 
@@ -117,10 +117,10 @@ async def test_a_non_retryable_error_is_not_retried() -> None:
 
 
 @pytest.mark.parametrize("bad", [
-    "", "   ", '{"facts": [{"text": "Melanie plays the vio',
-    "Sure! Here are the facts: Melanie plays violin.",
-    '{"facts": "Melanie plays violin"}', '{"hechos": []}', "```json\n{facts: [}\n```", "null", "[]",
-    "Oui, voici les faits : Melanie joue du violon.",
+    "", "   ", '{"facts": [{"text": "Greta plays the vio',
+    "Sure! Here are the facts: Greta plays violin.",
+    '{"facts": "Greta plays violin"}', '{"hechos": []}', "```json\n{facts: [}\n```", "null", "[]",
+    "Oui, voici les faits : Greta joue du violon.",
 ], ids=repr)
 async def test_malformed_json_is_retried_then_a_reply_error(bad: str) -> None:
     llm = ScriptedLLM([bad] * 3)
@@ -135,9 +135,9 @@ async def test_malformed_json_is_retried_then_a_reply_error(bad: str) -> None:
 async def test_a_malformed_reply_followed_by_a_good_one_succeeds() -> None:
     from dualmem.ingest.extract import ExtractReply
 
-    llm = ScriptedLLM(['{"facts": [{"te', '```json\n{"facts": [{"text": "Melanie plays violin"}]}\n```'])
+    llm = ScriptedLLM(['{"facts": [{"te', '```json\n{"facts": [{"text": "Greta plays violin"}]}\n```'])
     reply, usage = await bounded(llm.ajson(request("extract"), ExtractReply))
-    assert reply.facts[0].text == "Melanie plays violin" and usage.calls == 2
+    assert reply.facts[0].text == "Greta plays violin" and usage.calls == 2
     injected()
 
 
@@ -163,7 +163,7 @@ async def test_failed_extraction_keeps_the_turns_and_reindex_recovers(tmp_path, 
     assert sorted(m.id for m in memory.get_all(user_id="mel") if m.is_raw) == ["t1", "t2", "t3"]
     assert [m for m in memory.get_all(user_id="mel") if not m.is_raw] == []
     # the model recovers: reindex re-extracts from the history
-    fact = '{"facts": [{"text": "Melanie plays the violin", "turns": [1]}]}'
+    fact = '{"facts": [{"text": "Greta plays the violin", "turns": [1]}]}'
     memory._llm = ScriptedLLM(by_task={"extract": [fact]})
     redone = await bounded(memory.areindex(user_id="mel"))
     assert redone.errors == [] and redone.memories == 1
@@ -174,8 +174,8 @@ async def test_failed_extraction_keeps_the_turns_and_reindex_recovers(tmp_path, 
 
 
 async def test_the_reconcile_call_failing_keeps_the_turns(tmp_path) -> None:
-    fact = '{"facts": [{"text": "Melanie plays the violin", "turns": [1]}]}'
-    close = '{"facts": [{"text": "Melanie plays the violin well", "turns": [1]}]}'
+    fact = '{"facts": [{"text": "Greta plays the violin", "turns": [1]}]}'
+    close = '{"facts": [{"text": "Greta plays the violin well", "turns": [1]}]}'
     llm = ScriptedLLM(by_task={"extract": [fact, close], "reconcile": ["{oops"] * 3})
     memory = DualMemory(path=tmp_path, llm=llm, extract=True, index_turns=False)
     assert (await bounded(memory.aadd(TURNS[:1], user_id="mel"))).error is None
@@ -220,7 +220,7 @@ async def test_an_audit_call_error_counts_as_fail(stored) -> None:
 
 
 async def test_unreadable_deliberation_chunks_are_skipped_and_flagged(stored) -> None:
-    llm = ScriptedLLM(by_task={"deliberate.extract": ["Melanie joue du violon."] * 2,
+    llm = ScriptedLLM(by_task={"deliberate.extract": ["Greta joue du violon."] * 2,
                                "deliberate.answer": ["NONE"], "answer": ["violin"]})
     answer = await bounded(open_memory(stored, llm).aanswer(QUESTION, user_id="mel", mode="full"))
     assert answer.path == "deliberate" and answer.degraded
@@ -265,8 +265,8 @@ async def test_missing_logprobs_are_reported_not_fatal(stored) -> None:
 
 @pytest.mark.parametrize(("reply", "text"), [
     ("", ""), ("Answer: \"violin\"\nBecause she said so.", "violin"), ("\n\n  violin  \n", "violin"),
-    ("Melanie plays the violin in the city orchestra and has since she was eight years old. She loves it.",
-     "Melanie plays the violin in the city orchestra and has since she was eight years old"),
+    ("Greta plays the violin in the city orchestra and has since she was eight years old. She loves it.",
+     "Greta plays the violin in the city orchestra and has since she was eight years old"),
 ], ids=["empty", "prefixed", "blank-lines", "rambling"])
 async def test_odd_answer_formats_are_cleaned(stored, reply, text) -> None:
     llm = ScriptedLLM(by_task={"answer": [reply]})

@@ -16,13 +16,13 @@ from dualmem.testing import ScriptedLLM, ScriptedReply
 from dualmem.types import Memory
 
 NOW = datetime(2023, 5, 7, tzinfo=UTC)
-QUESTION = "What instrument does Melanie play in the orchestra?"
+QUESTION = "What instrument does Greta play in the orchestra?"
 STRONG = [
-    Memory(id="m1", text="Melanie plays the violin in the city orchestra.", created_at=NOW,
+    Memory(id="m1", text="Greta plays the violin in the city orchestra.", created_at=NOW,
            updated_at=NOW, event_date="2023-05-07", score=0.7, source_turn_ids=["t1"]),
 ]
 WEAK = [
-    Memory(id="m2", text="Caroline adopted a dog named Rex.", created_at=NOW, updated_at=NOW,
+    Memory(id="m2", text="Hilde adopted a dog named Rex.", created_at=NOW, updated_at=NOW,
            event_date="2023-05-07", score=0.1, source_turn_ids=["t2"]),
 ]
 
@@ -365,7 +365,7 @@ async def test_unavailable_logprobs_do_not_matter_to_the_audit() -> None:
 def test_per_call_policy_overrides_the_memory_config(tmp_path) -> None:
     llm = ScriptedLLM(by_task={"answer": [confident_right()] * 2, "gate.audit": [AUDIT_PASS]})
     memory = DualMemory(path=tmp_path, llm=llm, extract=False, gate={"policy": "audit"})
-    memory.add({"role": "user", "speaker": "Melanie", "content": STRONG[0].text.replace("Melanie ", "I ")},
+    memory.add({"role": "user", "speaker": "Greta", "content": STRONG[0].text.replace("Greta ", "I ")},
                user_id="mel", timestamp="2023-05-07T10:00:00Z")
     configured = memory.answer(QUESTION, user_id="mel")
     assert configured.gate.policy == "audit" and len(llm.calls_for("gate.audit")) == 1

@@ -77,11 +77,11 @@ def test_entropy_unavailable_is_never_a_silent_pass(logprobs) -> None:
 
 # ---------------------------------------------------------------- coverage
 
-QUESTION = "What instrument does Melanie play in the orchestra?"
+QUESTION = "What instrument does Greta play in the orchestra?"
 
 
 def test_coverage_passes_when_evidence_holds_terms_and_names() -> None:
-    evidence = [mem("Melanie plays the violin in the city orchestra, her favourite instrument.", 0.7)]
+    evidence = [mem("Greta plays the violin in the city orchestra, her favourite instrument.", 0.7)]
     result = coverage(QUESTION, evidence, threshold=0.5)
     assert result.passed is True
     assert result.details["terms"] == 1.0
@@ -90,38 +90,38 @@ def test_coverage_passes_when_evidence_holds_terms_and_names() -> None:
 
 
 def test_coverage_fails_when_evidence_lacks_the_question() -> None:
-    evidence = [mem("Caroline adopted a dog named Rex last spring.", 0.1)]
+    evidence = [mem("Hilde adopted a dog named Rex last spring.", 0.1)]
     result = coverage(QUESTION, evidence, threshold=0.5)
     assert result.passed is False
     assert result.details["terms"] == 0.0
-    assert result.details["entities"] == 0.0  # "Melanie" is nowhere in the evidence
+    assert result.details["entities"] == 0.0  # "Greta" is nowhere in the evidence
     assert "missing" in result.reason and "orchestra" in result.reason
 
 
 def test_coverage_entity_missing_lowers_the_score_by_its_weight() -> None:
-    with_name = coverage(QUESTION, [mem("Melanie: instrument orchestra play", 0.5)], 0.5)
-    without = coverage(QUESTION, [mem("Caroline: instrument orchestra play", 0.5)], 0.5)
+    with_name = coverage(QUESTION, [mem("Greta: instrument orchestra play", 0.5)], 0.5)
+    without = coverage(QUESTION, [mem("Hilde: instrument orchestra play", 0.5)], 0.5)
     assert with_name.details["entities"] == 1.0 and without.details["entities"] == 0.0
-    # "melanie" is also a question term (1 of 4)
+    # "greta" is also a question term (1 of 4)
     assert with_name.score - without.score == pytest.approx(0.15 + 0.5 / 4)
 
 
 def test_coverage_ignores_terms_found_in_most_memories() -> None:
     # the user's own name is in every memory: matching it says nothing about this question
-    evidence = [mem(f"Melanie {text}", 0.5) for text in
+    evidence = [mem(f"Greta {text}", 0.5) for text in
                 ("likes tea", "has a cat", "went to Rome", "plays the violin in the orchestra")]
     result = coverage(QUESTION, evidence, threshold=0.5)
     assert result.details["entities"] == 1.0  # no informative names left: nothing to miss
     few = coverage(QUESTION, evidence[:3], threshold=0.5)  # under 4 memories every term counts
-    assert few.details["terms"] == pytest.approx(1 / 4)  # only "melanie" of 4 terms
-    # "melanie" dropped: play and orchestra found, instrument missing
+    assert few.details["terms"] == pytest.approx(1 / 4)  # only "greta" of 4 terms
+    # "greta" dropped: play and orchestra found, instrument missing
     assert result.details["terms"] == pytest.approx(2 / 3)
     assert "missing: instrument)" in result.reason
 
 
 def test_coverage_time_question_needs_dated_evidence() -> None:
-    question = "When did Melanie paint the sunrise?"
-    text = "Melanie painted the sunrise over the lake."
+    question = "When did Greta paint the sunrise?"
+    text = "Greta painted the sunrise over the lake."
     dated = coverage(question, [mem(text, 0.6, event_date="2023-05-07")], threshold=0.0)
     undated = coverage(question, [mem(text, 0.6, event_date=None)], threshold=0.0)
     assert dated.details["temporal"] and undated.details["temporal"]
@@ -136,7 +136,7 @@ def test_coverage_time_question_needs_dated_evidence() -> None:
 
 
 def test_coverage_non_time_question_ignores_dates() -> None:
-    undated = coverage(QUESTION, [mem("Melanie plays the violin", 0.6, event_date=None)], 0.5)
+    undated = coverage(QUESTION, [mem("Greta plays the violin", 0.6, event_date=None)], 0.5)
     assert undated.details["temporal"] is False
     assert "no dated evidence" not in undated.reason
 
@@ -148,7 +148,7 @@ def test_coverage_of_nothing_is_zero() -> None:
 
 # ---------------------------------------------------------------- consistency
 
-EVIDENCE = [mem("Melanie plays the violin in the city orchestra.")]
+EVIDENCE = [mem("Greta plays the violin in the city orchestra.")]
 
 
 def test_consistency_fails_a_refusal_while_evidence_is_relevant() -> None:

@@ -66,11 +66,11 @@ def test_search_ranks_by_cosine(index):
 
 def test_hybrid_finds_a_rare_word_that_dense_ranks_lower(index):
     index.upsert([
-        mem("rare", "Melanie bought the blue vase from Okonkwo's shop."),
-        mem("a", "Caroline is a counselor who helps people."),
-        mem("b", "Who is the person Melanie met at the park?"),
-        mem("c", "Caroline's friend is a musician from Nigeria."),
-        mem("d", "Melanie enjoys painting sunsets on weekends."),
+        mem("rare", "Greta bought the blue vase from Okonkwo's shop."),
+        mem("a", "Hilde is a counselor who helps people."),
+        mem("b", "Who is the person Greta met at the park?"),
+        mem("c", "Hilde's friend is a musician from Nigeria."),
+        mem("d", "Greta enjoys painting sunsets on weekends."),
     ])
     query = "Where is Okonkwo from?"
     dense = copy.copy(index)  # the same stores, searched without BM25

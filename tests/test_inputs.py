@@ -65,7 +65,7 @@ def test_make_turns_accepts_every_shape():
             "plain text",
             b"utf-8 bytes \xc3\xa9",
             {"role": "assistant", "content": "a dict"},
-            {"text": "text key", "speaker": "Caroline", "id": "t-4", "metadata": {"k": 1}},
+            {"text": "text key", "speaker": "Hilde", "id": "t-4", "metadata": {"k": 1}},
             {"content": "own time", "timestamp": "2020-01-01"},
             Turn(id="t-6", text="a Turn", timestamp=datetime(2021, 1, 1, tzinfo=UTC), user_id="mallory"),
         ],
@@ -76,7 +76,7 @@ def test_make_turns_accepts_every_shape():
         "plain text", "utf-8 bytes \u00e9", "a dict", "text key", "own time", "a Turn",
     ]
     assert [t.role for t in turns] == ["user", "user", "assistant", "user", "user", "user"]
-    assert turns[3].speaker == "Caroline" and turns[3].id == "t-4" and turns[3].metadata == {"k": 1}
+    assert turns[3].speaker == "Hilde" and turns[3].id == "t-4" and turns[3].metadata == {"k": 1}
     assert turns[0].timestamp == datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
     assert turns[4].timestamp == datetime(2020, 1, 1, tzinfo=UTC)
     assert turns[5].timestamp == datetime(2021, 1, 1, tzinfo=UTC) and turns[5].id == "t-6"

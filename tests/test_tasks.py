@@ -9,9 +9,9 @@ from dualmem import DualMemory
 from dualmem.llm.base import ChatRequest
 from dualmem.testing import TASKS, ScriptedLLM, ScriptedReply, Task
 
-FACTS = json.dumps({"facts": [{"fact": f"Melanie fact {i} about the violin.", "score": 9} for i in range(8)]})
+FACTS = json.dumps({"facts": [{"fact": f"Greta fact {i} about the violin.", "score": 9} for i in range(8)]})
 REPLIES = {
-    "extract": '{"facts": [{"text": "Melanie plays the violin", "date": null, "turns": [1]}]}',
+    "extract": '{"facts": [{"text": "Greta plays the violin", "date": null, "turns": [1]}]}',
     "reconcile": '{"actions": [{"fact": 1, "event": "NOOP"}]}',
     "answer": "NONE",
     "gate.audit": '{"relevance": {"status": "fail"}, "faithfulness": {"status": "pass"}, '
@@ -21,7 +21,7 @@ REPLIES = {
     "neighbours.answer": "NONE",
     "deliberate.extract": FACTS,
     "deliberate.filter": '{"indexes": [1, 2]}',
-    "deliberate.answer": "Melanie plays the violin",
+    "deliberate.answer": "Greta plays the violin",
     "deliberate.select": '{"lines": [1]}',
     "deliberate.shorten": "the violin",
 }
@@ -40,10 +40,10 @@ def test_every_task_sent_is_listed_and_every_listed_task_is_sent(tmp_path) -> No
     memory.add("I play the violin.", user_id="mel", session_id="s1")
     memory.add("I still play the violin.", user_id="mel", session_id="s1")
     for policy in ("audit", "majority"):
-        memory.answer("What instrument does Melanie play?", user_id="mel", policy=policy)
-    memory.answer("What instrument does Melanie play?", user_id="mel", policy="audit", strategy="scan")
+        memory.answer("What instrument does Greta play?", user_id="mel", policy=policy)
+    memory.answer("What instrument does Greta play?", user_id="mel", policy="audit", strategy="scan")
     memory.config.deliberation.select_lines = "model"  # the evidence strategy's model selection
-    memory.answer("What instrument does Melanie play?", user_id="mel", mode="full")
+    memory.answer("What instrument does Greta play?", user_id="mel", mode="full")
     sent = {c.task for c in llm.calls}
     assert sent <= set(TASKS)
     assert set(TASKS) - sent == {Task.ANSWER_FULLCTX, Task.LLAMAINDEX_FACTS}  # the benchmark's only

@@ -1,7 +1,7 @@
 """Conversation structure in the hybrid ranking: the speaker a question names, and the
 sessions its best hits share.
 
-A question about one person ("What did Melanie paint?") is answered by that person's turns,
+A question about one person ("What did Ana paint?") is answered by that person's turns,
 and the evidence of a question tends to sit in the few sessions where the best hits already
 are. So, after rank fusion, the turns of the one speaker the question names score
 `SPEAKER_BOOST` more, and the memories of the sessions holding the `SESSION_HITS` best hits
