@@ -19,7 +19,7 @@ from chromadb.utils.embedding_functions import register_embedding_function
 
 from .errors import ModelNotFoundError
 
-__all__ = ["MiniLMEmbedding", "OpenAIEmbedding", "embed_prefixed", "make_embedding"]
+__all__ = ["MiniLMEmbedding", "OpenAIEmbedding", "embed_prefixed", "make_embedding", "unit"]
 
 _TOKENIZER = Path(__file__).parent / "_assets" / "minilm-tokenizer.json"
 BATCH_TOKENS = 512  # padded tokens per ONNX call; see MiniLMEmbedding._batches
@@ -66,7 +66,7 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
         return cls._session, cls._tokenizer
 
     def __call__(self, input: Documents) -> Embeddings:
-        return [_unit(v) for v in self._sums(list(input))]
+        return [unit(v) for v in self._sums(list(input))]
 
     def prefixed(self, texts: Sequence[tuple[str, str]]) -> list[np.ndarray]:
         """Vectors of (prefix, body) texts: each distinct prefix is embedded once, and its
@@ -78,7 +78,7 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
         of = dict(zip(prefixes, self._sums(prefixes, skip_last=True), strict=True))
         whole = iter(self._sums([b for p, b in texts if not p]))
         after = iter(self._sums([b for p, b in texts if p], skip_first=True))
-        return [_unit(next(after) + of[p]) if p else _unit(next(whole)) for p, _ in texts]
+        return [unit(next(after) + of[p]) if p else unit(next(whole)) for p, _ in texts]
 
     def _sums(
         self, texts: list[str], *, skip_first: bool = False, skip_last: bool = False
@@ -165,7 +165,8 @@ class OpenAIEmbedding(EmbeddingFunction[Documents]):
         return False
 
 
-def _unit(vector: np.ndarray) -> np.ndarray:
+def unit(vector: np.ndarray) -> np.ndarray:
+    """`vector` scaled to length 1 (a zero vector stays zero)."""
     return vector / max(float(np.linalg.norm(vector)), 1e-12)
 
 

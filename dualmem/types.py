@@ -231,6 +231,15 @@ class Memory(_Model):
         """A raw turn indexed as it is (its id is its turn's), as opposed to an extracted fact."""
         return self.source_turn_ids == [self.id]
 
+    def split_speaker(self) -> tuple[str | None, str]:
+        """(speaker, what they said) for a raw turn, whose text reads "speaker: text"
+        (`ingest.extract.raw_memories`); (None, text) for anything else."""
+        if self.is_raw:
+            head, colon, rest = self.text.partition(": ")
+            if colon:
+                return head, rest
+        return None, self.text
+
     def resolved_text(self) -> str:
         """The text, and for a raw turn each relative date in it ("yesterday") followed by the
         date it means, read against the day it was said: asked "when?", a 0.5B reader copies

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..config import SMALL_PARTITION_LIMIT
-from ..embed import embed_prefixed
+from ..embed import embed_prefixed, unit
 from ..errors import DualMemError, StorageError
 from ..text import human_date
 from ..types import Memory, Scope
@@ -88,13 +88,9 @@ def _to_metadata(m: Memory) -> dict[str, Any]:
         value = getattr(m, key)
         if value is not None:  # chroma metadata values cannot be None
             meta[key] = value
-    if m.is_raw and (speaker := m.text.partition(": ")[0]) != m.text:  # a raw turn reads "speaker: text"
+    if (speaker := m.split_speaker()[0]) is not None:
         meta["speaker"] = speaker  # for `focus`
     return meta
-
-
-def _unit(vector: np.ndarray) -> np.ndarray:
-    return vector / (np.linalg.norm(vector) or 1.0)
 
 
 def _lexical_text(document: str, meta: dict[str, Any]) -> str:
@@ -272,7 +268,7 @@ class ChromaMemoryIndex:
             )
             ends = np.cumsum([len(ts) for ts in texts])
             spans = [vectors[end - len(ts) : end] for ts, end in zip(texts, ends, strict=True)]
-            own = [span[0] if len(span) == 1 else _unit(span.mean(axis=0)) for span in spans]
+            own = [span[0] if len(span) == 1 else unit(span.mean(axis=0)) for span in spans]
             col.upsert(
                 ids=[m.id for m in group],
                 documents=[m.text for m in group],

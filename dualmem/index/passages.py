@@ -45,12 +45,8 @@ Prefixed = tuple[str, str]
 def _split(memory: Memory) -> tuple[str, str]:
     """(prefix, body): the memory's date and, for a raw turn ("speaker: text"), its speaker,
     which each of its sentences is read after; and the text after them."""
-    label, body = "", memory.text
-    if memory.is_raw:
-        head, colon, rest = memory.text.partition(": ")
-        if colon:
-            label, body = head + ":", rest
-    return dated(label, memory.event_date).strip(), body
+    speaker, body = memory.split_speaker()
+    return dated(f"{speaker}:" if speaker is not None else "", memory.event_date).strip(), body
 
 
 def passages(memory: Memory) -> list[Prefixed]:
