@@ -11,6 +11,7 @@ from dualmem import Config, DualMemError
 from dualmem.bench.cache import CachedLLM
 from dualmem.bench.data import load_locomo, load_realtalk
 from dualmem.bench.run import expand_modes, run_benchmark
+from dualmem.errors import ConfigError
 from dualmem.llm.base import ChatRequest
 from dualmem.testing import ScriptedLLM, ScriptedReply
 
@@ -291,6 +292,25 @@ def test_plain_gated_uses_the_policy_option(data: Path, tmp_path: Path):
     )
     gated = [r for r in _records(out) if r["system"] == "gated"]
     assert len(gated) == 5 and all("audit" in r["reason"] for r in gated)
+
+
+def test_rank_lines_sets_how_many_lines_system_2_reads(data: Path, tmp_path: Path):
+    def widest(rank_lines: int | None) -> int:
+        llm = _llm()
+        run_benchmark("locomo", data, tmp_path / f"lines-{rank_lines}", mode="full", rank_lines=rank_lines,
+                      config=Config(), llm=llm, progress=False)
+        bodies = [c.messages[-1]["content"].split("<data>\n")[1].split("\n</data>")[0]
+                  for c in llm.calls_for("deliberate.answer")]
+        return max(len(b.splitlines()) for b in bodies)
+
+    assert widest(None) == 5  # the default (16) reads every turn of the five-turn history
+    assert widest(4) == 4
+    settings = json.loads((tmp_path / "lines-4" / "run.json").read_text())
+    assert settings["rank_lines"] == 4 and "rank_lines" not in json.loads(
+        (tmp_path / "lines-None" / "run.json").read_text())
+    with pytest.raises(ConfigError, match="rank_lines"):
+        run_benchmark("locomo", data, tmp_path / "bad", mode="full", rank_lines=0, config=Config(),
+                      llm=_llm(), progress=False)
 
 
 def test_full_context_that_does_not_fit_is_reported(data: Path, tmp_path: Path):

@@ -437,6 +437,7 @@ def run_benchmark(
     offset: int = 0,
     k: int | None = None,
     policy: str | None = None,
+    rank_lines: int | None = None,
     retrieval_only: bool = False,
     config: Config | None = None,
     llm: BaseLLM | None = None,
@@ -450,13 +451,16 @@ def run_benchmark(
     which ones (`spread`). `llm` defaults
     to the model `config` names (`Config.from_env()`: the local model unless configured).
     `concurrency` > 1 asks several questions at once (for API endpoints; a local model
-    serialises its calls anyway).
+    serialises its calls anyway). `rank_lines` sets how many lines System 2's `evidence`
+    strategy reads (`DeliberationConfig.rank_lines`).
     """
     systems = ["retrieval"] if retrieval_only else expand_modes(mode)
     selection = _select(load_dataset(dataset, data), conversations, categories, limit, offset)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = config or Config.from_env()
+    if rank_lines is not None:
+        config = config.updated(deliberation={**config.deliberation.model_dump(), "rank_lines": rank_lines})
     needed = extract or any(System.parse(s).kind != "retrieval" for s in systems)
     llm = _model(config, llm, out, cache, needed=needed)
     settings = {
@@ -471,6 +475,7 @@ def run_benchmark(
         "categories": list(categories or []),
         "limit": limit,
         **({"offset": offset} if offset else {}),  # absent when 0: older runs resume
+        **({"rank_lines": rank_lines} if rank_lines is not None else {}),
         "embedder": config.embedder,
     }
     _check_settings(out, settings)
@@ -562,6 +567,9 @@ def _qa_command(dataset: Dataset) -> Callable[..., None]:
         ] = 0,
         k: Annotated[int | None, typer.Option(help="memories retrieved per question")] = None,
         policy: Annotated[str | None, typer.Option(help="gate policy of the plain `gated` system")] = None,
+        rank_lines: Annotated[
+            int | None, typer.Option(help="lines System 2 (evidence) reads (default: the config's, 16)")
+        ] = None,
         retrieval_only: Annotated[bool, typer.Option(help="no LLM: evidence recall of search")] = False,
         cache: Annotated[bool, typer.Option(help="SQLite LLM response cache in the output dir")] = True,
         concurrency: Annotated[int, typer.Option(help="questions asked at once (API endpoints)")] = 1,
@@ -573,7 +581,7 @@ def _qa_command(dataset: Dataset) -> Callable[..., None]:
                 dataset, data, target, mode=mode, extract=extract,
                 conversations=conversations.split(",") if conversations else None,
                 categories=_ints(categories), limit=limit, offset=offset, k=k, policy=policy,
-                retrieval_only=retrieval_only, cache=cache, concurrency=concurrency,
+                rank_lines=rank_lines, retrieval_only=retrieval_only, cache=cache, concurrency=concurrency,
             )
         except DualMemError as e:
             typer.echo(f"error: {e}", err=True)
