@@ -74,17 +74,27 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
         normalised sum of its token states, so this reads a body as if it followed its prefix,
         without embedding the prefix again with every sentence of a turn."""
         prefixes = list(dict.fromkeys(p for p, _ in texts if p))
-        # the joined text has one [CLS] and one [SEP]: the prefix's [CLS], the body's [SEP]
-        of = dict(zip(prefixes, self._sums(prefixes, skip_last=True), strict=True))
-        whole = iter(self._sums([b for p, b in texts if not p]))
-        after = iter(self._sums([b for p, b in texts if p], skip_first=True))
-        return [unit(next(after) + of[p]) if p else unit(next(whole)) for p, _ in texts]
+        # one pass over prefixes and bodies: fewer, fuller ONNX batches than one pass each.
+        # The joined text has one [CLS] and one [SEP]: the prefix's [CLS], the body's [SEP]
+        sums = self._sums(
+            prefixes + [b for _, b in texts],
+            skip_first=[False] * len(prefixes) + [bool(p) for p, _ in texts],
+            skip_last=[True] * len(prefixes) + [False] * len(texts),
+        )
+        of = dict(zip(prefixes, sums, strict=False))
+        return [
+            unit(body + of[p]) if p else unit(body)
+            for (p, _), body in zip(texts, sums[len(prefixes):], strict=True)
+        ]
 
     def _sums(
-        self, texts: list[str], *, skip_first: bool = False, skip_last: bool = False
+        self, texts: list[str], *, skip_first: Sequence[bool] = (), skip_last: Sequence[bool] = ()
     ) -> list[np.ndarray]:
         """Each text's token states summed over its tokens (unnormalised mean pooling),
-        without its [CLS] (`skip_first`) or its [SEP] (`skip_last`)."""
+        without its [CLS] where `skip_first` says so, or its [SEP] where `skip_last` does (one
+        flag per text; none: keep both)."""
+        first = np.array(skip_first or [False] * len(texts), dtype=bool)
+        last = np.array(skip_last or [False] * len(texts), dtype=bool)
         session, tok = self._load(self.max_length)
         enc = tok.encode_batch(texts)
         sums: list[np.ndarray] = [np.empty(0)] * len(texts)
@@ -98,10 +108,9 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
                 {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
             )[0]
             pool = mask.copy()
-            if skip_last:
-                pool[np.arange(len(idx)), mask.sum(1) - 1] = 0
-            if skip_first:
-                pool[:, 0] = 0
+            rows = np.arange(len(idx))
+            pool[rows[last[idx]], mask.sum(1)[last[idx]] - 1] = 0
+            pool[rows[first[idx]], 0] = 0
             for row, i in zip((hidden * pool[..., None]).sum(1), idx, strict=True):
                 sums[i] = row.astype(np.float32)
         return sums
