@@ -81,11 +81,9 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
             skip_first=[False] * len(prefixes) + [bool(p) for p, _ in texts],
             skip_last=[True] * len(prefixes) + [False] * len(texts),
         )
-        of = dict(zip(prefixes, sums, strict=False))
-        return [
-            unit(body + of[p]) if p else unit(body)
-            for (p, _), body in zip(texts, sums[len(prefixes):], strict=True)
-        ]
+        n = len(prefixes)
+        of = dict(zip(prefixes, sums[:n], strict=True))
+        return [unit(body + of[p]) if p else unit(body) for (p, _), body in zip(texts, sums[n:], strict=True)]
 
     def _sums(
         self, texts: list[str], *, skip_first: Sequence[bool] = (), skip_last: Sequence[bool] = ()
