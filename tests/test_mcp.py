@@ -49,7 +49,9 @@ async def test_every_tool_over_stdio_with_a_scripted_model(tmp_path: Path) -> No
         await call(session, "add_memory", text="My dog is called Pixel.", user_id="alice", session_id="s1")
         await call(session, "add_memory", text="I live in Oslo.", user_id="bob")
 
-        found = await call(session, "search_memory", query="Where does Alice live?", user_id="alice")
+        # a query that shares a word with its memory: MiniLM finds "Where does Alice live?" about
+        # as far from the Lisbon turn as from the dog's (cosines 0.18 and 0.19), a coin flip
+        found = await call(session, "search_memory", query="Which city did Alice move to?", user_id="alice")
         assert "Lisbon" in found[0]["text"] and all("Oslo" not in m["text"] for m in found)
         assert [m["score"] for m in found] == sorted((m["score"] for m in found), reverse=True)
 

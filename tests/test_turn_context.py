@@ -59,13 +59,16 @@ def test_a_raw_turn_of_several_sentences_yields_one_dated_passage_per_sentence()
     assert passages(memory("f2", "Ana moved in May 2024.")) == []
 
 
-def test_a_memory_not_split_is_embedded_whole_as_it_renders():
+def test_a_memory_not_split_is_embedded_as_it_renders_after_its_shared_prefix():
     [raw] = raw_memories([turn("t1", "We moved last week.")])
-    assert embedded_texts(raw) == [("", "[7 May 2024] Ana: We moved last week.")]
+    # the date and speaker every turn of a session shares are embedded once, not per turn
+    assert embedded_texts(raw) == [("[7 May 2024] Ana:", "We moved last week.")]
     superseded = memory("f4", "Ana lives in Lisbon.", event_date="2024-05-07",
                         metadata={"valid_to": "2024-09-01"})
-    assert embedded_texts(superseded) == [("", superseded.render())]
-    assert superseded.render().endswith("(until 1 September 2024)")
+    assert embedded_texts(superseded) == [("[7 May 2024]", "Ana lives in Lisbon. (until 1 September 2024)")]
+    assert " ".join(embedded_texts(superseded)[0]) == superseded.render()
+    undated = memory("f5", "Ana lives in Lisbon.")
+    assert embedded_texts(undated) == [("", "Ana lives in Lisbon.")]
     [long] = raw_memories([turn("t2", MOVED)])
     assert embedded_texts(long) == passages(long)
 
@@ -126,11 +129,13 @@ def test_each_text_is_embedded_once(tmp_path):
     index = ChromaMemoryIndex(tmp_path / "chroma", embedding_function=Counting())
     long, short = memory("long", NOTE), memory("short", "Just one thing. And another.")
     [raw] = raw_memories([turn("t1", MOVED)])
-    index.upsert([long, short, raw])
     # a memory of several sentences by its sentences only (its own vector is their mean); a
-    # short one, sentences or not, by its whole text; the raw turn's date and speaker once
+    # short one, sentences or not, by its whole text; the raw turns' date and speaker once
+    [said] = raw_memories([turn("t2", "We moved last week.")])
+    index.upsert([long, short, raw, said])
     assert sorted(seen) == sorted([
-        *(b for _, b in passages(long)), short.render(), "[7 May 2024] Ana:", *(b for _, b in passages(raw))
+        *(b for _, b in passages(long)), short.render(), "[7 May 2024] Ana:", *(b for _, b in passages(raw)),
+        "We moved last week.",
     ])
     assert len(passages(long)) == 2 and len(passages(raw)) == 3
 
