@@ -1,6 +1,7 @@
 """Paired comparisons against the fast path: bootstrap intervals of F1 differences, the
 evidence recall of the context that produced each final answer, and what each answer the
-arbiter weighed would have scored on its own.
+arbiter weighed would have scored on its own; and between two runs (`dualmem bench compare`),
+such as one system before and after a change.
 
 The systems answer the same questions, so differences are paired per question: a paired
 bootstrap gives a much tighter interval than comparing two independent means.
@@ -9,14 +10,17 @@ bootstrap gives a much tighter interval than comparing two independent means.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
 
 import numpy as np
+import typer
 
-from .record import Record
+from .record import Record, read_records
 from .score import recall_at_k
 
-__all__ = ["BOOTSTRAP", "paired", "paired_lines"]
+__all__ = ["BOOTSTRAP", "compare_command", "compare_runs", "paired", "paired_lines"]
 
 BOOTSTRAP = 2000
 
@@ -110,3 +114,90 @@ def paired_lines(comparison: dict[str, Any], base: str = "fast") -> list[str]:
             recall = [str(rec["n"]), f"{rec['fast_context']:.3f}", f"{rec['final_context']:.3f}"]
         lines.append("| " + " | ".join([system, *diff, *recall, alone or "-"]) + " |")
     return lines
+
+
+# ------------------------------------------------------------------------- two runs compared
+
+
+def _measures(k: int) -> dict[str, Callable[[Record], float | None]]:
+    return {
+        "F1": lambda r: r.f1,
+        f"R@{k}": lambda r: recall_at_k(r.retrieved, r.evidence, k) if r.retrieved is not None else None,
+    }
+
+
+def _summary(pairs: list[tuple[float, float]]) -> dict[str, Any]:
+    diffs = [b - a for a, b in pairs]
+    low, high = _interval(diffs)
+    return {
+        "n": len(pairs),
+        "a": float(np.mean([a for a, _ in pairs])),
+        "b": float(np.mean([b for _, b in pairs])),
+        "diff": float(np.mean(diffs)), "ci95": [low, high],
+        "better": sum(d > 0 for d in diffs), "worse": sum(d < 0 for d in diffs),
+    }
+
+
+def compare_runs(
+    a: list[Record], b: list[Record], system_a: str, system_b: str, k: int = 30
+) -> dict[str, Any]:
+    """Run B's `system_b` against run A's `system_a` on the questions both answered without
+    error: per measure (F1, evidence recall@k) that both runs hold, the paired difference B - A
+    with a 95% bootstrap interval, overall, per conversation and per category."""
+    first = {(r.conversation, r.q): r for r in a if r.system == system_a and r.error is None}
+    second = {(r.conversation, r.q): r for r in b if r.system == system_b and r.error is None}
+    keys = sorted(first.keys() & second.keys())
+    out: dict[str, Any] = {"system_a": system_a, "system_b": system_b, "questions": len(keys), "measures": {}}
+    for name, measure in _measures(k).items():
+        rows = [(key, first[key], x, y) for key in keys
+                if (x := measure(first[key])) is not None and (y := measure(second[key])) is not None]
+        if not rows:
+            continue
+        groups: dict[str, dict[str, list]] = {by: defaultdict(list) for by in ("conversation", "category")}
+        for (conversation, _), record, x, y in rows:
+            groups["conversation"][conversation].append((x, y))
+            groups["category"][record.category_name].append((x, y))
+        out["measures"][name] = {
+            "all": _summary([(x, y) for *_, x, y in rows]),
+            **{by: {g: _summary(v) for g, v in sorted(found.items())} for by, found in groups.items()},
+        }
+    return out
+
+
+def compare_lines(result: dict[str, Any], label_a: str, label_b: str) -> list[str]:
+    lines = [f"# {label_b} ({result['system_b']}) against {label_a} ({result['system_a']})", "",
+             f"{result['questions']} questions answered by both; differences are B - A per question, "
+             f"with a 95% paired bootstrap interval ({BOOTSTRAP} resamples)."]
+    if not result["measures"]:
+        lines += ["", "No measure both runs hold (F1 or retrieved turns with evidence)."]
+    for name, m in result["measures"].items():
+        lines += ["", f"## {name}", "", "| questions | n | A | B | B - A | 95% CI | better | worse |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for label, s in [("all", m["all"]), *m["conversation"].items(), *m["category"].items()]:
+            lines.append(f"| {label} | {s['n']} | {s['a']:.3f} | {s['b']:.3f} | {_f(s['diff'])} "
+                         f"| [{_f(s['ci95'][0])}, {_f(s['ci95'][1])}] | {s['better']} | {s['worse']} |")
+    return lines
+
+
+def _records(run: Path) -> list[Record]:
+    path = run / "questions.jsonl" if run.is_dir() else run
+    if not path.is_file():
+        raise typer.BadParameter(f"{run} holds no questions.jsonl (a `dualmem bench` output dir)")
+    return read_records(path)
+
+
+def compare_command(
+    run_a: Annotated[Path, typer.Argument(exists=True, help="the baseline run: its dir or questions.jsonl")],
+    run_b: Annotated[Path, typer.Argument(exists=True, help="the run compared with it")],
+    system_a: Annotated[str, typer.Option(help="run A's system (fast, full, gated, retrieval...)")] = "fast",
+    system_b: Annotated[str | None, typer.Option(help="run B's system (default: --system-a)")] = None,
+    k: Annotated[int, typer.Option(min=1, help="evidence recall at this depth")] = 30,
+) -> None:
+    """Compare two benchmark runs question by question: F1 and evidence recall@k, with paired
+    bootstrap intervals, overall, per conversation and per category."""
+    result = compare_runs(_records(run_a), _records(run_b), system_a, system_b or system_a, k)
+    if not result["questions"]:
+        typer.echo(f"error: no question answered by both {system_a} in {run_a} and "
+                   f"{system_b or system_a} in {run_b}", err=True)
+        raise typer.Exit(2)
+    typer.echo("\n".join(compare_lines(result, str(run_a), str(run_b))))

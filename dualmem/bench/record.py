@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..answering.gate import Policy
 from ..answering.pipeline import StrategyName
 from ..errors import InvalidInputError
 from ..types import Usage
 
-__all__ = ["KINDS", "PEER", "POLICIES", "STRATEGIES", "Record", "System", "Weighed"]
+__all__ = ["KINDS", "PEER", "POLICIES", "STRATEGIES", "Record", "System", "Weighed", "read_records"]
 
 Kind = Literal["fast", "gated", "gate", "full", "rag", "fullctx", "retrieval", "llamaindex"]
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -172,3 +173,14 @@ class Record(BaseModel):
     @classmethod
     def from_line(cls, line: str) -> Record:
         return cls.model_validate_json(line)
+
+
+def read_records(path: Path) -> list[Record]:
+    """The records of a `questions.jsonl`, but for a last line cut by a crash."""
+    records = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            records.append(Record.from_line(line))
+        except ValidationError:
+            continue
+    return records

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 from .._sync import run_sync
 from ..answering.gate.learned import features
@@ -43,7 +42,7 @@ from ..types import Answer
 from .cache import CachedLLM, count_hits
 from .data import Conversation, Dataset, Question, load_dataset
 from .probe import identifier_probe
-from .record import KINDS, PEER, POLICIES, STRATEGIES, Record, System, Weighed
+from .record import KINDS, PEER, POLICIES, STRATEGIES, Record, System, Weighed, read_records
 from .report import RECALL_KS, summarise, write_report
 from .score import is_refusal, is_refusal_or_none, locomo_f1, mem0_f1, ranked_turns
 
@@ -334,16 +333,7 @@ class _Asker:
 
 def _done(path: Path) -> dict[tuple[str, str, int], Record]:
     """Records already written (errors are retried on resume)."""
-    done = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                r = Record.from_line(line)
-            except ValidationError:
-                continue  # a line cut by a crash
-            if r.error is None:
-                done[r.key] = r
-    return done
+    return {r.key: r for r in read_records(path) if r.error is None}
 
 
 def _check_settings(out: Path, settings: dict[str, Any]) -> None:
@@ -594,8 +584,10 @@ def _qa_command(dataset: Dataset) -> Callable[..., None]:
 
 
 def register(app: Any) -> None:
-    """Add the `bench` command group (locomo, realtalk, scale, extraction, temporal) to a typer app."""
+    """Add the `bench` command group (locomo, realtalk, scale, extraction, temporal, compare) to a
+    typer app."""
     from .extraction import extraction_command
+    from .paired import compare_command
     from .scale import scale_command
     from .temporal import temporal_command
 
@@ -607,4 +599,5 @@ def register(app: Any) -> None:
     bench.command("scale")(scale_command)
     bench.command("extraction")(extraction_command)
     bench.command("temporal")(temporal_command)
+    bench.command("compare")(compare_command)
     app.add_typer(bench, name="bench")
