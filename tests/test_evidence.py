@@ -171,10 +171,24 @@ async def test_the_index_search_ranks_turns_the_words_miss() -> None:
     assert result.turn_ids == ["s2t5"]  # the best-ranked hit is kept as insurance
 
 
-def everything(turns: list[Turn]):
-    """An index search that ranks every turn (as a dense search does)."""
+async def test_the_index_order_comes_before_the_lexical_hits() -> None:
+    # the index's hybrid ranking beats a plain BM25 over the raw turns: the lines it returns
+    # are read first, and a word match it missed only comes after them
+    async def index(query: str, k: int) -> list[str]:
+        return ["s2t5", "s0t1"]
+
+    turns = conversation()
+    for lines, read in ((2, ["s0t1", "s2t5"]), (3, ["s0t1", "s1t2", "s2t5"])):
+        llm = ScriptedLLM(by_task={"deliberate.answer": ["x"]})
+        strategy = EvidenceFirst(llm, rank_lines=lines, keep_top=0, search=index)
+        result = await strategy.run(QUESTION, turns, [])
+        assert result.turn_ids == read  # read in the order said
+
+
+def everything(turns: list[Turn], best: str | None = None):
+    """An index search that ranks every turn (as a dense search does), `best` first."""
     async def search(query: str, k: int) -> list[str]:
-        return [t.id for t in turns]
+        return sorted((t.id for t in turns), key=lambda i: i != best)
 
     return search
 
@@ -195,7 +209,7 @@ async def test_a_selector_that_picks_everything_is_capped_to_the_best_ranked() -
                                "deliberate.answer": ["x"]})
     turns = conversation()
     strategy = EvidenceFirst(llm, select="model", pool=10, widen=0, chunk_lines=10, keep_top=0,
-                             search=everything(turns))
+                             search=everything(turns, best="s1t2"))
     result = await strategy.run(QUESTION, turns, [])
     assert len(result.support_turn_ids) == 5  # half of the chunk
     assert result.support_turn_ids[0] == "s1t2"  # the best search hit comes first
