@@ -11,7 +11,7 @@ strategy spends its calls on finding and focusing evidence, never on rewriting i
    dropped: Qwen2.5-0.5B restated the question as its only sub-query for 7 of 7 LoCoMo
    questions, so they found nothing new.);
 2. widen the best hits with their session neighbours (an answer often sits in the reply):
-   ~40 candidate lines holding 0.851 of LoCoMo dev's evidence (883 questions);
+   ~40 candidate lines holding 0.858 of LoCoMo dev's evidence (883 questions);
 3. the 16 best-ranked candidates are read (`select="rank"`, the default). With
    `select="model"` the model *selects* supporting lines by number in chunked listwise
    prompts instead (it copies no text, so it cannot get a fact wrong in the retelling). The
