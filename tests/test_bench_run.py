@@ -150,6 +150,18 @@ def test_fast_run_scores_reports_and_resumes(data: Path, tmp_path: Path):
     assert again.calls == [] and len(_records(out)) == 5
 
 
+def test_recall_above_the_top_k_comes_from_a_deeper_search(data: Path, tmp_path: Path):
+    # the reader reads one memory; R@5 and R@30 are still reported, from a search as deep as R@50
+    out = tmp_path / "out"
+    summary = run_benchmark("locomo", data, out, mode="fast", k=1, config=Config(), llm=_llm(),
+                            progress=False)
+    records = [r for r in _records(out) if r["evidence"]]
+    assert records and all(len(r["retrieved"]) == 1 for r in records)
+    assert all(r["retrieved_deep"][:1] == r["retrieved"] and len(r["retrieved_deep"]) == 5 for r in records)
+    recall = summary["systems"]["fast"]["recall"]
+    assert recall["r@5"] == recall["r@30"] == 1.0  # the five turns hold every evidence turn
+
+
 def test_cache_answers_identical_requests_once(tmp_path: Path):
     inner = ScriptedLLM(by_task={"answer": ["first", "second"]})
     cached = CachedLLM(inner, tmp_path / "c.sqlite3")

@@ -278,13 +278,10 @@ class _Asker:
                 return {"retrieved": (await self.peer.aretrieve(q.question)).turn_ids}
             return await self.peer.aanswer(q.question, facts=system.facts)
         if system.kind == "retrieval":
-            # the candidate depth of hybrid search grows with k, so the top 30 of a k=50 search
-            # differs from a k=30 search: R@k up to top-k is measured as the fast path searches
-            search = self.memory.asearch
-            found = await search(q.question, user_id=conv.id, k=self.k)
+            found = await self.memory.asearch(q.question, user_id=conv.id, k=self.k)
             return {
                 "retrieved": ranked_turns(found),
-                "retrieved_deep": ranked_turns(await search(q.question, user_id=conv.id, k=max(RECALL_KS))),
+                "retrieved_deep": await self._deep(self.memory, conv, q),
                 "unasked": unasked(q.question, [Passage.of(m) for m in found]),
             }
         if system.kind == "fullctx":
@@ -295,7 +292,18 @@ class _Asker:
             return _answer_fields(await self.fullctx.answer(q.question))
         memory = self.raw if system.kind == "rag" else self.memory
         answer = await memory.aanswer(q.question, user_id=conv.id, k=self.k, **self._options(system))
-        return _answer_fields(answer)
+        fields = _answer_fields(answer)
+        if system.searches and self.k < max(RECALL_KS):
+            # R@30 and R@50 are reported whatever the number of memories the reader reads
+            fields["retrieved_deep"] = await self._deep(memory, conv, q)
+        return fields
+
+    @staticmethod
+    async def _deep(memory: DualMemory, conv: Conversation, q: Question) -> list[str]:
+        """The turns of a search as deep as the deepest recall reported. R@k up to the run's
+        top-k is measured on the fast path's own search; above it, on this one, whose top 30
+        is a k=30 search's (the index's candidate depth is fixed up to 60)."""
+        return ranked_turns(await memory.asearch(q.question, user_id=conv.id, k=max(RECALL_KS)))
 
     def _options(self, system: System) -> dict[str, Any]:
         """`DualMemory.answer` arguments that run `system`."""
